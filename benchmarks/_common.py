@@ -1,0 +1,27 @@
+"""Shared helpers for benchmark scripts: writing a measured section into BENCHMARKS.md."""
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> str:
+    return (f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
+
+
+def write_section(name: str, text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
+    """Replace the text between <!-- name:start --> and <!-- name:end --> (appending the markers if absent)."""
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    body = path.read_text() if path.exists() else "# Benchmarks\n"
+    block = f"{start}\n{text.strip()}\n{end}"
+    if start in body:
+        body = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, body, flags=re.S)
+    else:
+        body = body.rstrip() + "\n\n" + block + "\n"
+    path.write_text(body)

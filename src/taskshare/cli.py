@@ -1,0 +1,122 @@
+"""The `taskshare` command. The parser is built inside main(): nothing global."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import replace
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from .errors import TaskshareError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="taskshare", description="Transfer and multi-task learning, measured against the honest baseline.")
+    sub = p.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="pretrain on MNIST-1D digits 0-4, transfer to 5-9 with every strategy")
+    demo.add_argument("--out", default=None, help="output folder (default: runs/demo)")
+    demo.add_argument("--quick", action="store_true", help="fewer samples, shots and strategies (about 20 s)")
+    for name, text in (("run", "pretrain on the source, then transfer to the target"),
+                       ("pretrain", "train on the source task and save pretrained.safetensors"),
+                       ("transfer", "transfer a pretrained model to the target with every strategy")):
+        cmd = sub.add_parser(name, help=text)
+        cmd.add_argument("config", help="YAML experiment file")
+        cmd.add_argument("--out", default=None, help="output folder (overrides the config's 'output')")
+        if name == "transfer":
+            cmd.add_argument("--pretrained", default=None, help="weights to start from (default: OUT/pretrained.safetensors)")
+    sub.add_parser("strategies", help="list the transfer strategies")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
+    try:
+        return _dispatch(args, console)
+    except TaskshareError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+def _dispatch(args, console: Console) -> int:
+    from .experiment import ExperimentConfig, load_config
+
+    if args.command == "strategies":
+        from .transfer import STRATEGIES
+        for name in STRATEGIES.names():
+            doc = (STRATEGIES.get(name).__doc__ or "").strip().split("\n")[0]
+            console.print(f"[bold]{name:18}[/] {doc}", highlight=False)
+        return 0
+    if args.command == "demo":
+        path = resources.files("taskshare") / "configs" / "demo.yaml"
+        config = load_config(Path(str(path)))
+        if args.quick:
+            config = _quick(config)
+    else:
+        config = load_config(args.config)
+    out = Path(args.out or config.output)
+    return _run(config, out, console, args.command, getattr(args, "pretrained", None))
+
+
+def _quick(config):
+    """A small version of the demo for a first look and for tests."""
+    src = replace(config.source, num_samples=6000)
+    tgt = replace(config.target, num_samples=6000)
+    pre = replace(config.pretrain, train=replace(config.pretrain.train, epochs=8))
+    tr = replace(config.transfer, shots=[5, "all"], strategies=["scratch", "linear_probe", "finetune", "lp_ft", "auto"],
+                 train=replace(config.transfer.train, epochs=10))
+    return replace(config, source=src, target=tgt, pretrain=pre, transfer=tr)
+
+
+def _run(config, out: Path, console: Console, command: str, pretrained_path: str | None) -> int:
+    from .config import to_dict
+    from .evaluate import summarize
+    from .evaluate.report import print_summary, write_reports
+    from .experiment import load_pretrained, load_task_data, pretrain, transfer_all
+    from .train.checkpoint import atomic_write_bytes, read_meta
+
+    import yaml
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
+    started, generated = time.perf_counter(), {}
+    source_size = None
+    if command in ("run", "demo", "pretrain"):
+        source = load_task_data(config.source, generated)
+        console.print(f"source task A: {len(source.y)} training examples, {source.num_classes} classes")
+        model, metrics = pretrain(config, source, out)
+        source_size = len(source.y)
+        console.print(f"pretrained {config.model.name} on A: test accuracy {metrics.get('accuracy', float('nan')) * 100:.1f}%"
+                      f"  -> {out / 'pretrained.safetensors'}")
+        if command == "pretrain":
+            return 0
+    else:
+        path = Path(pretrained_path or config.pretrain.checkpoint or out / "pretrained.safetensors")
+        source_size = read_meta(path).get("source_size")
+        model, _ = load_pretrained(config, path)
+    target = load_task_data(config.target, generated)
+    console.print(f"target task B: {len(target.y)} training examples, {target.num_classes} classes; "
+                  f"shots {config.transfer.shots}, seeds {config.transfer.seeds}")
+    rows = transfer_all(config, model, target, source_size,
+                        on_result=lambda r: console.print(
+                            f"  k={r['labels_per_class']!s:>4} seed={r['seed']} {r['strategy']:<34} "
+                            f"test acc {r['test']['accuracy'] * 100:5.1f}%  {r['seconds']:5.1f}s"
+                            + (" cached" if r["cached"] else ""), highlight=False))
+    summary = summarize(rows)
+    title = f"{config.model.name}: transfer A -> B"
+    print_summary(console, summary, title)
+    paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
+    console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""Reports of a transfer comparison: a terminal table, Markdown, and a self-contained HTML page."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from ..train.checkpoint import atomic_write_bytes
+from .plot import strategy_plot
+from .summary import Summary
+
+
+def terminal_table(summary: Summary, title: str = "") -> Table:
+    table = Table(title=title or f"target test {summary.metric} (%), by labels per class")
+    table.add_column("strategy")
+    for shot in summary.shots:
+        table.add_column(str(shot), justify="right")
+    for name in summary.strategies:
+        cells = []
+        for shot in summary.shots:
+            cell = summary.cells.get((name, shot))
+            if cell is None:
+                cells.append("")
+                continue
+            text = cell.text()
+            gain = summary.gain(name, shot)
+            if name == summary.best(shot):
+                text = f"[bold green]{text}[/]"
+            elif gain is not None and gain < 0:
+                text = f"[red]{text}[/]"
+            cells.append(text)
+        table.add_row(name, *cells)
+    return table
+
+
+def markdown_table(summary: Summary) -> str:
+    head = "| strategy | " + " | ".join(str(s) for s in summary.shots) + " |"
+    rule = "|---|" + "---|" * len(summary.shots)
+    rows = []
+    for name in summary.strategies:
+        cells = []
+        for shot in summary.shots:
+            cell = summary.cells.get((name, shot))
+            text = cell.text() if cell else ""
+            cells.append(f"**{text}**" if cell and name == summary.best(shot) else text)
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join([head, rule, *rows])
+
+
+def warnings(summary: Summary) -> list[str]:
+    return [f"negative transfer: {name} at {shot} labels per class is {-gain * 100:.1f} points below scratch"
+            for name, shot, gain in summary.negative_transfer()]
+
+
+def write_reports(out_dir: Path, rows: list[dict], summary: Summary, title: str, extra: dict | None = None) -> dict[str, Path]:
+    """results.json, plot.svg, report.md and report.html in `out_dir`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    svg = strategy_plot(summary, title=title)
+    paths = {"json": out_dir / "results.json", "svg": out_dir / "plot.svg",
+             "md": out_dir / "report.md", "html": out_dir / "report.html"}
+    atomic_write_bytes(paths["json"], json.dumps({"title": title, **(extra or {}), "results": rows}, indent=2, default=str).encode())
+    atomic_write_bytes(paths["svg"], svg.encode())
+    notes = warnings(summary)
+    md = [f"# {title}", "", f"Target test {summary.metric} (%), mean ± std over seeds; best per column in bold.", "",
+          markdown_table(summary), "", "![strategies against labels per class](plot.svg)", ""]
+    md += [f"- {n}" for n in notes] or ["No negative transfer: every strategy matched or beat scratch."]
+    atomic_write_bytes(paths["md"], ("\n".join(md) + "\n").encode())
+    rows_html = "".join(
+        "<tr><td>" + html.escape(name) + "</td>" + "".join(
+            f"<td{' class=best' if name == summary.best(s) else ''}>"
+            f"{summary.cells[(name, s)].text() if (name, s) in summary.cells else ''}</td>" for s in summary.shots) + "</tr>"
+        for name in summary.strategies)
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
+.best{{font-weight:bold;background:#e8f5e9}}.warn{{color:#b71c1c}}</style></head><body>
+<h1>{html.escape(title)}</h1><p>Target test {html.escape(summary.metric)} (%), mean ± std over seeds.</p>
+<table><tr><th>strategy</th>{''.join(f'<th>{html.escape(str(s))}</th>' for s in summary.shots)}</tr>{rows_html}</table>
+{svg}
+<ul>{''.join(f'<li class="warn">{html.escape(n)}</li>' for n in notes) or '<li>No negative transfer.</li>'}</ul>
+</body></html>"""
+    atomic_write_bytes(paths["html"], page.encode())
+    return paths
+
+
+def print_summary(console: Console, summary: Summary, title: str = "") -> None:
+    console.print(terminal_table(summary, title))
+    for note in warnings(summary):
+        console.print(f"[yellow]{note}[/]")

@@ -1,0 +1,10 @@
+"""Model surgery, trunk+head models, and the small built-in models."""
+from .surgery import (LayerGroup, execution_order, feature_dim, find_head, freeze, freeze_all_but_last,
+                      freeze_by_name, layer_decay_scales, layer_groups, param_groups, reinitialize,
+                      split_head, unfreeze)
+from .trunk_head import TrunkHead, new_head, transfer_model
+from .zoo import MODELS, CNN1d, build_model
+
+__all__ = ["CNN1d", "LayerGroup", "MODELS", "TrunkHead", "build_model", "execution_order", "feature_dim", "find_head",
+           "freeze", "freeze_all_but_last", "freeze_by_name", "layer_decay_scales", "layer_groups",
+           "new_head", "param_groups", "reinitialize", "split_head", "transfer_model", "unfreeze"]

@@ -1,0 +1,59 @@
+"""Small models the CLI can build by name (the benchmarks' MLP and 1-D CNN)."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from torch import nn
+
+from ..registry import Registry
+
+MODELS: Registry[Callable[..., nn.Module]] = Registry("model")
+
+
+@MODELS.register("mlp")
+def mlp(in_features: int, num_outputs: int, hidden: Sequence[int] = (256, 256, 256), dropout: float = 0.0) -> nn.Sequential:
+    """Linear-ReLU blocks, one block per hidden width, then a Linear output layer."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        block: list[nn.Module] = [nn.Linear(width, h), nn.ReLU()]
+        if dropout:
+            block.append(nn.Dropout(dropout))
+        layers.append(nn.Sequential(*block))
+        width = h
+    layers.append(nn.Linear(width, num_outputs))
+    return nn.Sequential(*layers)
+
+
+class CNN1d(nn.Module):
+    """Strided 1-D convolutions (as in the MNIST-1D paper's CNN), optional BatchNorm, then a Linear head."""
+
+    def __init__(self, in_length: int, num_outputs: int, channels: Sequence[int] = (32, 32, 32),
+                 kernel_size: int = 5, batch_norm: bool = True):
+        super().__init__()
+        blocks, c_in, length = [], 1, in_length
+        for c in channels:
+            layers: list[nn.Module] = [nn.Conv1d(c_in, c, kernel_size, stride=2, padding=kernel_size // 2)]
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(c))
+            layers.append(nn.ReLU())
+            blocks.append(nn.Sequential(*layers))
+            c_in, length = c, (length + 2 * (kernel_size // 2) - kernel_size) // 2 + 1
+        self.features = nn.Sequential(*blocks)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(c_in * length, num_outputs)
+
+    def forward(self, x):
+        if x.dim() == 2:  # (batch, length) signals get a channel axis
+            x = x.unsqueeze(1)
+        return self.fc(self.flatten(self.features(x)))
+
+
+@MODELS.register("cnn1d")
+def cnn1d(in_features: int, num_outputs: int, channels: Sequence[int] = (32, 32, 32), kernel_size: int = 5,
+          batch_norm: bool = True) -> CNN1d:
+    return CNN1d(in_features, num_outputs, channels, kernel_size, batch_norm)
+
+
+def build_model(name: str, in_features: int, num_outputs: int, **kwargs) -> nn.Module:
+    return MODELS.get(name)(in_features=in_features, num_outputs=num_outputs, **kwargs)

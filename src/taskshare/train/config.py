@@ -1,0 +1,48 @@
+"""Training settings. Every field has a default that works for small models; comments say why."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+SCHEDULES = ("cosine", "onecycle", "constant")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+NONFINITE = ("stop", "skip")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30             # upper bound; early stopping on validation usually ends sooner
+    batch_size: int = 128
+    min_steps: int = 300         # tiny training sets repeat epochs until this many steps (patience scales too)
+    lr: float = 1e-3             # the head's rate; strategies scale the trunk's from it
+    weight_decay: float = 1e-2   # AdamW's decoupled decay; never applied to biases and norm weights
+    schedule: str = "cosine"     # cosine | onecycle | constant, stepped every batch
+    warmup: float = 0.05         # fraction of all steps spent warming up linearly (cosine, constant)
+    clip_grad: float | None = 1.0  # max global gradient norm; None turns clipping off
+    patience: int = 8            # epochs without validation improvement before stopping
+    seed: int = 0                # seeds initialisation, shuffling and dropout for reproducible runs
+    device: str = "auto"         # auto = CUDA when present, else CPU; or any torch device string
+    amp: str = "auto"            # mixed precision: auto = bf16 (or fp16) on CUDA, off on CPU
+    nonfinite: str = "stop"      # NaN/Inf loss: stop with a message naming the batch, or skip the step
+    progress: bool = True        # a progress bar with loss and validation metric
+    eval_batch_size: int = 1024  # batch size for validation/test passes and feature caching
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", "an integer >= 1"),
+            (self.batch_size >= 1, "batch_size", "an integer >= 1"),
+            (self.min_steps >= 0, "min_steps", "an integer >= 0"),
+            (self.lr > 0, "lr", "a positive number"),
+            (self.weight_decay >= 0, "weight_decay", "a number >= 0"),
+            (self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}"),
+            (0 <= self.warmup < 1, "warmup", "a fraction in [0, 1)"),
+            (self.clip_grad is None or self.clip_grad > 0, "clip_grad", "a positive number or null"),
+            (self.patience >= 1, "patience", "an integer >= 1"),
+            (self.amp in AMP_MODES, "amp", f"one of {AMP_MODES}"),
+            (self.nonfinite in NONFINITE, "nonfinite", f"one of {NONFINITE}"),
+            (self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise ConfigError(f"train.{name} = {getattr(self, name)!r}; expected {expected}")

@@ -1,0 +1,176 @@
+"""The training loop: AdamW, warm-up + cosine (or one-cycle), clipping, mixed precision on CUDA,
+early stopping on validation with best-weights restore, and a history for reports.
+
+One function, `fit`, readable top to bottom. Hooks for extra terms (`penalty`, e.g. L2-SP) and for
+observers (`callbacks`, called with each epoch's record) keep strategies out of the loop.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data import make_loader, to_dataset
+from ..errors import NonFiniteError, TaskshareError
+from ..tasks import Task
+from .config import TrainConfig
+from .device import amp_dtype, autocast, resolve_device
+from .progress import EpochProgress
+from .schedule import make_scheduler
+
+log = logging.getLogger("taskshare")
+
+
+@dataclass
+class History:
+    """One record per epoch: train loss, validation metrics, learning rate, seconds."""
+
+    epochs: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_score: float = float("nan")
+    stopped_early: bool = False
+    skipped_steps: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"epochs": self.epochs, "best_epoch": self.best_epoch, "best_score": self.best_score,
+                "stopped_early": self.stopped_early, "skipped_steps": self.skipped_steps, "seconds": self.seconds}
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    return batch.to(device, non_blocking=True) if isinstance(batch, Tensor) else batch
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data, device: torch.device | None = None, batch_size: int = 1024,
+            amp: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """Outputs and targets over a whole dataset or loader, in eval mode, on the CPU."""
+    device = device or next(model.parameters()).device
+    loader = data if not isinstance(data, torch.utils.data.Dataset) else make_loader(data, batch_size, shuffle=False)
+    was_training = model.training
+    model.eval()
+    outs, ys = [], []
+    for x, y in loader:
+        with autocast(device, amp):
+            outs.append(model(_to(x, device)).float().cpu())
+        ys.append(torch.as_tensor(y))
+    model.train(was_training)
+    return torch.cat(outs), torch.cat(ys)
+
+
+def evaluate(model: nn.Module, task: Task, data, device: torch.device | None = None, batch_size: int = 1024) -> dict[str, float]:
+    out, y = predict(model, data, device, batch_size)
+    return task.metrics(out, y)
+
+
+def _improved(score: float, best: float, higher: bool) -> bool:
+    if best != best:  # first score (best is NaN)
+        return score == score
+    return score > best if higher else score < best
+
+
+def _budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+    """Epochs and patience. When the training set is so small that `epochs` would give fewer than
+    `min_steps` optimizer steps, epochs are repeated to reach it and patience stretches by the same
+    factor, so early stopping still waits the same share of training."""
+    epochs = max(config.epochs, math.ceil(config.min_steps / max(1, steps_per_epoch)))
+    return epochs, math.ceil(config.patience * epochs / config.epochs)
+
+
+def fit(model: nn.Module, task: Task, train, val=None, config: TrainConfig | None = None,
+        param_groups: Sequence[dict] | None = None, penalty: Callable[[], Tensor] | None = None,
+        augment: Callable[[Tensor], Tensor] | None = None,
+        callbacks: Sequence[Callable[[dict], None]] = ()) -> History:
+    """Train `model` on `task`; returns the history and leaves the best validation weights in `model`.
+
+    train, val: (x, y) arrays, Datasets or loaders. param_groups: optimizer groups (default: every
+    trainable parameter at config.lr). penalty: an extra loss term, called every step. augment: a
+    function applied to each training input batch on the device.
+    """
+    config = config or TrainConfig()
+    device = resolve_device(config.device)
+    model.to(device)
+    train_loader = train if hasattr(train, "__iter__") and not isinstance(train, (tuple, list, torch.utils.data.Dataset)) \
+        else make_loader(to_dataset(train, "training data"), config.batch_size, shuffle=True, seed=config.seed)
+    if val is not None and isinstance(val, (tuple, list)):
+        val = to_dataset(val, "validation data")
+    if param_groups is None:
+        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
+    trainable = [p for g in param_groups for p in g["params"]]
+    if not trainable:
+        raise TaskshareError("nothing to train: every parameter of the model is frozen")
+    epochs, patience = _budget(config, len(train_loader))
+    optimizer = torch.optim.AdamW(param_groups, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = make_scheduler(optimizer, epochs * len(train_loader), config.schedule, config.warmup)
+    dtype = amp_dtype(config.amp, device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+
+    history, best_state, bad_epochs = History(), None, 0
+    started = time.perf_counter()
+    with EpochProgress(epochs, enabled=config.progress, label=task.name) as progress:
+        for epoch in range(epochs):
+            model.train()
+            t0, loss_sum, steps = time.perf_counter(), torch.zeros((), device=device), 0
+            for batch_index, (x, y) in enumerate(train_loader):
+                x, y = _to(x, device), _to(y, device)
+                if augment is not None:
+                    x = augment(x)
+                with autocast(device, dtype):
+                    loss = task.loss(model(x), y)
+                    if penalty is not None:
+                        loss = loss + penalty()
+                if not torch.isfinite(loss):
+                    if config.nonfinite == "stop":
+                        raise NonFiniteError(
+                            f"task {task.name!r}: loss is {loss.item()} at epoch {epoch}, batch {batch_index}; "
+                            f"expected a finite loss (check inputs and lr, or set nonfinite: skip)")
+                    history.skipped_steps += 1
+                    log.warning("task %r: skipped batch %d of epoch %d: loss is %s", task.name, batch_index, epoch, loss.item())
+                    optimizer.zero_grad(set_to_none=True)
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                if config.clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(trainable, config.clip_grad)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                scheduler.step()
+                loss_sum += loss.detach()
+                steps += 1
+            record = {"epoch": epoch, "train_loss": (loss_sum / max(steps, 1)).item(),
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+            if val is not None:
+                metrics = evaluate(model, task, val, device, config.eval_batch_size)
+                record.update({f"val_{k}": v for k, v in metrics.items()})
+                score = metrics[task.main_metric]
+                if _improved(score, history.best_score, task.higher_is_better):
+                    history.best_score, history.best_epoch, bad_epochs = score, epoch, 0
+                    best_state = copy.deepcopy(model.state_dict())
+                else:
+                    bad_epochs += 1
+            history.epochs.append(record)
+            progress.update(record, task.main_metric)
+            for cb in callbacks:
+                cb(record)
+            if val is not None and bad_epochs >= patience:
+                history.stopped_early = True
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    elif val is None:
+        history.best_epoch = len(history.epochs) - 1
+    history.seconds = time.perf_counter() - started
+    return history

@@ -1,0 +1,63 @@
+"""The strategy contract. A strategy is data: a list of stages, each saying how many of the last
+layer groups train, the learning-rate scale of every group, its share of the epoch budget, and an
+optional penalty. The runner does the training; strategies never touch the loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, ClassVar
+
+from torch import Tensor
+
+from ..errors import TaskshareError
+from ..models import TrunkHead
+from ..registry import Registry
+
+
+@dataclass
+class DataFacts:
+    """What a strategy may look at before training: sizes, not labels' content."""
+
+    train_size: int
+    num_classes: int | None = None
+    labels_per_class: int | None = None   # the smallest class's count in the training split
+    source_size: int | None = None        # examples the trunk was pretrained on, when known
+    augmented: bool = False
+
+
+@dataclass
+class Stage:
+    name: str
+    train_last: int | None = None          # groups trained, counted from the head; None = all
+    lr_scales: list[float] | None = None   # one per group, input to output; None = all 1
+    epochs_fraction: float = 1.0
+    penalty: Callable[[TrunkHead], Callable[[], Tensor]] | None = None  # built on the stage's start
+    trunk_weight_decay: float | None = None  # override config.weight_decay for the trunk's groups
+
+
+class Strategy:
+    """Base class: subclasses are dataclasses whose fields are the hyperparameters (repr echoes them)."""
+
+    name: ClassVar[str] = ""
+    reinit: ClassVar[bool] = False  # True: start from random weights (the scratch baseline)
+
+    def stages(self, n_groups: int, facts: DataFacts) -> list[Stage]:
+        raise NotImplementedError
+
+    def resolve(self, facts: DataFacts) -> tuple["Strategy", str]:
+        """The strategy that actually runs, and why (only `auto` differs from itself)."""
+        return self, ""
+
+    def label(self) -> str:
+        """Short name with non-default hyperparameters, for tables: finetune(trunk_lr_scale=1.0)."""
+        changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)  # type: ignore[arg-type]
+                   if getattr(self, f.name) != f.default]
+        return f"{self.name}({', '.join(changed)})" if changed else self.name
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+
+
+def check_fraction(value: float, name: str) -> None:
+    if not 0 < value < 1:
+        raise TaskshareError(f"{name} must be in (0, 1), got {value!r}")

@@ -1,0 +1,20 @@
+from dataclasses import dataclass
+
+from .base import STRATEGIES, DataFacts, Stage, Strategy, check_fraction
+
+
+@STRATEGIES.register("lp_ft")
+@dataclass
+class LPFT(Strategy):
+    """LP-FT (Kumar et al. 2022): a linear probe first, so fine-tuning starts from a good head and
+    distorts the pretrained features less; then everything trains, the trunk at `trunk_lr_scale`."""
+
+    name = "lp_ft"
+    probe_fraction: float = 0.5
+    trunk_lr_scale: float = 0.1
+
+    def stages(self, n_groups: int, facts: DataFacts) -> list[Stage]:
+        check_fraction(self.probe_fraction, "lp_ft: probe_fraction")
+        return [Stage("probe", train_last=1, epochs_fraction=self.probe_fraction),
+                Stage("finetune", lr_scales=[self.trunk_lr_scale] * (n_groups - 1) + [1.0],
+                      epochs_fraction=1 - self.probe_fraction)]

@@ -1,0 +1,171 @@
+"""Run a strategy on a pretrained TrunkHead, and compare several against the scratch baseline."""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from ..data import Splits, labels_of
+from ..errors import TaskshareError
+from ..models import TrunkHead, freeze, param_groups, reinitialize, unfreeze
+from ..tasks import Task
+from ..train import TrainConfig, evaluate, fit, resolve_device
+from .auto import Auto
+from .base import STRATEGIES, DataFacts, Stage, Strategy
+from .features import FeatureCache
+
+log = logging.getLogger("taskshare")
+
+
+@dataclass
+class TransferResult:
+    strategy: str                 # label with hyperparameters, e.g. finetune(trunk_lr_scale=1.0)
+    seed: int
+    labels_per_class: int | str | None
+    test: dict[str, float]
+    val_score: float
+    seconds: float
+    epochs: int
+    cached: bool = False
+    note: str = ""
+    stages: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def build_strategy(spec: str | dict | Strategy) -> Strategy:
+    """A strategy from a name, a {name: ..., hyperparameter: ...} dict, or an instance."""
+    if isinstance(spec, Strategy):
+        return spec
+    if isinstance(spec, str):
+        return STRATEGIES.get(spec)()
+    if isinstance(spec, dict) and "name" in spec:
+        from ..config import from_dict
+        cls = STRATEGIES.get(spec["name"])
+        return from_dict(cls, {k: v for k, v in spec.items() if k != "name"}, f"strategy {spec['name']}")
+    raise TaskshareError(f"a strategy is a name or a mapping with 'name'; got {spec!r}")
+
+
+def data_facts(task: Task, splits: Splits, source_size: int | None = None, augmented: bool = False) -> DataFacts:
+    facts = DataFacts(train_size=len(splits.train), source_size=source_size, augmented=augmented)
+    if task.kind == "multiclass":
+        y = labels_of(splits.train).reshape(-1)
+        y = y[y >= 0]
+        counts = torch.bincount(y.long(), minlength=task.out_dim)
+        facts.num_classes = int((counts > 0).sum())
+        facts.labels_per_class = int(counts[counts > 0].min()) if len(y) else 0
+    return facts
+
+
+def check_training_data(task: Task, splits: Splits) -> None:
+    """Fail early on labels that do not fit the task, and on empty or single-class training sets."""
+    y = labels_of(splits.train)
+    task.check_labels(y, "training data")
+    task.check_labels(labels_of(splits.val), "validation data")
+    if task.kind == "multiclass":
+        known = y[y >= 0]
+        if len(known) == 0:
+            raise TaskshareError(f"task {task.name!r}: the training set has no known label")
+        if len(torch.unique(known)) < 2:
+            raise TaskshareError(f"task {task.name!r}: the training set has a single class ({int(known[0])}); "
+                                 f"expected examples of at least 2 classes")
+
+
+def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, config: TrainConfig,
+               cache: FeatureCache | None, augment) -> tuple[dict, bool]:
+    groups = model.groups()
+    n = len(groups)
+    k = n if stage.train_last is None else stage.train_last
+    unfreeze(model, groups[n - k:])
+    freeze(model, groups[:n - k])
+    scales = stage.lr_scales or [1.0] * n
+    pg = param_groups(groups, config.lr, scales, config.weight_decay)
+    if stage.trunk_weight_decay is not None:
+        for g in pg:
+            if g["group"] != "head":
+                g["weight_decay"] = min(g["weight_decay"], stage.trunk_weight_decay)
+    stage_config = replace(config, epochs=max(1, round(config.epochs * stage.epochs_fraction)))
+    penalty = stage.penalty(model) if stage.penalty else None
+    use_cache = k == 1 and cache is not None and augment is None and penalty is None
+    if k == 1 and augment is not None:
+        log.info("feature cache off for stage %r: inputs are augmented, so trunk features change every epoch", stage.name)
+    if use_cache:
+        history = fit(model.head, task, cache.get(splits.train), cache.get(splits.val), stage_config, pg)
+    else:
+        history = fit(model, task, splits.train, splits.val, stage_config, pg, penalty=penalty, augment=augment)
+    return {"stage": stage.name, "epochs": len(history.epochs), "best_epoch": history.best_epoch,
+            "val_score": history.best_score, "seconds": history.seconds, "history": history.epochs}, use_cache
+
+
+def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: str | dict | Strategy,
+                 config: TrainConfig | None = None, source_size: int | None = None,
+                 augment: Callable[[Tensor], Tensor] | None = None, cache: FeatureCache | bool = True,
+                 labels_per_class: int | str | None = None) -> tuple[TrunkHead, TransferResult]:
+    """Train a copy of `pretrained` on `task` with one strategy; returns the model and its result.
+
+    Model selection uses `splits.val` only; `splits.test` (if any) is evaluated once at the end.
+    cache: True builds a feature cache for probing stages; a FeatureCache shares one across calls.
+    """
+    config = config or TrainConfig()
+    strategy = build_strategy(strategy)
+    check_training_data(task, splits)
+    facts = data_facts(task, splits, source_size, augment is not None)
+    started = time.perf_counter()
+    if isinstance(strategy, Auto) and strategy.confirm:
+        chosen, note = _confirm_by_sweep(pretrained, task, splits, strategy, config, facts, augment, cache)
+    else:
+        chosen, note = strategy.resolve(facts)
+    device = resolve_device(config.device)
+    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed)
+        model = copy.deepcopy(pretrained).to(device)
+        if chosen.reinit:
+            reinitialize(model)
+        if cache is True and not chosen.reinit:
+            cache = FeatureCache(copy.deepcopy(pretrained.trunk), device, config.eval_batch_size)
+        stages, used_cache = [], False
+        for i, stage in enumerate(chosen.stages(len(model.groups()), facts)):
+            # The cache holds the pretrained trunk's features: valid while the trunk is untouched.
+            stage_cache = cache if (i == 0 and not chosen.reinit and isinstance(cache, FeatureCache)) else None
+            record, cached = _run_stage(model, task, splits, stage, config, stage_cache, augment)
+            stages.append(record)
+            used_cache |= cached
+        unfreeze(model)
+    test = evaluate(model, task, splits.test, device, config.eval_batch_size) if splits.test is not None else {}
+    label = strategy.label() if chosen is strategy else f"{strategy.label()} -> {chosen.label()}"
+    result = TransferResult(label, config.seed, labels_per_class, test, stages[-1]["val_score"],
+                            time.perf_counter() - started, sum(s["epochs"] for s in stages), used_cache, note, stages)
+    return model, result
+
+
+def _confirm_by_sweep(pretrained, task, splits, auto: Auto, config, facts, augment, cache):
+    rule_choice, reason = auto.resolve(facts)
+    short = replace(config, epochs=max(1, round(config.epochs * auto.sweep_fraction)), progress=False)
+    scores = {}
+    for candidate in auto.candidates(facts):
+        _, res = run_strategy(pretrained, task, replace(splits, test=None), candidate, short, facts.source_size,
+                              augment, cache)
+        scores[candidate.label()] = (res.val_score, candidate)
+    sign = 1 if task.higher_is_better else -1
+    best_label, (best_score, best) = max(scores.items(), key=lambda kv: sign * kv[1][0])
+    summary = ", ".join(f"{k} {v[0]:.4f}" for k, v in scores.items())
+    return best, f"rule said {rule_choice.label()} ({reason}); sweep on validation: {summary}; kept {best_label}"
+
+
+def compare(pretrained: TrunkHead, task: Task, splits: Splits, strategies: Sequence[str | dict | Strategy],
+            config: TrainConfig | None = None, source_size: int | None = None,
+            labels_per_class: int | str | None = None, augment=None) -> list[TransferResult]:
+    """Every strategy on the same data, the scratch baseline always among them."""
+    config = config or TrainConfig()
+    built = [build_strategy(s) for s in strategies]
+    if not any(s.reinit for s in built):
+        built.insert(0, STRATEGIES.get("scratch")())
+    cache = FeatureCache(copy.deepcopy(pretrained.trunk), resolve_device(config.device), config.eval_batch_size)
+    return [run_strategy(pretrained, task, splits, s, config, source_size, augment, cache, labels_per_class)[1]
+            for s in built]

@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from taskshare import Task, TrainConfig
+
+
+def blobs(n_per_class: int = 40, classes: int = 3, dim: int = 8, seed: int = 0, spread: float = 0.5):
+    """Linearly separable Gaussian blobs: a task every sane model learns."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(0, 3, (classes, dim))
+    x = np.concatenate([centers[c] + spread * rng.normal(size=(n_per_class, dim)) for c in range(classes)])
+    y = np.repeat(np.arange(classes), n_per_class)
+    perm = rng.permutation(len(y))
+    return x[perm].astype(np.float32), y[perm].astype(np.int64)
+
+
+@pytest.fixture
+def quiet():
+    return TrainConfig(epochs=5, batch_size=16, progress=False, device="cpu")
+
+
+@pytest.fixture
+def task3():
+    return Task("t", "multiclass", num_classes=3)
+
+
+def small_mlp(dim: int = 8, out: int = 3) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(dim, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, out))

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from taskshare.cli import main
+
+
+def test_demo_quick_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())["results"]
+    names = {r["strategy"].split(" -> ")[0] for r in results}
+    assert {"scratch", "linear_probe", "finetune", "lp_ft", "auto"} <= names
+    assert all(0 <= r["test"]["accuracy"] <= 1 for r in results)
+    html = (tmp_path / "report.html").read_text()
+    assert "<svg" in html and "scratch" in html
+    assert (tmp_path / "pretrained.safetensors").exists() and (tmp_path / "pretrained.json").exists()
+    assert "transfer A -> B" in capsys.readouterr().out
+
+
+def _npz_config(tmp_path, **transfer):
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 2, (6, 10))
+    y = np.repeat(np.arange(6), 60)
+    x = centers[y] + rng.normal(size=(len(y), 10))
+    np.savez(tmp_path / "d.npz", x=x.astype(np.float32), y=y)
+    cfg = {"source": {"npz": str(tmp_path / "d.npz"), "classes": [0, 1, 2]},
+           "target": {"npz": str(tmp_path / "d.npz"), "classes": [3, 4, 5]},
+           "model": {"name": "mlp", "args": {"hidden": [16, 16]}},
+           "pretrain": {"train": {"epochs": 3, "progress": False}},
+           "transfer": {"shots": [5], "seeds": [0], "strategies": ["linear_probe"],
+                        "train": {"epochs": 2}, **transfer},
+           "output": str(tmp_path / "out")}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_pretrain_then_transfer_from_npz(tmp_path):
+    path = _npz_config(tmp_path)
+    assert main(["pretrain", str(path)]) == 0
+    assert main(["transfer", str(path)]) == 0
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert [r["strategy"] for r in rows] == ["scratch", "linear_probe"]  # scratch added as the baseline
+
+
+@pytest.mark.parametrize("transfer,message", [
+    ({"shots": [500]}, "shots=500 labels per class"),
+    ({"strategies": ["nope"]}, "unknown strategy 'nope'"),
+    ({"colour": 1}, "unknown key 'colour'"),
+])
+def test_bad_configs_exit_2_with_message(tmp_path, capsys, transfer, message):
+    assert main(["run", str(_npz_config(tmp_path, **transfer))]) == 2
+    out = capsys.readouterr().out
+    assert "error:" in out and message in out.replace("\n", " ")
+
+
+def test_strategies_lists_registry(capsys):
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out
+    assert "lp_ft" in out and "l2_sp" in out and "gradual_unfreeze" in out

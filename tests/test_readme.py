@@ -1,0 +1,24 @@
+"""The README's Python example runs as written."""
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_example_runs(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    code = blocks[0].replace("TrainConfig(epochs=10)", "TrainConfig(epochs=10, progress=False)")
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.strip().splitlines()
+    names = [line.split()[0] for line in lines]
+    assert names == ["scratch", "linear_probe", "lp_ft", "last_k"]
+    accuracy = {line.split()[0]: float(line.split()[1]) for line in lines}
+    assert accuracy["linear_probe"] > accuracy["scratch"]  # transfer helps at 20 labels per class
+
+
+def test_readme_opens_with_the_two_commands():
+    text = README.read_text()
+    commands = re.findall(r"```bash\n(.*?)\n```", text, flags=re.S)[:2]
+    assert commands[0].endswith("taskshare demo") and "pytest" in commands[1]
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert commands[1] in ci.splitlines()

@@ -1,0 +1,127 @@
+"""One table of strategies run through one shared check: which parameters move, which do not, and
+which learning rates apply."""
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from taskshare import STRATEGIES, Task, TaskshareError, TrainConfig, TrunkHead
+from taskshare.data import few_shot
+from taskshare.transfer import DataFacts, Stage, build_strategy, run_strategy
+
+from ..conftest import blobs
+
+# strategy spec -> groups (input to output, head last; 3 trunk groups + head) expected to change
+CASES = {
+    "scratch": [True, True, True, True],
+    "linear_probe": [False, False, False, True],
+    "last_k": [False, False, True, True],
+    "finetune": [True, True, True, True],
+    "layer_decay": [True, True, True, True],
+    "gradual_unfreeze": [True, True, True, True],
+    "lp_ft": [True, True, True, True],
+    "l2_sp": [True, True, True, True],
+    "auto": [False, False, False, True],  # 10 labels per class: the rule probes
+}
+
+
+def test_every_registered_strategy_is_in_the_table():
+    assert set(STRATEGIES.names()) == set(CASES)
+
+
+def _pretrained():
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Sequential(nn.Linear(8, 16), nn.ReLU()), nn.Sequential(nn.Linear(16, 16), nn.ReLU()),
+                          nn.Sequential(nn.Linear(16, 16), nn.BatchNorm1d(16), nn.ReLU()))
+    return TrunkHead(trunk, nn.Linear(16, 3))
+
+
+@pytest.fixture(scope="module")
+def splits():
+    x, y = blobs(n_per_class=30)
+    return few_shot((x, y), 10, seed=0, test=(x, y))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_which_groups_move(name, splits):
+    pre = _pretrained()
+    cfg = TrainConfig(epochs=4, batch_size=8, progress=False, device="cpu", lr=1e-2)
+    model, result = run_strategy(pre, Task("t", "multiclass", num_classes=3), splits, name, cfg)
+    moved = [any(not torch.equal(a, b) for (_, a), (_, b) in zip(g0.params, g1.params))
+             for g0, g1 in zip(pre.groups(), model.groups())]
+    assert moved == CASES[name]
+    bn = model.trunk[2][1]
+    if not CASES[name][2]:  # a frozen BatchNorm keeps its pretrained running statistics
+        assert torch.equal(bn.running_mean, pre.trunk[2][1].running_mean)
+    assert 0 <= result.test["accuracy"] <= 1 and result.strategy.startswith(name)
+
+
+def test_linear_probe_uses_cache_and_trunk_stays_bitwise_equal(splits):
+    pre = _pretrained()
+    model, result = run_strategy(pre, Task("t", "multiclass", num_classes=3), splits, "linear_probe",
+                                 TrainConfig(epochs=2, progress=False, device="cpu"))
+    assert result.cached
+    assert all(torch.equal(a, b) for a, b in zip(pre.trunk.state_dict().values(), model.trunk.state_dict().values()))
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("finetune", [0.1, 0.1, 0.1, 1.0]),
+    ({"name": "finetune", "trunk_lr_scale": 0.5}, [0.5, 0.5, 0.5, 1.0]),
+    ({"name": "layer_decay", "decay": 0.5}, [0.125, 0.25, 0.5, 1.0]),
+    ("l2_sp", [1.0, 1.0, 1.0, 1.0]),
+])
+def test_learning_rate_scales(spec, expected):
+    (stage,) = build_strategy(spec).stages(4, DataFacts(train_size=100))
+    assert stage.lr_scales == expected
+
+
+def test_gradual_unfreeze_adds_one_group_per_stage_and_lp_ft_probes_first():
+    stages = build_strategy("gradual_unfreeze").stages(4, DataFacts(train_size=10))
+    assert [s.train_last for s in stages] == [1, 2, 3, 4]
+    assert sum(s.epochs_fraction for s in stages) == pytest.approx(1)
+    lp, ft = build_strategy("lp_ft").stages(4, DataFacts(train_size=10))
+    assert (lp.train_last, ft.train_last) == (1, None)
+
+
+def test_l2_sp_penalty_is_zero_at_start_and_pulls_back():
+    pre = _pretrained()
+    (stage,) = build_strategy({"name": "l2_sp", "alpha": 2.0, "beta": 0.0}).stages(4, DataFacts(train_size=10))
+    penalty = stage.penalty(pre)
+    assert penalty().item() == 0.0
+    with torch.no_grad():
+        pre.trunk[0][0].weight.add_(1.0)  # 16*8 entries moved by 1: alpha/2 * 128 = 128
+    assert penalty().item() == pytest.approx(128.0)
+
+
+def test_auto_rule_and_reason():
+    auto = build_strategy("auto")
+    for lpc, expected in [(5, "linear_probe"), (100, "lp_ft"), (2000, "finetune")]:
+        chosen, reason = auto.resolve(DataFacts(train_size=lpc * 5, labels_per_class=lpc, source_size=10**6))
+        assert chosen.name == expected and str(lpc) in reason
+    chosen, reason = auto.resolve(DataFacts(train_size=500, labels_per_class=100, source_size=400))
+    assert chosen.name == "finetune" and "source" in reason
+
+
+def test_auto_confirm_sweeps_on_validation(splits):
+    model, result = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits,
+                                 {"name": "auto", "confirm": True}, TrainConfig(epochs=2, progress=False, device="cpu"))
+    assert "sweep on validation" in result.note and " -> " in result.strategy
+
+
+def test_bad_strategy_inputs():
+    with pytest.raises(TaskshareError, match="unknown strategy 'fine_tune'.*finetune"):
+        build_strategy("fine_tune")
+    with pytest.raises(TaskshareError, match="unknown key 'kk'.*allowed keys: k"):
+        build_strategy({"name": "last_k", "kk": 2})
+    with pytest.raises(TaskshareError, match="k=7 but the trunk has 3"):
+        build_strategy({"name": "last_k", "k": 7}).stages(4, DataFacts(train_size=1))
+
+
+def test_single_class_training_set_is_refused():
+    x, y = blobs(n_per_class=10)
+    keep = y == 0
+    s = few_shot((x[keep], y[keep]), 3, seed=0)
+    with pytest.raises(TaskshareError, match="single class"):
+        run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), s, "finetune",
+                     TrainConfig(epochs=1, progress=False))

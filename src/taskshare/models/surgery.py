@@ -20,6 +20,14 @@ _BN_HOOK = "_taskshare_frozen_bn_hook"
 
 
 # ---- finding and cutting the head ---------------------------------------------------------------
+def module_device(module: nn.Module) -> torch.device:
+    """Where the module's tensors live (CPU for a module without any)."""
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
 def _has_params(module: nn.Module) -> bool:
     return next(module.parameters(), None) is not None
 
@@ -35,7 +43,7 @@ def execution_order(model: nn.Module, example: Tensor) -> list[str]:
     try:
         with torch.no_grad():
             model.eval()
-            model(example)
+            model(example.to(module_device(model)))
     except Exception as exc:
         raise TaskshareError(f"a forward pass of {type(model).__name__} on an example of shape "
                              f"{tuple(example.shape)} failed ({type(exc).__name__}: {exc}); pass an example "
@@ -91,7 +99,7 @@ def feature_dim(trunk: nn.Module, example: Tensor) -> int:
     try:
         with torch.no_grad():
             trunk.eval()
-            out = trunk(example)
+            out = trunk(example.to(module_device(trunk)))
     except Exception as exc:
         raise TaskshareError(f"the trunk cannot take an input of shape {tuple(example.shape)} "
                              f"({type(exc).__name__}: {exc})") from exc

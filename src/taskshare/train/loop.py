@@ -59,7 +59,7 @@ def predict(model: nn.Module, data, device: torch.device | None = None, batch_si
     for x, y in loader:
         with autocast(device, amp):
             outs.append(model(_to(x, device)).float().cpu())
-        ys.append(torch.as_tensor(y))
+        ys.append(torch.as_tensor(y).cpu())
     model.train(was_training)
     return torch.cat(outs), torch.cat(ys)
 

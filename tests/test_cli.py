@@ -60,3 +60,19 @@ def test_strategies_lists_registry(capsys):
     assert main(["strategies"]) == 0
     out = capsys.readouterr().out
     assert "lp_ft" in out and "l2_sp" in out and "gradual_unfreeze" in out
+
+
+def test_transferred_models_are_saved_and_reload(tmp_path):
+    import torch
+    from taskshare import TrunkHead
+    from taskshare.models import build_model, transfer_model
+    from taskshare.tasks import Task
+    from taskshare.train import load_into, read_meta
+    path = _npz_config(tmp_path, strategies=["linear_probe", "lp_ft"])
+    assert main(["run", str(path)]) == 0
+    saved = tmp_path / "out" / "models" / "k5_seed0_best.safetensors"
+    meta = read_meta(saved)
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())["results"]
+    assert meta["strategy"] == max(rows, key=lambda r: r["val_score"])["strategy"]
+    net = transfer_model(build_model("mlp", 10, 3, hidden=[16, 16]), Task("b", num_classes=3), example=torch.zeros(2, 10))
+    load_into(net, saved)

@@ -7,6 +7,7 @@ number of labels per class and seed, against the scratch baseline.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -49,7 +50,7 @@ class ModelSpec:
 class PretrainSpec:
     checkpoint: str | None = None     # load these weights instead of training on the source
     val_fraction: float = 0.1
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=30, lr=1e-3))
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=60, lr=1e-3))
 
 
 @dataclass
@@ -60,6 +61,8 @@ class TransferSpec:
     shots: list[Any] = field(default_factory=lambda: [5, 20, 100, "all"])  # labels per class, or "all"
     seeds: list[int] = field(default_factory=lambda: [0])
     val_per_class: int | None = None  # validation examples per class (default: as many as for training)
+    train_frozen_bn: bool = False     # BatchNorm statistics in frozen layers keep updating (no feature cache)
+    save_models: str = "best"         # best: per shot and seed, the model best on validation | all | none
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, lr=1e-3))
 
 
@@ -81,6 +84,8 @@ class ExperimentConfig:
                 raise ConfigError(f"{name}: give exactly one of 'builtin' (mnist1d) or 'npz' (a file path)")
             if spec.builtin is not None and spec.builtin != "mnist1d":
                 raise ConfigError(f"{name}.builtin = {spec.builtin!r}; expected 'mnist1d'")
+        if self.transfer.save_models not in ("best", "all", "none"):
+            raise ConfigError(f"transfer.save_models = {self.transfer.save_models!r}; expected best, all or none")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
@@ -174,8 +179,9 @@ def load_pretrained(config: ExperimentConfig, path: str | Path) -> tuple[torch.n
 
 
 def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: TaskData, source_size: int | None,
-                 on_result: Callable[[dict], None] | None = None) -> list[dict]:
-    """Every strategy at every number of labels per class and seed; returns result dicts."""
+                 on_result: Callable[[dict], None] | None = None, out_dir: Path | None = None) -> list[dict]:
+    """Every strategy at every number of labels per class and seed; returns result dicts. With
+    `out_dir`, trained weights go to out_dir/models as `transfer.save_models` says."""
     task = Task("target", "multiclass", num_classes=target.num_classes)
     example = torch.as_tensor(target.x[:2])
     base = transfer_model(pretrained, task, example=example)
@@ -189,7 +195,9 @@ def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: 
             splits: Splits = few_shot((target.x, target.y), shot, seed=seed, val_per_class=config.transfer.val_per_class,
                                       test=(target.x_test, target.y_test))
             train_cfg = _with_seed(config.transfer.train, seed)
-            for res in compare(base, task, splits, config.transfer.strategies, train_cfg, source_size, shot):
+            saver = _model_saver(config, task, out_dir, shot, seed)
+            for res in compare(base, task, splits, config.transfer.strategies, train_cfg, source_size, shot,
+                               train_frozen_bn=config.transfer.train_frozen_bn, on_model=saver):
                 row = res.to_dict()
                 for stage in row["stages"]:
                     stage.pop("history", None)
@@ -197,6 +205,28 @@ def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: 
                 if on_result:
                     on_result(row)
     return results
+
+
+def _model_saver(config: ExperimentConfig, task: Task, out_dir: Path | None, shot, seed: int):
+    """A callback writing transferred weights; 'best' keeps, per shot and seed, the model with the best
+    validation score (what you would deploy), overwriting atomically as better ones arrive."""
+    mode = config.transfer.save_models
+    if out_dir is None or mode == "none":
+        return None
+    best = {"score": None}
+    sign = 1 if task.higher_is_better else -1
+
+    def on_model(model, result) -> None:
+        meta = {"strategy": result.strategy, "labels_per_class": shot, "seed": seed, "test": result.test,
+                "val_score": result.val_score, "task": task.describe(), "source_model": to_dict(config.model)}
+        if mode == "all":
+            name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", result.strategy).strip("_")
+            save(out_dir / "models" / f"k{shot}_seed{seed}_{name}.safetensors", model, meta)
+        elif best["score"] is None or sign * result.val_score > sign * best["score"]:
+            best["score"] = result.val_score
+            save(out_dir / "models" / f"k{shot}_seed{seed}_best.safetensors", model, meta)
+
+    return on_model
 
 
 def _with_seed(cfg: TrainConfig, seed: int) -> TrainConfig:

@@ -103,10 +103,21 @@ def test_auto_rule_and_reason():
     assert chosen.name == "finetune" and "source" in reason
 
 
-def test_auto_confirm_sweeps_on_validation(splits):
+def test_auto_sweeps_only_when_validation_is_big_enough_and_data_is_not_large():
+    auto = build_strategy("auto")
+    assert not auto.should_sweep(DataFacts(train_size=25, labels_per_class=5, val_labels_per_class=5))
+    assert auto.should_sweep(DataFacts(train_size=100, labels_per_class=20, val_labels_per_class=20))
+    assert not auto.should_sweep(DataFacts(train_size=9000, labels_per_class=3000, val_labels_per_class=300))
+    assert build_strategy({"name": "auto", "confirm": True}).should_sweep(DataFacts(train_size=5, val_labels_per_class=1))
+
+
+def test_auto_sweep_keeps_the_candidate_best_on_validation(splits):
     model, result = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits,
                                  {"name": "auto", "confirm": True}, TrainConfig(epochs=2, progress=False, device="cpu"))
-    assert "sweep on validation" in result.note and " -> " in result.strategy
+    assert "validation sweep" in result.note and result.strategy.startswith("auto(confirm=True) -> ")
+    scores = dict(item.rsplit(" ", 1) for item in result.note.split(": ", 1)[1].split("; kept")[0].split(", "))
+    kept = result.strategy.split(" -> ")[1]
+    assert float(scores[kept]) == max(float(v) for v in scores.values()) == pytest.approx(result.val_score, abs=1e-4)
 
 
 def test_bad_strategy_inputs():
@@ -125,3 +136,45 @@ def test_single_class_training_set_is_refused():
     with pytest.raises(TaskshareError, match="single class"):
         run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), s, "finetune",
                      TrainConfig(epochs=1, progress=False))
+
+
+def test_train_frozen_bn_option_updates_statistics_and_skips_cache(splits):
+    pre = _pretrained()
+    task, cfg = Task("t", "multiclass", num_classes=3), TrainConfig(epochs=2, progress=False, device="cpu")
+    model, res = run_strategy(pre, task, splits, "linear_probe", cfg, train_frozen_bn=True)
+    assert not res.cached
+    assert not torch.equal(model.trunk[2][1].running_mean, pre.trunk[2][1].running_mean)
+    assert all(torch.equal(a, b) for a, b in zip(pre.trunk.parameters(), model.trunk.parameters()))
+
+
+def test_label_outside_task_classes_is_refused(splits):
+    from taskshare.data import Splits
+    bad = Splits(splits.train.subset(range(len(splits.train))), splits.val, None)
+    bad.train.y = bad.train.y.clone()
+    bad.train.y[3] = 9
+    with pytest.raises(TaskshareError, match=r"training data has label 9; expected integers in \[0, 2\]"):
+        run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), bad, "finetune",
+                     TrainConfig(epochs=1, progress=False))
+
+
+class PlainDataset(torch.utils.data.Dataset):
+    """Not an ArrayDataset: goes through torch's DataLoader and item-by-item label reading."""
+
+    def __init__(self, x, y):
+        self.x, self.y = torch.as_tensor(x), torch.as_tensor(y)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+
+def test_any_torch_dataset_works_with_every_kind_of_stage():
+    from taskshare.data import few_shot
+    x, y = blobs(n_per_class=30)
+    splits = few_shot(PlainDataset(x, y), 10, seed=0, test=PlainDataset(x, y))
+    cfg = TrainConfig(epochs=2, progress=False, device="cpu", min_steps=0)
+    for name in ("lp_ft", "scratch"):
+        _, res = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits, name, cfg)
+        assert res.test["accuracy"] > 0.3

@@ -16,12 +16,14 @@ class TrunkHead(nn.Module):
     statistics fixed), which is what makes caching its outputs exact.
 
     group_patterns: optional regexes over the trunk's parameter names defining its layer groups.
+    train_frozen_bn: let BatchNorm statistics in frozen parts keep updating (then no feature cache).
     """
 
     def __init__(self, trunk: nn.Module, head: nn.Module, group_patterns: Sequence[str] | None = None):
         super().__init__()
         self.trunk, self.head = trunk, head
         self.group_patterns = list(group_patterns) if group_patterns is not None else None
+        self.train_frozen_bn = False
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.trunk(x))
@@ -39,7 +41,7 @@ class TrunkHead(nn.Module):
 
     def train(self, mode: bool = True) -> "TrunkHead":
         super().train(mode)
-        if mode and self.trunk_frozen():
+        if mode and self.trunk_frozen() and not self.train_frozen_bn:
             self.trunk.eval()
         return self
 

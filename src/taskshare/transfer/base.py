@@ -21,6 +21,7 @@ class DataFacts:
     train_size: int
     num_classes: int | None = None
     labels_per_class: int | None = None   # the smallest class's count in the training split
+    val_labels_per_class: int | None = None  # the same for the validation split
     source_size: int | None = None        # examples the trunk was pretrained on, when known
     augmented: bool = False
 

@@ -55,12 +55,17 @@ def build_strategy(spec: str | dict | Strategy) -> Strategy:
 def data_facts(task: Task, splits: Splits, source_size: int | None = None, augmented: bool = False) -> DataFacts:
     facts = DataFacts(train_size=len(splits.train), source_size=source_size, augmented=augmented)
     if task.kind == "multiclass":
-        y = labels_of(splits.train).reshape(-1)
-        y = y[y >= 0]
-        counts = torch.bincount(y.long(), minlength=task.out_dim)
+        counts = _class_counts(splits.train, task)
         facts.num_classes = int((counts > 0).sum())
-        facts.labels_per_class = int(counts[counts > 0].min()) if len(y) else 0
+        facts.labels_per_class = int(counts[counts > 0].min()) if counts.sum() else 0
+        val_counts = _class_counts(splits.val, task)
+        facts.val_labels_per_class = int(val_counts[counts > 0].min()) if counts.sum() else 0
     return facts
+
+
+def _class_counts(dataset, task: Task) -> Tensor:
+    y = labels_of(dataset).reshape(-1)
+    return torch.bincount(y[y >= 0].long(), minlength=task.out_dim)
 
 
 def check_training_data(task: Task, splits: Splits) -> None:
@@ -78,12 +83,13 @@ def check_training_data(task: Task, splits: Splits) -> None:
 
 
 def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, config: TrainConfig,
-               cache: FeatureCache | None, augment) -> tuple[dict, bool]:
+               cache: FeatureCache | None, augment, train_frozen_bn: bool) -> tuple[dict, bool]:
     groups = model.groups()
     n = len(groups)
     k = n if stage.train_last is None else stage.train_last
     unfreeze(model, groups[n - k:])
-    freeze(model, groups[:n - k])
+    freeze(model, groups[:n - k], train_bn=train_frozen_bn)
+    model.train_frozen_bn = train_frozen_bn
     scales = stage.lr_scales or [1.0] * n
     pg = param_groups(groups, config.lr, scales, config.weight_decay)
     if stage.trunk_weight_decay is not None:
@@ -92,7 +98,7 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
                 g["weight_decay"] = min(g["weight_decay"], stage.trunk_weight_decay)
     stage_config = replace(config, epochs=max(1, round(config.epochs * stage.epochs_fraction)))
     penalty = stage.penalty(model) if stage.penalty else None
-    use_cache = k == 1 and cache is not None and augment is None and penalty is None
+    use_cache = k == 1 and cache is not None and augment is None and penalty is None and not train_frozen_bn
     if k == 1 and augment is not None:
         log.info("feature cache off for stage %r: inputs are augmented, so trunk features change every epoch", stage.name)
     if use_cache:
@@ -106,21 +112,23 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
 def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: str | dict | Strategy,
                  config: TrainConfig | None = None, source_size: int | None = None,
                  augment: Callable[[Tensor], Tensor] | None = None, cache: FeatureCache | bool = True,
-                 labels_per_class: int | str | None = None) -> tuple[TrunkHead, TransferResult]:
+                 labels_per_class: int | str | None = None, train_frozen_bn: bool = False
+                 ) -> tuple[TrunkHead, TransferResult]:
     """Train a copy of `pretrained` on `task` with one strategy; returns the model and its result.
 
     Model selection uses `splits.val` only; `splits.test` (if any) is evaluated once at the end.
     cache: True builds a feature cache for probing stages; a FeatureCache shares one across calls.
+    train_frozen_bn: BatchNorm statistics in frozen groups keep updating (default: frozen, eval mode).
     """
     config = config or TrainConfig()
     strategy = build_strategy(strategy)
     check_training_data(task, splits)
     facts = data_facts(task, splits, source_size, augment is not None)
     started = time.perf_counter()
-    if isinstance(strategy, Auto) and strategy.confirm:
-        chosen, note = _confirm_by_sweep(pretrained, task, splits, strategy, config, facts, augment, cache)
-    else:
-        chosen, note = strategy.resolve(facts)
+    if isinstance(strategy, Auto) and strategy.should_sweep(facts):
+        return _sweep(pretrained, task, splits, strategy, config, facts, augment, cache, labels_per_class,
+                      train_frozen_bn, started)
+    chosen, note = strategy.resolve(facts)
     device = resolve_device(config.device)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
@@ -133,10 +141,11 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
         for i, stage in enumerate(chosen.stages(len(model.groups()), facts)):
             # The cache holds the pretrained trunk's features: valid while the trunk is untouched.
             stage_cache = cache if (i == 0 and not chosen.reinit and isinstance(cache, FeatureCache)) else None
-            record, cached = _run_stage(model, task, splits, stage, config, stage_cache, augment)
+            record, cached = _run_stage(model, task, splits, stage, config, stage_cache, augment, train_frozen_bn)
             stages.append(record)
             used_cache |= cached
         unfreeze(model)
+        model.train_frozen_bn = False
     test = evaluate(model, task, splits.test, device, config.eval_batch_size) if splits.test is not None else {}
     label = strategy.label() if chosen is strategy else f"{strategy.label()} -> {chosen.label()}"
     result = TransferResult(label, config.seed, labels_per_class, test, stages[-1]["val_score"],
@@ -144,28 +153,40 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
     return model, result
 
 
-def _confirm_by_sweep(pretrained, task, splits, auto: Auto, config, facts, augment, cache):
+def _sweep(pretrained, task, splits, auto: Auto, config, facts, augment, cache, labels_per_class,
+           train_frozen_bn, started):
+    """Train every candidate with the full budget; keep the model best on validation."""
     rule_choice, reason = auto.resolve(facts)
-    short = replace(config, epochs=max(1, round(config.epochs * auto.sweep_fraction)), progress=False)
-    scores = {}
-    for candidate in auto.candidates(facts):
-        _, res = run_strategy(pretrained, task, replace(splits, test=None), candidate, short, facts.source_size,
-                              augment, cache)
-        scores[candidate.label()] = (res.val_score, candidate)
+    if cache is True:
+        cache = FeatureCache(copy.deepcopy(pretrained.trunk), resolve_device(config.device), config.eval_batch_size)
+    runs = [run_strategy(pretrained, task, splits, candidate, config, facts.source_size, augment, cache,
+                         labels_per_class, train_frozen_bn) for candidate in auto.candidates(facts)]
     sign = 1 if task.higher_is_better else -1
-    best_label, (best_score, best) = max(scores.items(), key=lambda kv: sign * kv[1][0])
-    summary = ", ".join(f"{k} {v[0]:.4f}" for k, v in scores.items())
-    return best, f"rule said {rule_choice.label()} ({reason}); sweep on validation: {summary}; kept {best_label}"
+    model, best = max(runs, key=lambda run: sign * run[1].val_score)
+    scores = ", ".join(f"{r.strategy} {r.val_score:.4f}" for _, r in runs)
+    best.note = (f"validation sweep ({facts.val_labels_per_class} validation labels per class): {scores}; "
+                 f"kept {best.strategy}. The rule alone would say {rule_choice.label()} ({reason})")
+    best.strategy = f"{auto.label()} -> {best.strategy}"
+    best.seconds = time.perf_counter() - started
+    return model, best
 
 
 def compare(pretrained: TrunkHead, task: Task, splits: Splits, strategies: Sequence[str | dict | Strategy],
             config: TrainConfig | None = None, source_size: int | None = None,
-            labels_per_class: int | str | None = None, augment=None) -> list[TransferResult]:
-    """Every strategy on the same data, the scratch baseline always among them."""
+            labels_per_class: int | str | None = None, augment=None, train_frozen_bn: bool = False,
+            on_model: Callable[[TrunkHead, TransferResult], None] | None = None) -> list[TransferResult]:
+    """Every strategy on the same data, the scratch baseline always among them. `on_model` sees each
+    trained model with its result (to save or inspect it) before the next strategy starts."""
     config = config or TrainConfig()
     built = [build_strategy(s) for s in strategies]
     if not any(s.reinit for s in built):
         built.insert(0, STRATEGIES.get("scratch")())
     cache = FeatureCache(copy.deepcopy(pretrained.trunk), resolve_device(config.device), config.eval_batch_size)
-    return [run_strategy(pretrained, task, splits, s, config, source_size, augment, cache, labels_per_class)[1]
-            for s in built]
+    results = []
+    for s in built:
+        model, result = run_strategy(pretrained, task, splits, s, config, source_size, augment, cache,
+                                     labels_per_class, train_frozen_bn)
+        if on_model is not None:
+            on_model(model, result)
+        results.append(result)
+    return results

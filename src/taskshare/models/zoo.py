@@ -55,5 +55,29 @@ def cnn1d(in_features: int, num_outputs: int, channels: Sequence[int] = (32, 32,
     return CNN1d(in_features, num_outputs, channels, kernel_size, batch_norm)
 
 
+class CNN2d(nn.Module):
+    """Conv-BatchNorm-ReLU-MaxPool stages, then global average pooling and a Linear head."""
+
+    def __init__(self, in_channels: int, num_outputs: int, channels: Sequence[int] = (16, 32, 64)):
+        super().__init__()
+        stages, c_in = [], in_channels
+        for c in channels:
+            stages.append(nn.Sequential(nn.Conv2d(c_in, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(2)))
+            c_in = c
+        self.features = nn.Sequential(*stages, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(c_in, num_outputs)
+
+    def forward(self, x):
+        if x.dim() == 3:  # (batch, H, W) images get a channel axis
+            x = x.unsqueeze(1)
+        return self.fc(self.features(x))
+
+
+@MODELS.register("cnn2d")
+def cnn2d(in_features: int, num_outputs: int, channels: Sequence[int] = (16, 32, 64)) -> CNN2d:
+    """in_features: input channels."""
+    return CNN2d(in_features, num_outputs, channels)
+
+
 def build_model(name: str, in_features: int, num_outputs: int, **kwargs) -> nn.Module:
     return MODELS.get(name)(in_features=in_features, num_outputs=num_outputs, **kwargs)

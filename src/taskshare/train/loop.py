@@ -92,6 +92,10 @@ def _budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     return epochs, math.ceil(config.patience * epochs / config.epochs)
 
 
+Objective = Callable[[nn.Module, Any, Any], "tuple[Tensor, dict[str, Tensor]]"]
+Validator = Callable[[nn.Module], "tuple[float, dict[str, float]]"]
+
+
 def fit(model: nn.Module, task: Task, train, val=None, config: TrainConfig | None = None,
         param_groups: Sequence[dict] | None = None, penalty: Callable[[], Tensor] | None = None,
         augment: Callable[[Tensor], Tensor] | None = None,
@@ -104,43 +108,66 @@ def fit(model: nn.Module, task: Task, train, val=None, config: TrainConfig | Non
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
-    model.to(device)
-    train_loader = train if hasattr(train, "__iter__") and not isinstance(train, (tuple, list, torch.utils.data.Dataset)) \
+    loader = train if hasattr(train, "__iter__") and not isinstance(train, (tuple, list, torch.utils.data.Dataset)) \
         else make_loader(to_dataset(train, "training data"), config.batch_size, shuffle=True, seed=config.seed)
     if val is not None and isinstance(val, (tuple, list)):
         val = to_dataset(val, "validation data")
+
+    def objective(m: nn.Module, x, y):
+        loss = task.loss(m(x), y)
+        return loss, {task.name: loss}
+
+    def validate(m: nn.Module):
+        metrics = evaluate(m, task, val, device, config.eval_batch_size)
+        return metrics[task.main_metric], metrics
+
+    return train_loop(model, loader, objective, validate if val is not None else None, config, task.higher_is_better,
+                      param_groups, penalty, augment, callbacks, label=task.name, metric=task.main_metric)
+
+
+def train_loop(model: nn.Module, loader, objective: Objective, validate: Validator | None, config: TrainConfig,
+               higher_is_better: bool = True, param_groups: Sequence[dict] | None = None,
+               penalty: Callable[[], Tensor] | None = None, augment: Callable[[Tensor], Tensor] | None = None,
+               callbacks: Sequence[Callable[[dict], None]] = (), label: str = "train", metric: str = "score") -> History:
+    """The loop shared by single- and multi-task training. `objective(model, x, y)` returns the total
+    loss and its parts by task (named in errors); `validate(model)` returns the selection score and
+    the metrics to log."""
+    device = resolve_device(config.device)
+    model.to(device)
     if param_groups is None:
         param_groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
     trainable = [p for g in param_groups for p in g["params"]]
     if not trainable:
         raise TaskshareError("nothing to train: every parameter of the model is frozen")
-    epochs, patience = _budget(config, len(train_loader))
+    epochs, patience = _budget(config, len(loader))
     optimizer = make_adamw(param_groups, config.lr, config.weight_decay)
-    scheduler = make_scheduler(optimizer, epochs * len(train_loader), config.schedule, config.warmup)
+    scheduler = make_scheduler(optimizer, epochs * len(loader), config.schedule, config.warmup)
     dtype = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
 
     history, best_state, bad_epochs = History(), None, 0
     started = time.perf_counter()
-    with EpochProgress(epochs, enabled=config.progress, label=task.name) as progress:
+    with EpochProgress(epochs, enabled=config.progress, label=label) as progress:
         for epoch in range(epochs):
             model.train()
             t0, loss_sum, steps = time.perf_counter(), torch.zeros((), device=device), 0
-            for batch_index, (x, y) in enumerate(train_loader):
+            for batch_index, (x, y) in enumerate(loader):
                 x, y = _to(x, device), _to(y, device)
                 if augment is not None:
                     x = augment(x)
                 with autocast(device, dtype):
-                    loss = task.loss(model(x), y)
+                    loss, parts = objective(model, x, y)
                     if penalty is not None:
                         loss = loss + penalty()
                 if not torch.isfinite(loss):
+                    bad = [name for name, part in parts.items() if not torch.isfinite(part)] or ["penalty"]
+                    where = f"epoch {epoch}, batch {batch_index}"
                     if config.nonfinite == "stop":
                         raise NonFiniteError(
-                            f"task {task.name!r}: loss is {loss.item()} at epoch {epoch}, batch {batch_index}; "
-                            f"expected a finite loss (check inputs and lr, or set nonfinite: skip)")
+                            f"task {bad[0]!r}: loss is {loss.item()} at {where}; expected a finite loss "
+                            f"(check inputs and lr, or set nonfinite: skip)")
                     history.skipped_steps += 1
-                    log.warning("task %r: skipped batch %d of epoch %d: loss is %s", task.name, batch_index, epoch, loss.item())
+                    log.warning("skipped %s: loss of %s is not finite", where, ", ".join(map(repr, bad)))
                     optimizer.zero_grad(set_to_none=True)
                     continue
                 optimizer.zero_grad(set_to_none=True)
@@ -161,25 +188,25 @@ def fit(model: nn.Module, task: Task, train, val=None, config: TrainConfig | Non
                 steps += 1
             record = {"epoch": epoch, "train_loss": (loss_sum / max(steps, 1)).item(),
                       "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
-            if val is not None:
-                metrics = evaluate(model, task, val, device, config.eval_batch_size)
+            if validate is not None:
+                score, metrics = validate(model)
                 record.update({f"val_{k}": v for k, v in metrics.items()})
-                score = metrics[task.main_metric]
-                if _improved(score, history.best_score, task.higher_is_better):
+                record["val_score"] = score
+                if _improved(score, history.best_score, higher_is_better):
                     history.best_score, history.best_epoch, bad_epochs = score, epoch, 0
                     best_state = copy.deepcopy(model.state_dict())
                 else:
                     bad_epochs += 1
             history.epochs.append(record)
-            progress.update(record, task.main_metric)
+            progress.update(record, metric)
             for cb in callbacks:
                 cb(record)
-            if val is not None and bad_epochs >= patience:
+            if validate is not None and bad_epochs >= patience:
                 history.stopped_early = True
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    elif val is None:
+    elif validate is None:
         history.best_epoch = len(history.epochs) - 1
     history.seconds = time.perf_counter() - started
     return history

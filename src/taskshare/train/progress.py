@@ -25,6 +25,6 @@ class EpochProgress:
         if not self.enabled:
             return
         info = f"loss {record['train_loss']:.4f}"
-        if f"val_{metric}" in record:
-            info += f"  val {metric} {record[f'val_{metric}']:.4f}"
+        if "val_score" in record:
+            info += f"  val {metric} {record['val_score']:.4f}"
         self.progress.update(self.task_id, advance=1, info=info)

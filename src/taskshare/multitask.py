@@ -1,0 +1,131 @@
+"""Compare ways of sharing across tasks: one model per task (the baseline), hard sharing, soft sharing
+and cross-stitch, with per-task metrics, delta_m against the single-task models, parameter counts
+and inference time for all tasks together."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .data.multitask import MultiTaskDataset
+from .errors import TaskshareError
+from .evaluate.delta import delta_m, relative_gains, sharing_warnings
+from .models import CrossStitch, HardSharing, SoftSharing
+from .tasks import Task
+from .train import TrainConfig, resolve_device
+from .train.multitask import evaluate_multitask, fit_multitask
+
+MODES = ("single", "hard", "soft", "cross_stitch")
+
+
+@dataclass
+class SharingResult:
+    mode: str
+    seed: int
+    test: dict[str, dict[str, float]]   # task -> its metrics on the test split
+    main: dict[str, float]              # task -> its main metric
+    params: int
+    inference_ms: float                 # one forward pass for every task over the test inputs
+    seconds: float
+    delta_m: float | None = None        # % against the single-task models (None without them)
+    gains: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _restrict(data: Any, task: Task) -> Any:
+    """One task's part of the data: its known rows of a shared-input set, or its own dataset."""
+    if isinstance(data, MultiTaskDataset):
+        y = data.labels[task.name]
+        known = task.known(task.prepare_target(y))
+        rows = known.reshape(len(y), -1).any(-1).nonzero().flatten()
+        return MultiTaskDataset(data.x[rows], {task.name: y[rows]})
+    return {task.name: data[task.name]}
+
+
+def _inputs(data: Any) -> list[tuple[Tensor, list[str] | None]]:
+    if isinstance(data, MultiTaskDataset):
+        return [(data.x, None)]
+    return [(d[0] if isinstance(d, (tuple, list)) else d.x, [t]) for t, d in data.items()]
+
+
+@torch.no_grad()
+def inference_ms(models: Sequence[nn.Module], data: Any, batch_size: int, rounds: int = 5) -> float:
+    """Median wall time of one pass over the test inputs by every model (all tasks answered)."""
+    device = next(models[0].parameters()).device
+    inputs = _inputs(data)
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for m in models:
+            m.eval()
+            for x, tasks in inputs:
+                for s in range(0, len(x), batch_size):
+                    m(x[s:s + batch_size].to(device), tasks=tasks if tasks is None or set(tasks) <= set(m.heads) else None)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def build_sharing(mode: str, trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], example: Tensor,
+                  coupling: float = 1e-3, layers: str | None = None) -> nn.Module:
+    if mode == "hard":
+        return HardSharing(trunk_factory(), tasks, example)
+    if mode == "soft":
+        return SoftSharing(trunk_factory(), tasks, example, coupling=coupling, layers=layers)
+    if mode == "cross_stitch":
+        return CrossStitch(trunk_factory(), tasks, example)
+    raise TaskshareError(f"unknown sharing mode {mode!r}; expected one of {MODES}")
+
+
+def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], train: Any, val: Any, test: Any,
+                    modes: Sequence[str] = MODES, config: TrainConfig | None = None, coupling: float = 1e-3,
+                    layers: str | None = None, sampler: str = "proportional", temperature: float = 2.0,
+                    weights: Mapping[str, float] | None = None) -> list[SharingResult]:
+    """Train each mode on the same data from the same seed; model selection on `val`, metrics on
+    `test`. `trunk_factory()` returns a fresh trunk (an nn.Sequential for cross-stitch)."""
+    config = config or TrainConfig()
+    tasks = list(tasks)
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise TaskshareError(f"unknown sharing mode {bad[0]!r}; expected one of {MODES}")
+    example = _inputs(train)[0][0][:2]
+    hib = {t.name: t.higher_is_better for t in tasks}
+    results: list[SharingResult] = []
+    device = resolve_device(config.device)
+    for mode in modes:
+        started = time.perf_counter()
+        with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed)
+            if mode == "single":
+                models, test_metrics = [], {}
+                for task in tasks:
+                    model = HardSharing(trunk_factory(), [task], example)
+                    fit_multitask(model, [task], _restrict(train, task), _restrict(val, task), config)
+                    test_metrics.update(evaluate_multitask(model, [task], _restrict(test, task), config.eval_batch_size))
+                    models.append(model)
+            else:
+                model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers)
+                fit_multitask(model, tasks, train, val, config, weights, sampler, temperature)
+                test_metrics = evaluate_multitask(model, tasks, test, config.eval_batch_size)
+                models = [model]
+        seconds = time.perf_counter() - started
+        results.append(SharingResult(
+            mode, config.seed, test_metrics, {t.name: test_metrics[t.name][t.main_metric] for t in tasks},
+            sum(p.numel() for m in models for p in m.parameters()),
+            inference_ms(models, test, config.eval_batch_size), seconds))
+    single = next((r for r in results if r.mode == "single"), None)
+    if single is not None:
+        for r in results:
+            r.gains = relative_gains(r.main, single.main, hib)
+            r.delta_m = delta_m(r.main, single.main, hib)
+            if r.mode != "single":
+                r.notes = sharing_warnings(r.mode, r.gains)
+    return results

@@ -1,0 +1,116 @@
+"""Multi-task training on the shared loop: per-task losses (unknown labels skipped), weighted and
+summed, a soft-sharing penalty added when the model has one; validation by the mean over tasks of
+each task's main metric (sign-corrected, so higher is always better)."""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..data import to_dataset
+from ..data.multitask import MultiTaskDataset, MultiTaskLoader, TaskLoader
+from ..errors import TaskshareError
+from ..tasks import Task
+from .config import TrainConfig
+from .device import resolve_device
+from .loop import History, train_loop
+
+
+def multitask_loader(data: Any, config: TrainConfig, shuffle: bool = True, sampler: str = "proportional",
+                     temperature: float = 2.0, seed: int | None = None):
+    """Batches (x, {task: y}) from a MultiTaskDataset, or from one dataset per task (a mapping)."""
+    seed = config.seed if seed is None else seed
+    if isinstance(data, MultiTaskDataset):
+        return MultiTaskLoader(data, config.batch_size, shuffle, seed)
+    if isinstance(data, Mapping):
+        return TaskLoader(data, config.batch_size, sampler, temperature, seed, shuffle)
+    raise TaskshareError(f"multi-task data must be a MultiTaskDataset or a mapping task -> data, got {type(data).__name__}")
+
+
+def check_multitask_data(tasks: Sequence[Task], data: Any, where: str) -> None:
+    """Labels fit each task, and each task has at least one known label."""
+    names = [t.name for t in tasks]
+    labels = data.labels if isinstance(data, MultiTaskDataset) else {t: to_dataset(d, f"{where} of task {t!r}").y
+                                                                        for t, d in data.items()}
+    missing = [n for n in names if n not in labels]
+    if missing:
+        raise TaskshareError(f"{where} has no labels for task {missing[0]!r}; it has {list(labels)}")
+    for task in tasks:
+        y = labels[task.name]
+        task.check_labels(y, where)
+        if not task.known(task.prepare_target(y)).any():
+            raise TaskshareError(f"task {task.name!r}: every label in the {where} is missing; "
+                                 f"expected at least one known label")
+
+
+@torch.no_grad()
+def evaluate_multitask(model: nn.Module, tasks: Sequence[Task], data: Any, batch_size: int = 1024,
+                       device: torch.device | None = None) -> dict[str, dict[str, float]]:
+    """Each task's metrics over its known labels."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    by_name = {t.name: t for t in tasks}
+    results: dict[str, dict[str, float]] = {}
+    if isinstance(data, MultiTaskDataset):
+        outs: dict[str, list[Tensor]] = {t: [] for t in by_name}
+        for start in range(0, len(data), batch_size):
+            out = model(data.x[start:start + batch_size].to(device), tasks=list(by_name))
+            for t in by_name:
+                outs[t].append(out[t].float().cpu())
+        for t, task in by_name.items():
+            results[t] = task.metrics(torch.cat(outs[t]), data.labels[t])
+    else:
+        for t, task in by_name.items():
+            ds = to_dataset(data[t], f"data of task {t!r}")
+            chunks = [model(ds.x[s:s + batch_size].to(device), tasks=[t])[t].float().cpu()
+                      for s in range(0, len(ds), batch_size)]
+            results[t] = task.metrics(torch.cat(chunks), ds.y)
+    model.train(was_training)
+    return results
+
+
+def selection_score(tasks: Sequence[Task], metrics: Mapping[str, Mapping[str, float]]) -> float:
+    """Mean over tasks of the main metric, negated where lower is better."""
+    values = [(1 if t.higher_is_better else -1) * metrics[t.name][t.main_metric] for t in tasks]
+    return sum(values) / len(values)
+
+
+def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any = None,
+                  config: TrainConfig | None = None, weights: Mapping[str, float] | None = None,
+                  sampler: str = "proportional", temperature: float = 2.0) -> History:
+    """Train a multi-task model (HardSharing, SoftSharing, CrossStitch, or any module whose forward
+    takes (x, tasks=[...]) and returns {task: output}).
+
+    train, val: a MultiTaskDataset (shared inputs, some labels missing), or a mapping task -> (x, y)
+    or Dataset (one dataset per task, batches drawn by `sampler`). weights: fixed loss weights
+    (default 1 each).
+    """
+    config = config or TrainConfig()
+    tasks = list(tasks)
+    by_name = {t.name: t for t in tasks}
+    weights = dict(weights or {})
+    unknown = [w for w in weights if w not in by_name]
+    if unknown:
+        raise TaskshareError(f"loss weight for unknown task {unknown[0]!r}; tasks are {list(by_name)}")
+    check_multitask_data(tasks, train, "training data")
+    if val is not None:
+        check_multitask_data(tasks, val, "validation data")
+    loader = multitask_loader(train, config, True, sampler, temperature)
+    device = resolve_device(config.device)
+
+    def objective(m: nn.Module, x: Tensor, ys: dict[str, Tensor]):
+        out = m(x, tasks=list(ys))
+        parts = {t: by_name[t].loss(out[t], y) for t, y in ys.items()}
+        total = sum(weights.get(t, 1.0) * loss for t, loss in parts.items())
+        return total, parts
+
+    def validate(m: nn.Module):
+        metrics = evaluate_multitask(m, tasks, val, config.eval_batch_size, device)
+        flat = {f"{t}_{k}": v for t, d in metrics.items() for k, v in d.items()}
+        return selection_score(tasks, metrics), flat
+
+    penalty = model.penalty if callable(getattr(model, "penalty", None)) else None
+    return train_loop(model, loader, objective, validate if val is not None else None, config, True,
+                      penalty=penalty, label="multi-task", metric="mean task score")

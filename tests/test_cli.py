@@ -16,7 +16,12 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     html = (tmp_path / "report.html").read_text()
     assert "<svg" in html and "scratch" in html
     assert (tmp_path / "pretrained.safetensors").exists() and (tmp_path / "pretrained.json").exists()
-    assert "transfer A -> B" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "transfer A -> B" in out and "one model per task vs sharing" in out
+    mt = json.loads((tmp_path / "multitask_results.json").read_text())["results"]
+    assert [r["mode"] for r in mt] == ["single", "hard", "soft", "cross_stitch"]
+    assert mt[0]["delta_m"] == 0.0 and all(r["delta_m"] is not None for r in mt)
+    assert "delta_m" in (tmp_path / "multitask_report.md").read_text()
 
 
 def _npz_config(tmp_path, **transfer):
@@ -76,3 +81,46 @@ def test_transferred_models_are_saved_and_reload(tmp_path):
     assert meta["strategy"] == max(rows, key=lambda r: r["val_score"])["strategy"]
     net = transfer_model(build_model("mlp", 10, 3, hidden=[16, 16]), Task("b", num_classes=3), example=torch.zeros(2, 10))
     load_into(net, saved)
+
+
+def _mtl_files(tmp_path, per_task: bool):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    a = (x[:, 0] > 0).astype(np.int64)
+    b = (x[:, 1] + x[:, 2]).astype(np.float32)
+    b[:100] = np.nan  # unknown values
+    if per_task:
+        np.savez(tmp_path / "a.npz", x=x[:200], y=a[:200])
+        np.savez(tmp_path / "b.npz", x=x[100:], y=b[100:])
+        tasks = [{"name": "a", "kind": "multiclass", "num_classes": 2, "npz": str(tmp_path / "a.npz")},
+                 {"name": "b", "kind": "regression", "npz": str(tmp_path / "b.npz")}]
+        data = {"tasks": tasks}
+    else:
+        np.savez(tmp_path / "m.npz", x=x, label_a=a, b=b)
+        data = {"npz": str(tmp_path / "m.npz"), "tasks": [
+            {"name": "a", "kind": "multiclass", "num_classes": 2, "key": "label_a"}, {"name": "b", "kind": "regression"}]}
+    cfg = {"mode": "multitask", "data": data, "model": {"name": "mlp", "args": {"hidden": [16, 16]}},
+           "multitask": {"modes": ["single", "hard", "soft", "cross_stitch"], "sampler": "round_robin",
+                         "train": {"epochs": 3, "min_steps": 20, "progress": False}},
+           "output": str(tmp_path / "mt")}
+    path = tmp_path / "mt.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.parametrize("per_task", [False, True])
+def test_multitask_run_from_yaml(tmp_path, per_task):
+    assert main(["run", str(_mtl_files(tmp_path, per_task))]) == 0
+    rows = json.loads((tmp_path / "mt" / "multitask_results.json").read_text())["results"]
+    assert {r["mode"] for r in rows} == {"single", "hard", "soft", "cross_stitch"}
+    for r in rows:
+        assert set(r["main"]) == {"a", "b"} and set(r["test"]["b"]) == {"r2", "mae", "rmse"}
+
+
+def test_multitask_config_errors(tmp_path, capsys):
+    path = _mtl_files(tmp_path, False)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["multitask"]["modes"] = ["hard", "medium"]
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path)]) == 2
+    assert "multitask.modes has 'medium'" in capsys.readouterr().out

@@ -20,7 +20,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="pretrain on MNIST-1D digits 0-4, transfer to 5-9 with every strategy")
     demo.add_argument("--out", default=None, help="output folder (default: runs/demo)")
-    demo.add_argument("--quick", action="store_true", help="fewer samples, shots and strategies (about 20 s)")
+    demo.add_argument("--quick", action="store_true", help="fewer samples, shots, strategies and modes (about 30 s)")
+    demo.add_argument("--part", choices=["all", "transfer", "multitask"], default="all", help="which part to run")
     for name, text in (("run", "pretrain on the source, then transfer to the target"),
                        ("pretrain", "train on the source task and save pretrained.safetensors"),
                        ("transfer", "transfer a pretrained model to the target with every strategy")):
@@ -57,14 +58,47 @@ def _dispatch(args, console: Console) -> int:
             console.print(f"[bold]{name:18}[/] {doc}", highlight=False)
         return 0
     if args.command == "demo":
-        path = resources.files("taskshare") / "configs" / "demo.yaml"
-        config = load_config(Path(str(path)))
-        if args.quick:
-            config = _quick(config)
-    else:
-        config = load_config(args.config)
+        configs = resources.files("taskshare") / "configs"
+        status = 0
+        if args.part in ("all", "transfer"):
+            config = load_config(Path(str(configs / "demo.yaml")))
+            config = _quick(config) if args.quick else config
+            status = _run(config, Path(args.out or config.output), console, "demo", None)
+        if args.part in ("all", "multitask"):
+            from .config import load_yaml
+            from .multitask_experiment import load_multitask
+            mt = load_multitask(load_yaml(Path(str(configs / "demo_multitask.yaml"))))
+            mt = _quick_multitask(mt) if args.quick else mt
+            status = status or _run_multitask(mt, Path(args.out or mt.output), console)
+        return status
+    from .config import load_yaml
+    raw = load_yaml(args.config)
+    if raw.get("mode") == "multitask":
+        if args.command != "run":
+            raise TaskshareError(f"'taskshare {args.command}' is for transfer configs; run a multi-task config with 'taskshare run'")
+        from .multitask_experiment import load_multitask
+        mt = load_multitask(raw)
+        return _run_multitask(mt, Path(args.out or mt.output), console)
+    config = load_config(args.config)
     out = Path(args.out or config.output)
     return _run(config, out, console, args.command, getattr(args, "pretrained", None))
+
+
+def _quick_multitask(config):
+    data = replace(config.data, scenes=600)
+    spec = replace(config.multitask, modes=["single", "hard", "soft", "cross_stitch"],
+                   train=replace(config.multitask.train, epochs=3, min_steps=30))
+    return replace(config, data=data, multitask=spec)
+
+
+def _run_multitask(config, out: Path, console: Console) -> int:
+    from .evaluate.sharing_report import print_sharing
+    from .multitask_experiment import run_multitask
+    started = time.perf_counter()
+    tasks, rows = run_multitask(config, out, console)
+    print_sharing(console, tasks, rows, "multi-task: one model per task vs sharing")
+    console.print(f"done in {time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
+    return 0
 
 
 def _quick(config):

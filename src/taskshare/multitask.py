@@ -52,7 +52,7 @@ def _restrict(data: Any, task: Task) -> Any:
 def _inputs(data: Any) -> list[tuple[Tensor, list[str] | None]]:
     if isinstance(data, MultiTaskDataset):
         return [(data.x, None)]
-    return [(d[0] if isinstance(d, (tuple, list)) else d.x, [t]) for t, d in data.items()]
+    return [(torch.as_tensor(d[0] if isinstance(d, (tuple, list)) else d.x), [t]) for t, d in data.items()]
 
 
 @torch.no_grad()

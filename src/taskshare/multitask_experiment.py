@@ -1,0 +1,210 @@
+"""The multi-task experiment behind `taskshare run` with `mode: multitask` (and the demo's second
+part): build the data, compare sharing modes against one model per task, write the reports."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import from_dict, to_dict
+from .data.multitask import MultiTaskDataset
+from .data.splits import stratified_indices
+from .errors import ConfigError, TaskshareError
+from .models import build_model
+from .multitask import MODES, SharingResult, compare_sharing
+from .tasks import Task
+from .train import TrainConfig
+from .train.checkpoint import atomic_write_bytes
+
+
+@dataclass
+class TaskSpec:
+    name: str
+    kind: str = "binary"
+    num_classes: int | None = None
+    num_outputs: int | None = None
+    key: str | None = None            # npz: the array holding this task's labels (default: the name)
+    npz: str | None = None            # this task's own file (arrays x, y): one dataset per task
+
+
+@dataclass
+class MultiTaskData:
+    builtin: str | None = None        # "digit_scenes": canvases of real digits, task has_<d> per digit
+    images: str = "sklearn"           # digit_scenes source: sklearn (8x8, bundled) or an .npz with images, labels
+    digits: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    scenes: int = 2400
+    canvas: int = 24
+    missing: float = 0.3              # share of labels hidden as unknown
+    npz: str | None = None            # or a file with inputs `x` and one label array per task
+    x: str = "x"
+    tasks: list[TaskSpec] = field(default_factory=list)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class MultiTaskSpec:
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    coupling: float = 1e-3            # soft sharing: lambda of the distance penalty
+    layers: str | None = None         # soft sharing: regex of the trunk parameters to couple (default all)
+    sampler: str = "proportional"     # one dataset per task: round_robin | proportional | temperature | uniform
+    temperature: float = 2.0
+    weights: dict[str, float] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=3e-3))
+
+
+@dataclass
+class MultiTaskExperiment:
+    mode: str = "multitask"
+    data: MultiTaskData = field(default_factory=lambda: MultiTaskData(builtin="digit_scenes"))
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "cnn2d", "args": {"channels": [8, 16, 32]}})
+    multitask: MultiTaskSpec = field(default_factory=MultiTaskSpec)
+    output: str = "runs/multitask"
+
+    def __post_init__(self) -> None:
+        per_task = bool(self.data.tasks) and all(t.npz for t in self.data.tasks)
+        if sum([self.data.builtin is not None, self.data.npz is not None, per_task]) != 1:
+            raise ConfigError("data: give exactly one of 'builtin' (digit_scenes), 'npz' (one file with every "
+                              "task's labels), or an 'npz' file for every entry of 'tasks'")
+        if self.data.builtin not in (None, "digit_scenes"):
+            raise ConfigError(f"data.builtin = {self.data.builtin!r}; expected 'digit_scenes'")
+        bad = [m for m in self.multitask.modes if m not in MODES]
+        if bad:
+            raise ConfigError(f"multitask.modes has {bad[0]!r}; expected some of {MODES}")
+        if set(self.model) - {"name", "args"} or "name" not in self.model:
+            raise ConfigError(f"model: expected keys 'name' and optionally 'args', got {sorted(self.model)}")
+
+
+def load_multitask(data: dict) -> MultiTaskExperiment:
+    return from_dict(MultiTaskExperiment, data, "config")
+
+
+def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
+    """The tasks and their data: a MultiTaskDataset (shared inputs), or task -> ArrayDataset when
+    every task names its own file."""
+    if spec.builtin == "digit_scenes":
+        from .data.scenes import make_scenes, mnist_npz, sklearn_digits
+        images, labels = sklearn_digits() if spec.images == "sklearn" else mnist_npz(spec.images)
+        scenes = make_scenes(images, labels, spec.scenes, spec.canvas, spec.digits, missing=spec.missing, seed=spec.seed)
+        return [Task(n, "binary") for n in scenes.labels], MultiTaskDataset(scenes.x, scenes.labels)
+    own = [t.npz is not None for t in spec.tasks]
+    if spec.tasks and all(own):
+        return _per_task_files(spec)
+    if any(own):
+        raise ConfigError("data.tasks: give every task its own npz file, or none (all labels in data.npz)")
+    if spec.npz is None:
+        raise ConfigError("data: name an npz file, or a file per task in data.tasks")
+    path = Path(spec.npz)
+    if not path.exists():
+        raise TaskshareError(f"data file {path} does not exist")
+    if not spec.tasks:
+        raise ConfigError("data.tasks: list the tasks held in the file (name, kind, num_classes, key)")
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    tasks = [Task(t.name, t.kind, t.num_classes, t.num_outputs) for t in spec.tasks]
+    labels = {}
+    for t in spec.tasks:
+        key = t.key or t.name
+        if key not in arrays:
+            raise TaskshareError(f"{path} has no array {key!r} for task {t.name!r}; it holds {sorted(arrays)}")
+        labels[t.name] = arrays[key]
+    if spec.x not in arrays:
+        raise TaskshareError(f"{path} has no input array {spec.x!r}; it holds {sorted(arrays)}")
+    return tasks, MultiTaskDataset(arrays[spec.x].astype(np.float32), labels)
+
+
+def _per_task_files(spec: MultiTaskData) -> tuple[list[Task], dict]:
+    from .data import ArrayDataset
+    tasks, datasets = [], {}
+    for t in spec.tasks:
+        path = Path(t.npz)  # type: ignore[arg-type]
+        if not path.exists():
+            raise TaskshareError(f"data file {path} of task {t.name!r} does not exist")
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f.files or "y" not in f.files:
+                raise TaskshareError(f"{path} (task {t.name!r}) needs arrays 'x' and 'y'; it holds {f.files}")
+            datasets[t.name] = ArrayDataset(f["x"].astype(np.float32), f["y"], f"data of task {t.name!r}")
+        tasks.append(Task(t.name, t.kind, t.num_classes, t.num_outputs))
+    return tasks, datasets
+
+
+def split_data(data: Any, spec: MultiTaskData) -> tuple[Any, Any, Any]:
+    """Random, disjoint train/validation/test rows (per task when each task has its own data)."""
+    if isinstance(data, dict):
+        parts = {t: split_data(_as_mtd(t, d), spec) for t, d in data.items()}
+        return tuple({t: _as_pair(t, p[i]) for t, p in parts.items()} for i in range(3))  # type: ignore[return-value]
+    n = len(data)
+    strata = np.zeros(n, np.int64)
+    rest, test = stratified_indices(strata, spec.test_fraction, spec.seed)
+    train, val = stratified_indices(strata[rest], spec.val_fraction / (1 - spec.test_fraction), spec.seed + 1)
+    return data.subset(rest[train]), data.subset(rest[val]), data.subset(test)
+
+
+def _as_mtd(task: str, d) -> MultiTaskDataset:
+    return MultiTaskDataset(d.x, {task: d.y})
+
+
+def _as_pair(task: str, d: MultiTaskDataset):
+    return d.x, d.labels[task]
+
+
+def trunk_factory(model: dict, example: torch.Tensor):
+    """Fresh trunks (nn.Sequential, the head removed) of the configured zoo model."""
+    name, args = model["name"], model.get("args", {})
+    in_features = example.shape[1] if example.dim() in (2, 4) else 1
+
+    def make() -> nn.Sequential:
+        net = build_model(name, in_features, 1, **args)
+        if isinstance(net, nn.Sequential):  # mlp: everything but the output layer
+            return net[:-1]
+        if hasattr(net, "features") and isinstance(net.features, nn.Sequential) and example.dim() == 4:
+            return net.features
+        raise TaskshareError(f"model {name!r} cannot serve as a multi-task trunk for inputs of shape "
+                             f"{tuple(example.shape[1:])}; use mlp (flat inputs) or cnn2d (images)")
+
+    return make
+
+
+def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple[list[Task], list[SharingResult]]:
+    """Compare the configured sharing modes over every seed; writes the reports into `out`."""
+    tasks, data = build_data(config.data)
+    if config.model["name"] == "mlp" and isinstance(data, MultiTaskDataset) and data.x.dim() > 2:
+        data.x = data.x.reshape(len(data.x), -1)
+    train, val, test = split_data(data, config.data)
+    if console:
+        if isinstance(train, MultiTaskDataset):
+            known = {t.name: int(t.known(t.prepare_target(train.labels[t.name])).sum()) for t in tasks}
+            console.print(f"multi-task data: {len(train)} train / {len(val)} val / {len(test)} test inputs, "
+                          f"{len(tasks)} tasks; known training labels per task: {known}")
+        else:
+            console.print(f"multi-task data: one dataset per task, training sizes "
+                          f"{ {t: len(d[1]) for t, d in train.items()} }; sampler {config.multitask.sampler}")
+    example = train.x[:2] if isinstance(train, MultiTaskDataset) else torch.as_tensor(next(iter(train.values()))[0][:2])
+    factory = trunk_factory(config.model, example)
+    rows: list[SharingResult] = []
+    for seed in config.multitask.seeds:
+        spec = config.multitask
+        for r in compare_sharing(factory, tasks, train, val, test, spec.modes, replace(spec.train, seed=seed),
+                                 spec.coupling, spec.layers, spec.sampler, spec.temperature, spec.weights):
+            rows.append(r)
+            if console:
+                dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"
+                console.print(f"  seed={seed} {r.mode:<13} mean {tasks[0].main_metric} "
+                              f"{np.mean(list(r.main.values())):.3f}{dm}  {r.params:,} params  {r.seconds:.0f}s", highlight=False)
+    write_multitask_reports(out, tasks, rows, to_dict(config))
+    return tasks, rows
+
+
+def write_multitask_reports(out: Path, tasks: list[Task], rows: list[SharingResult], config: dict) -> None:
+    from .evaluate.sharing_report import sharing_markdown
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "multitask_results.json",
+                       json.dumps({"config": config, "results": [r.to_dict() for r in rows]}, indent=2, default=str).encode())
+    atomic_write_bytes(out / "multitask_report.md", sharing_markdown(tasks, rows).encode())

@@ -107,7 +107,10 @@ def test_auto_sweeps_only_when_validation_is_big_enough_and_data_is_not_large():
     auto = build_strategy("auto")
     assert not auto.should_sweep(DataFacts(train_size=25, labels_per_class=5, val_labels_per_class=5))
     assert auto.should_sweep(DataFacts(train_size=100, labels_per_class=20, val_labels_per_class=20))
-    assert not auto.should_sweep(DataFacts(train_size=9000, labels_per_class=3000, val_labels_per_class=300))
+    large = DataFacts(train_size=9000, labels_per_class=3000, val_labels_per_class=300)
+    assert auto.should_sweep(large)
+    assert [c.label() for c in auto.candidates(large)] == ["finetune(trunk_lr_scale=1.0)", "scratch"]
+    assert "scratch" in [c.label() for c in auto.candidates(DataFacts(train_size=100, labels_per_class=20))]
     assert build_strategy({"name": "auto", "confirm": True}).should_sweep(DataFacts(train_size=5, val_labels_per_class=1))
 
 

@@ -5,6 +5,7 @@ from .finetune import Finetune
 from .gradual_unfreeze import GradualUnfreeze
 from .linear_probe import LinearProbe
 from .lp_ft import LPFT
+from .scratch import Scratch
 
 
 @STRATEGIES.register("auto")
@@ -20,11 +21,13 @@ class Auto(Strategy):
       - up to `finetune_from`: lp_ft (a trained head first, then gentle fine-tuning);
       - more: finetune at the full rate.
     Sweep: every candidate trains with the full budget and the best on validation is kept (no
-    retraining). `confirm=None` sweeps only when the validation set has at least `confirm_min_val`
-    labels per class and the rule is in its uncertain middle (not a large target); True always
-    sweeps, False never does. MNIST-1D showed why both are needed: with 5 labels per class the
-    validation set is too small to choose by, while the best choice at 20-100 labels per class
-    depends on how linearly separable the trunk's features are, which sizes alone cannot tell.
+    retraining); scratch is always a candidate, so transfer is kept only where validation says it
+    helps. `confirm=None` sweeps whenever the validation set has at least `confirm_min_val` labels
+    per class (with a large target only fine-tuning and scratch compete); True always sweeps, False
+    never does. MNIST-1D showed why both are needed: with 5 labels per class the validation set is
+    too small to choose by, while the best choice at 20-100 labels per class depends on how linearly
+    separable the trunk's features are, and with a target as large as the source whether
+    pretraining helps at all, which sizes alone cannot tell.
     """
 
     name = "auto"
@@ -50,13 +53,18 @@ class Auto(Strategy):
     def should_sweep(self, facts: DataFacts) -> bool:
         if self.confirm is not None:
             return self.confirm
-        large = (facts.source_size is not None and facts.train_size >= facts.source_size) or (
-            facts.labels_per_class is not None and facts.labels_per_class >= self.finetune_from)
         val = facts.val_labels_per_class
-        return not large and val is not None and val >= self.confirm_min_val
+        return val is not None and val >= self.confirm_min_val
+
+    def large(self, facts: DataFacts) -> bool:
+        return (facts.source_size is not None and facts.train_size >= facts.source_size) or (
+            facts.labels_per_class is not None and facts.labels_per_class >= self.finetune_from)
 
     def candidates(self, facts: DataFacts) -> list[Strategy]:
-        return [LinearProbe(), LPFT(), GradualUnfreeze(), Finetune(trunk_lr_scale=0.1), Finetune(trunk_lr_scale=1.0)]
+        if self.large(facts):
+            return [Finetune(trunk_lr_scale=1.0), Scratch()]
+        return [LinearProbe(), LPFT(), GradualUnfreeze(), Finetune(trunk_lr_scale=0.1), Finetune(trunk_lr_scale=1.0),
+                Scratch()]
 
     def stages(self, n_groups: int, facts: DataFacts) -> list[Stage]:
         return self.resolve(facts)[0].stages(n_groups, facts)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -27,3 +29,5 @@ def test_r2_is_one_for_perfect_and_zero_for_mean():
     y = torch.tensor([1.0, 2.0, 3.0])
     assert r2(y, y) == pytest.approx(1.0)
     assert r2(torch.full_like(y, 2.0), y) == pytest.approx(0.0)
+    assert math.isnan(r2(torch.tensor([1.0]), torch.tensor([2.0])))
+    assert math.isnan(r2(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 3.0])))

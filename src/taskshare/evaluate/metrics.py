@@ -72,11 +72,14 @@ def rmse(pred: Tensor, y: Tensor) -> float:
 
 
 def r2(pred: Tensor, y: Tensor) -> float:
-    """Coefficient of determination, averaged over output columns."""
+    """Coefficient of determination, averaged over output columns; NaN where it is undefined (fewer
+    than two targets, or targets without variance)."""
     pred, y = pred.reshape(len(y), -1), y.reshape(len(y), -1)
     ss_res = (y - pred).pow(2).sum(0)
     ss_tot = (y - y.mean(0)).pow(2).sum(0)
-    return (1 - ss_res / ss_tot.clamp_min(1e-12)).mean().item()
+    if len(y) < 2 or bool((ss_tot <= 1e-12 * len(y)).any()):
+        return float("nan")
+    return (1 - ss_res / ss_tot).mean().item()
 
 
 METRICS: dict[str, Metric] = {

@@ -72,9 +72,11 @@ def evaluate_multitask(model: nn.Module, tasks: Sequence[Task], data: Any, batch
 
 
 def selection_score(tasks: Sequence[Task], metrics: Mapping[str, Mapping[str, float]]) -> float:
-    """Mean over tasks of the main metric, negated where lower is better."""
+    """Mean over tasks of the main metric, negated where lower is better; tasks whose metric is
+    undefined on this split (NaN, e.g. R2 of a single target) are left out."""
     values = [(1 if t.higher_is_better else -1) * metrics[t.name][t.main_metric] for t in tasks]
-    return sum(values) / len(values)
+    finite = [v for v in values if v == v]
+    return sum(finite) / len(finite) if finite else float("nan")
 
 
 def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any = None,

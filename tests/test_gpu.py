@@ -55,3 +55,21 @@ def test_checkpoint_from_cuda_loads_on_cpu(tmp_path):
     path = save(tmp_path / "m", model)
     cpu = load_into(CNN1d(40, 5, channels=(4,)), path)
     assert torch.equal(cpu.fc.weight, model.fc.weight.cpu())
+
+
+@pytest.mark.parametrize("mode", ["hard", "soft", "cross_stitch"])
+def test_multitask_training_on_cuda(mode):
+    from taskshare.data.multitask import MultiTaskDataset
+    from taskshare.multitask import build_sharing
+    from taskshare.train.multitask import evaluate_multitask, fit_multitask
+    x, y = blobs(n_per_class=60, dim=8)
+    flag = (y == 0).astype("float32")
+    flag[::4] = float("nan")  # unknown labels travel to the GPU too
+    data = MultiTaskDataset(x, {"cls": y, "flag": flag})
+    tasks = [Task("cls", "multiclass", num_classes=3), Task("flag", "binary")]
+    model = build_sharing(mode, lambda: nn.Sequential(nn.Sequential(nn.Linear(8, 32), nn.ReLU())), tasks,
+                          torch.as_tensor(x[:2]))
+    fit_multitask(model, tasks, data, data, TrainConfig(epochs=6, lr=1e-2, progress=False))
+    assert next(model.parameters()).device.type == "cuda"
+    m = evaluate_multitask(model, tasks, data)
+    assert m["cls"]["accuracy"] > 0.9 and m["flag"]["auroc"] > 0.9

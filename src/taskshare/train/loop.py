@@ -44,7 +44,14 @@ class History:
 
 
 def _to(batch: Any, device: torch.device) -> Any:
-    return batch.to(device, non_blocking=True) if isinstance(batch, Tensor) else batch
+    """Move a tensor, or the tensors in a dict/list/tuple (multi-task labels), to `device`."""
+    if isinstance(batch, Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to(v, device) for v in batch)
+    return batch
 
 
 @torch.no_grad()

@@ -49,7 +49,8 @@ def print_sharing(console, tasks: list[Task], rows: list, title: str) -> None:
     header, body = sharing_table(tasks, rows)
     table = Table(title=title)
     for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 else "right")
+        table.add_column(h.replace("delta_m (%)", "Δm %"), justify="left" if i == 0 else "right",
+                         no_wrap=True, min_width=12 if i == 0 else None)
     for cells in body:
         table.add_row(*cells)
     console.print(table)

@@ -23,6 +23,7 @@ CASES = {
     "lp_ft": [True, True, True, True],
     "l2_sp": [True, True, True, True],
     "auto": [False, False, False, True],  # 10 labels per class: the rule probes
+    "lora": [False, False, False, True],  # base weights stay; adapters (not compared here) and head train
 }
 
 
@@ -48,8 +49,9 @@ def test_which_groups_move(name, splits):
     pre = _pretrained()
     cfg = TrainConfig(epochs=4, batch_size=8, progress=False, device="cpu", lr=1e-2)
     model, result = run_strategy(pre, Task("t", "multiclass", num_classes=3), splits, name, cfg)
-    moved = [any(not torch.equal(a, b) for (_, a), (_, b) in zip(g0.params, g1.params))
-             for g0, g1 in zip(pre.groups(), model.groups())]
+    before = dict(pre.named_parameters())  # by name: LoRA adds parameters and renames wrapped ones
+    moved = [any(not torch.equal(p, before[n.replace(".base_layer", "")]) for n, p in g.params if "lora_" not in n)
+             for g in model.groups()]
     assert moved == CASES[name]
     bn = model.trunk[2][1]
     if not CASES[name][2]:  # a frozen BatchNorm keeps its pretrained running statistics

@@ -8,7 +8,7 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -153,18 +153,20 @@ def _blocks(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
     return out
 
 
-def layer_groups(module: nn.Module, patterns: Sequence[str] | None = None) -> list[LayerGroup]:
+def layer_groups(module: nn.Module, patterns: Sequence[str] | Mapping[str, str] | None = None) -> list[LayerGroup]:
     """Groups of parameters from input to output.
 
     Without patterns, groups are the module tree's parametrised blocks in registration order, with
     normalisation layers merged into the block before them and parameters owned directly by wrappers
     added to the first group. With patterns (regexes over `named_parameters()` names), each parameter
-    joins the first pattern it matches; a parameter matching none is an error.
+    joins the first pattern it matches; a parameter matching none is an error. A mapping gives the
+    groups names: {"stem": r"^conv1", "stage1": r"^layer1", ...}.
     """
     named = list(module.named_parameters())
     if patterns is not None:
-        groups = [LayerGroup(p) for p in patterns]
-        compiled = [re.compile(p) for p in patterns]
+        items = list(patterns.items()) if isinstance(patterns, Mapping) else [(p, p) for p in patterns]
+        groups = [LayerGroup(name) for name, _ in items]
+        compiled = [re.compile(rx) for _, rx in items]
         for name, param in named:
             hit = next((g for g, rx in zip(groups, compiled) if rx.search(name)), None)
             if hit is None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from torch import Tensor, nn
 
@@ -19,10 +19,12 @@ class TrunkHead(nn.Module):
     train_frozen_bn: let BatchNorm statistics in frozen parts keep updating (then no feature cache).
     """
 
-    def __init__(self, trunk: nn.Module, head: nn.Module, group_patterns: Sequence[str] | None = None):
+    def __init__(self, trunk: nn.Module, head: nn.Module, group_patterns: Sequence[str] | Mapping[str, str] | None = None):
         super().__init__()
         self.trunk, self.head = trunk, head
-        self.group_patterns = list(group_patterns) if group_patterns is not None else None
+        self.group_patterns = (dict(group_patterns) if isinstance(group_patterns, Mapping) else list(group_patterns)
+                               ) if group_patterns is not None else None
+        self.lora_targets: list[str] = []
         self.train_frozen_bn = False
 
     def forward(self, x: Tensor) -> Tensor:

@@ -4,7 +4,7 @@ optional penalty. The runner does the training; strategies never touch the loop.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import MISSING, dataclass, fields
 from typing import Callable, ClassVar
 
 from torch import Tensor
@@ -34,6 +34,8 @@ class Stage:
     epochs_fraction: float = 1.0
     penalty: Callable[[TrunkHead], Callable[[], Tensor]] | None = None  # built on the stage's start
     trunk_weight_decay: float | None = None  # override config.weight_decay for the trunk's groups
+    prepare: Callable[[TrunkHead], None] | None = None  # changes the model first (e.g. adds LoRA adapters)
+    only: str | None = None                # regex: of the trunk's parameters, only matching ones train
 
 
 class Strategy:
@@ -52,8 +54,12 @@ class Strategy:
     def label(self) -> str:
         """Short name with non-default hyperparameters, for tables: finetune(trunk_lr_scale=1.0)."""
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)  # type: ignore[arg-type]
-                   if getattr(self, f.name) != f.default]
+                   if getattr(self, f.name) != _default(f)]
         return f"{self.name}({', '.join(changed)})" if changed else self.name
+
+
+def _default(f):
+    return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("strategy")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Sequence
@@ -84,11 +85,18 @@ def check_training_data(task: Task, splits: Splits) -> None:
 
 def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, config: TrainConfig,
                cache: FeatureCache | None, augment, train_frozen_bn: bool) -> tuple[dict, bool]:
+    if stage.prepare is not None:
+        stage.prepare(model)
     groups = model.groups()
     n = len(groups)
     k = n if stage.train_last is None else stage.train_last
     unfreeze(model, groups[n - k:])
     freeze(model, groups[:n - k], train_bn=train_frozen_bn)
+    if stage.only is not None:
+        rx = re.compile(stage.only)
+        for name, p in model.trunk.named_parameters():
+            if not rx.search(name):
+                p.requires_grad_(False)
     model.train_frozen_bn = train_frozen_bn
     scales = stage.lr_scales or [1.0] * n
     pg = param_groups(groups, config.lr, scales, config.weight_decay)
@@ -98,7 +106,7 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
                 g["weight_decay"] = min(g["weight_decay"], stage.trunk_weight_decay)
     stage_config = replace(config, epochs=max(1, round(config.epochs * stage.epochs_fraction)))
     penalty = stage.penalty(model) if stage.penalty else None
-    use_cache = k == 1 and cache is not None and augment is None and penalty is None and not train_frozen_bn
+    use_cache = k == 1 and stage.only is None and cache is not None and augment is None and penalty is None and not train_frozen_bn
     if k == 1 and augment is not None:
         log.info("feature cache off for stage %r: inputs are augmented, so trunk features change every epoch", stage.name)
     if use_cache:

@@ -148,3 +148,32 @@ def test_missing_optional_package_names_the_extra(monkeypatch):
     monkeypatch.setattr(importlib, "import_module", fake)
     with pytest.raises(TaskshareError, match=r"pip install 'taskshare\[timm\]'"):
         timm_backbone("resnet18")
+
+
+def test_efficientnet_groups_by_feature_stage():
+    bb = torchvision_backbone("efficientnet_b0", image_size=32)
+    names = [g.name for g in bb.with_head(Task("t", num_classes=2)).groups()]
+    assert names[0] == "features.0" and names[-1] == "head" and len(names) == 9
+    assert bb.num_features == 1280
+
+
+def test_lora_saves_only_adapters_and_head_and_they_reload(tmp_path):
+    from taskshare.train import load_into, save
+    from taskshare.transfer import LoRA
+    x, y = images()
+    splits = few_shot((x, y), 5, seed=0, test=(x, y))
+    torch.manual_seed(0)
+    pre = torchvision_backbone("resnet18", image_size=32).with_head(Task("t", num_classes=3))
+    model, _ = run_strategy(pre, Task("t", num_classes=3), splits, "lora",
+                            TrainConfig(epochs=1, min_steps=3, lr=1e-2, progress=False, device="cpu"))
+    path = save(tmp_path / "adapters", model, state=adapter_state_dict(model))
+    full = sum(v.numel() for v in model.state_dict().values())
+    kept = sum(v.numel() for v in adapter_state_dict(model).values())
+    assert kept < 0.05 * full
+    fresh = torchvision_backbone("resnet18", image_size=32).with_head(Task("t", num_classes=3))
+    fresh.load_state_dict(pre.state_dict())  # the same pretrained weights
+    LoRA().inject(fresh)
+    load_into(fresh, path, strict=False)
+    model.eval(), fresh.eval()
+    probe = torch.rand(4, 16, 16)
+    assert torch.allclose(model(probe), fresh(probe), atol=1e-5)

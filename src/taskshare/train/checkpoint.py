@@ -41,12 +41,15 @@ def sidecar(path: Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def save(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None) -> Path:
-    """Write the model's state and a description of it; returns the weights' path."""
+def save(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None,
+         state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the model's state (or the given part of it, e.g. LoRA adapters and head) and a
+    description; returns the weights' path."""
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+    state = model.state_dict() if state is None else state
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     atomic_write_bytes(path, tensors_to_bytes(tensors))
     info = {"format": FORMAT, "model": type(model).__name__, **(meta or {})}
     atomic_write_bytes(sidecar(path), json.dumps(info, indent=2, default=str).encode())

@@ -124,3 +124,14 @@ def test_multitask_config_errors(tmp_path, capsys):
     path.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(path)]) == 2
     assert "multitask.modes has 'medium'" in capsys.readouterr().out
+
+
+def test_multitask_yaml_with_a_balancing_method(tmp_path):
+    path = _mtl_files(tmp_path, False)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["multitask"]["modes"] = ["single", "hard"]
+    cfg["multitask"]["balancer"] = {"name": "dwa", "temperature": 1.5}
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path)]) == 0
+    rows = json.loads((tmp_path / "mt" / "multitask_results.json").read_text())
+    assert rows["config"]["multitask"]["balancer"] == {"name": "dwa", "temperature": 1.5}

@@ -88,9 +88,11 @@ def build_sharing(mode: str, trunk_factory: Callable[[], nn.Module], tasks: Sequ
 def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], train: Any, val: Any, test: Any,
                     modes: Sequence[str] = MODES, config: TrainConfig | None = None, coupling: float = 1e-3,
                     layers: str | None = None, sampler: str = "proportional", temperature: float = 2.0,
-                    weights: Mapping[str, float] | None = None) -> list[SharingResult]:
+                    weights: Mapping[str, float] | None = None, balancer: Any = None,
+                    representation: bool = False) -> list[SharingResult]:
     """Train each mode on the same data from the same seed; model selection on `val`, metrics on
-    `test`. `trunk_factory()` returns a fresh trunk (an nn.Sequential for cross-stitch)."""
+    `test`. `trunk_factory()` returns a fresh trunk (an nn.Sequential for cross-stitch). `balancer`
+    (and `representation`) apply to hard sharing, the mode with one shared trunk."""
     config = config or TrainConfig()
     tasks = list(tasks)
     bad = [m for m in modes if m not in MODES]
@@ -113,7 +115,8 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
                     models.append(model)
             else:
                 model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers)
-                fit_multitask(model, tasks, train, val, config, weights, sampler, temperature)
+                fit_multitask(model, tasks, train, val, config, weights, sampler, temperature,
+                              balancer if mode == "hard" else None, representation and mode == "hard")
                 test_metrics = evaluate_multitask(model, tasks, test, config.eval_batch_size)
                 models = [model]
         seconds = time.perf_counter() - started

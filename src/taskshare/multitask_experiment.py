@@ -56,6 +56,8 @@ class MultiTaskSpec:
     sampler: str = "proportional"     # one dataset per task: round_robin | proportional | temperature | uniform
     temperature: float = 2.0
     weights: dict[str, float] = field(default_factory=dict)
+    balancer: Any = None              # hard sharing: a balancing method by name, or {name: ..., hyperparameter: ...}
+    representation: bool = False      # gradient methods on the shared features instead of the parameters
     seeds: list[int] = field(default_factory=lambda: [0])
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=3e-3))
 
@@ -192,7 +194,8 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
     for seed in config.multitask.seeds:
         spec = config.multitask
         for r in compare_sharing(factory, tasks, train, val, test, spec.modes, replace(spec.train, seed=seed),
-                                 spec.coupling, spec.layers, spec.sampler, spec.temperature, spec.weights):
+                                 spec.coupling, spec.layers, spec.sampler, spec.temperature, spec.weights,
+                                 spec.balancer, spec.representation):
             rows.append(r)
             if console:
                 dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"

@@ -135,14 +135,19 @@ def fit(model: nn.Module, task: Task, train, val=None, config: TrainConfig | Non
 def train_loop(model: nn.Module, loader, objective: Objective, validate: Validator | None, config: TrainConfig,
                higher_is_better: bool = True, param_groups: Sequence[dict] | None = None,
                penalty: Callable[[], Tensor] | None = None, augment: Callable[[Tensor], Tensor] | None = None,
-               callbacks: Sequence[Callable[[dict], None]] = (), label: str = "train", metric: str = "score") -> History:
+               callbacks: Sequence[Callable[[dict], None]] = (), label: str = "train", metric: str = "score",
+               backward: Callable[[Tensor, dict], None] | None = None, extra_params: Sequence[Tensor] = ()) -> History:
     """The loop shared by single- and multi-task training. `objective(model, x, y)` returns the total
     loss and its parts by task (named in errors); `validate(model)` returns the selection score and
-    the metrics to log."""
+    the metrics to log. `backward(loss, parts)`, when given, writes the gradients itself (gradient
+    balancing); `extra_params` are trained too (a balancing method's own parameters)."""
     device = resolve_device(config.device)
     model.to(device)
     if param_groups is None:
         param_groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
+    param_groups = list(param_groups)
+    if extra_params:
+        param_groups.append({"params": list(extra_params), "lr": config.lr, "weight_decay": 0.0})
     trainable = [p for g in param_groups for p in g["params"]]
     if not trainable:
         raise TaskshareError("nothing to train: every parameter of the model is frozen")
@@ -151,6 +156,8 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
     scheduler = make_scheduler(optimizer, epochs * len(loader), config.schedule, config.warmup)
     dtype = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    if scaler is not None and backward is not None:
+        raise TaskshareError("gradient balancing with fp16 needs loss scaling per task; use amp: bf16 or amp: off")
 
     history, best_state, bad_epochs = History(), None, 0
     started = time.perf_counter()
@@ -181,6 +188,8 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     scaler.unscale_(optimizer)
+                elif backward is not None:
+                    backward(loss, parts)
                 else:
                     loss.backward()
                 if config.clip_grad is not None:

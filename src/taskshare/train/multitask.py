@@ -81,13 +81,16 @@ def selection_score(tasks: Sequence[Task], metrics: Mapping[str, Mapping[str, fl
 
 def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any = None,
                   config: TrainConfig | None = None, weights: Mapping[str, float] | None = None,
-                  sampler: str = "proportional", temperature: float = 2.0) -> History:
+                  sampler: str = "proportional", temperature: float = 2.0, balancer: Any = None,
+                  representation: bool = False) -> History:
     """Train a multi-task model (HardSharing, SoftSharing, CrossStitch, or any module whose forward
     takes (x, tasks=[...]) and returns {task: output}).
 
     train, val: a MultiTaskDataset (shared inputs, some labels missing), or a mapping task -> (x, y)
     or Dataset (one dataset per task, batches drawn by `sampler`). weights: fixed loss weights
-    (default 1 each).
+    (default 1 each). balancer: a loss-weighting or gradient-balancing method (name, mapping or
+    instance; see taskshare.balancing); representation: balance gradients w.r.t. the shared features
+    (one trunk backward) instead of the shared parameters.
     """
     config = config or TrainConfig()
     tasks = list(tasks)
@@ -102,9 +105,19 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
     loader = multitask_loader(train, config, True, sampler, temperature)
     device = resolve_device(config.device)
 
+    balanced = None
+    if balancer is not None:
+        from .balanced import BalancedStep, build_balancer
+        if weights:
+            raise TaskshareError("give either fixed loss weights or a balancing method, not both")
+        balanced = BalancedStep(build_balancer(balancer, len(tasks)), tasks, model, representation)
+        balanced.balancer.to(resolve_device(config.device))
+
     def objective(m: nn.Module, x: Tensor, ys: dict[str, Tensor]):
-        out = m(x, tasks=list(ys))
+        out = balanced.forward(m, x, list(ys)) if balanced else m(x, tasks=list(ys))
         parts = {t: by_name[t].loss(out[t], y) for t, y in ys.items()}
+        if balanced:
+            return balanced.total(parts), parts
         total = sum(weights.get(t, 1.0) * loss for t, loss in parts.items())
         return total, parts
 
@@ -115,4 +128,7 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
 
     penalty = model.penalty if callable(getattr(model, "penalty", None)) else None
     return train_loop(model, loader, objective, validate if val is not None else None, config, True,
-                      penalty=penalty, label="multi-task", metric="mean task score")
+                      penalty=penalty, label="multi-task", metric="mean task score",
+                      callbacks=[balanced.end_epoch] if balanced else (),
+                      backward=balanced.backward if balanced else None,
+                      extra_params=list(balanced.balancer.parameters()) if balanced else ())

@@ -1,0 +1,58 @@
+"""Small quadratic programs over task weights (T is tens at most), solved to high precision in float64."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def project_simplex(v: Tensor) -> Tensor:
+    """Euclidean projection onto {w >= 0, sum w = 1} (sort-based, exact)."""
+    u, _ = torch.sort(v, descending=True)
+    css = torch.cumsum(u, 0) - 1
+    idx = torch.arange(1, len(v) + 1, dtype=v.dtype, device=v.device)
+    rho = int((u - css / idx > 0).nonzero().max())
+    return (v - css[rho] / (rho + 1)).clamp_min(0)
+
+
+def _lipschitz(K: Tensor) -> float:
+    return max(float(torch.linalg.eigvalsh(K).max()), 1e-12)
+
+
+def min_norm_simplex(K: Tensor, iters: int = 2000, tol: float = 1e-12) -> Tensor:
+    """argmin_{w in simplex} w^T K w, by accelerated projected gradient (exact closed form for T = 2)."""
+    T = K.shape[0]
+    if T == 1:
+        return K.new_ones(1)
+    if T == 2:
+        a, b, c = K[0, 0], K[1, 1], K[0, 1]
+        denom = a + b - 2 * c
+        g = ((b - c) / denom).clamp(0, 1) if denom > 1e-20 else K.new_tensor(0.5)
+        return torch.stack([g, 1 - g])
+    step = 1.0 / (2 * _lipschitz(K))
+    w = K.new_full((T,), 1.0 / T)
+    y, t = w.clone(), 1.0
+    for _ in range(iters):
+        w_next = project_simplex(y - step * 2 * (K @ y))
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = w_next + ((t - 1) / t_next) * (w_next - w)
+        if float((w_next - w).abs().max()) < tol:
+            w = w_next
+            break
+        w, t = w_next, t_next
+    return w
+
+
+def min_quadratic_lower_bounded(K: Tensor, lower: Tensor, iters: int = 2000, tol: float = 1e-12) -> Tensor:
+    """argmin_{v >= lower} v^T K v (K positive semi-definite), by accelerated projected gradient."""
+    step = 1.0 / (2 * _lipschitz(K))
+    v = lower.clone()
+    y, t = v.clone(), 1.0
+    for _ in range(iters):
+        v_next = torch.maximum(y - step * 2 * (K @ y), lower)
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = v_next + ((t - 1) / t_next) * (v_next - v)
+        if float((v_next - v).abs().max()) < tol:
+            v = v_next
+            break
+        v, t = v_next, t_next
+    return v

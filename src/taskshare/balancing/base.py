@@ -1,0 +1,86 @@
+"""The balancing contract. A method is pure math over what it declares it needs:
+
+- needs = "losses": `loss(losses, step, history)` returns the scalar to differentiate (loss
+  weighting; stateful methods own their parameters and buffers, created in __init__).
+- needs = "gramian": `weights(gramian)` returns task weights w; the update is w @ G.
+- needs = "gradients": `combine(G)` returns the update direction over the shared parameters.
+
+A method never calls backward(), never writes .grad and never touches the optimizer; the trainer
+computes only what the method declares. Inputs are checked once here, for every subclass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import TaskshareError
+from ..registry import Registry
+
+NEEDS = ("losses", "gramian", "gradients")
+
+
+class Balancer(nn.Module):
+    """Base class; subclasses are dataclasses (hyperparameters as typed fields, echoed by repr)."""
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[str] = "losses"
+    representation_ok: ClassVar[bool] = True  # may run on gradients w.r.t. shared features
+
+    def __post_init__(self) -> None:
+        nn.Module.__init__(self)
+        self.setup()
+
+    def setup(self) -> None:
+        """Create parameters and buffers (stateful methods)."""
+
+    # --- checked entry points, used by the trainer -------------------------------------------
+    def task_loss(self, losses: Tensor, step: int = 0, history: list[Tensor] | None = None) -> Tensor:
+        _check_vector(losses, "losses")
+        return self.loss(losses, step, history or [])
+
+    def task_weights(self, gramian: Tensor) -> Tensor:
+        if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
+            raise TaskshareError(f"{self.name}: expected a square (T, T) Gramian, got shape {tuple(gramian.shape)}")
+        w = self.weights(gramian.double()).to(gramian.dtype)
+        _check_vector(w, f"{self.name} weights")
+        return w
+
+    def direction(self, grads: Tensor) -> Tensor:
+        if grads.dim() != 2:
+            raise TaskshareError(f"{self.name}: expected a (tasks, parameters) gradient matrix, got {tuple(grads.shape)}")
+        if self.needs == "gramian":
+            return self.task_weights(grads @ grads.T) @ grads
+        return self.combine(grads)
+
+    # --- what subclasses implement ----------------------------------------------------------
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        return losses.sum()
+
+    def weights(self, gramian: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def combine(self, grads: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]
+
+    __repr__ = nn.Module.__repr__
+
+
+def _check_vector(v: Tensor, what: str) -> None:
+    if v.dim() != 1:
+        raise TaskshareError(f"{what}: expected one value per task, got shape {tuple(v.shape)}")
+    if not torch.isfinite(v).all():
+        raise TaskshareError(f"{what} has NaN/Inf: {v.tolist()}")
+
+
+BALANCERS: Registry[type[Balancer]] = Registry("balancing method")
+
+
+def balancer_dataclass(cls):
+    """@dataclass that keeps nn.Module's __init__ chain working (eq=False keeps modules hashable)."""
+    return dataclass(eq=False, repr=False)(cls)

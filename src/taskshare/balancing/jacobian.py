@@ -1,0 +1,50 @@
+"""Per-task gradients on the shared parameters, computed the fast way: each task's gradient with
+respect to the shared features (cheap: only its head is differentiated), then ONE batched backward
+through the trunk (`is_grads_batched`, vectorised over tasks) instead of T full backward passes."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+def feature_gradients(losses: Sequence[Tensor], features: Tensor) -> Tensor:
+    """(T, *features.shape): d loss_t / d features, heads only."""
+    return torch.stack([torch.autograd.grad(loss, features, retain_graph=True, allow_unused=True)[0]
+                        if loss.requires_grad else torch.zeros_like(features) for loss in losses])
+
+
+def shared_jacobian(feature_grads: Tensor, features: Tensor, params: Sequence[Tensor],
+                    chunk: int | None = None) -> Tensor:
+    """(T, P): the per-task gradients on `params`, by a batched vector-Jacobian product through the
+    trunk. `chunk` bounds how many tasks go through at once (memory); None = all."""
+    T = feature_grads.shape[0]
+    size = chunk or T
+    rows = []
+    for start in range(0, T, size):
+        grads = torch.autograd.grad(features, list(params), grad_outputs=feature_grads[start:start + size],
+                                    is_grads_batched=True, retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros((len(feature_grads[start:start + size]), *p.shape),
+                                                                     device=p.device, dtype=p.dtype)).reshape(g.shape[0] if g is not None else len(feature_grads[start:start + size]), -1)
+                               for g, p in zip(grads, params)], 1))
+    return torch.cat(rows, 0)
+
+
+def sequential_jacobian(losses: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
+    """The slow reference: one full backward per task (used by tests and as a fallback)."""
+    rows = []
+    for loss in losses:
+        grads = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
+        rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]))
+    return torch.stack(rows)
+
+
+def write_grads(params: Sequence[Tensor], flat: Tensor) -> None:
+    """Split a flat direction over `params` and store it as their .grad (the trainer's job only)."""
+    offset = 0
+    for p in params:
+        n = p.numel()
+        piece = flat[offset:offset + n].view_as(p).to(p.dtype)
+        p.grad = piece.clone() if p.grad is None else p.grad + piece
+        offset += n

@@ -1,0 +1,83 @@
+"""Loss-weighting methods: each returns the scalar the trainer differentiates once."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import TaskshareError
+from .base import BALANCERS, Balancer, balancer_dataclass
+
+
+@BALANCERS.register("equal")
+@balancer_dataclass
+class Equal(Balancer):
+    """Sum of task losses, every weight 1: the baseline every method is compared with."""
+
+    name = "equal"
+
+
+@BALANCERS.register("fixed")
+@balancer_dataclass
+class Fixed(Balancer):
+    """User weights, in task order."""
+
+    name = "fixed"
+    values: list[float] = None  # type: ignore[assignment]
+
+    def setup(self) -> None:
+        if not self.values or any(w < 0 for w in self.values):
+            raise TaskshareError(f"fixed: weights must be a non-empty list of numbers >= 0, got {self.values!r}")
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        if len(self.values) != len(losses):
+            raise TaskshareError(f"fixed: {len(self.values)} weights for {len(losses)} tasks")
+        return (losses * losses.new_tensor(self.values)).sum()
+
+
+@BALANCERS.register("uncertainty")
+@balancer_dataclass
+class Uncertainty(Balancer):
+    """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018): sum_t exp(-s_t) L_t + s_t
+    with learned log-variances s_t (created lazily for the number of tasks, trained with the model)."""
+
+    name = "uncertainty"
+    num_tasks: int = 2
+
+    def setup(self) -> None:
+        self.log_vars = nn.Parameter(torch.zeros(self.num_tasks))
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        if len(losses) != self.num_tasks:
+            raise TaskshareError(f"uncertainty: built for {self.num_tasks} tasks, got {len(losses)} losses")
+        s = self.log_vars.to(losses.dtype)
+        return (torch.exp(-s) * losses + s).sum()
+
+
+@BALANCERS.register("dwa")
+@balancer_dataclass
+class DWA(Balancer):
+    """Dynamic weight average (Liu, Johns & Davison, CVPR 2019): w_t = T softmax(r_t / temperature),
+    r_t = L_t(epoch-1) / L_t(epoch-2) from the per-epoch mean losses; 1 for the first two epochs."""
+
+    name = "dwa"
+    temperature: float = 2.0
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        if len(history) < 2:
+            return losses.sum()
+        ratio = history[-1].to(losses) / history[-2].to(losses).clamp_min(1e-12)
+        w = len(losses) * torch.softmax(ratio / self.temperature, 0)
+        return (w.detach() * losses).sum()
+
+
+@BALANCERS.register("rlw")
+@balancer_dataclass
+class RLW(Balancer):
+    """Random loss weighting (Lin et al., TMLR 2022): w = softmax(z), z ~ N(0, I) drawn every step from
+    the global generator (seeded by the trainer), scaled to sum to T."""
+
+    name = "rlw"
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        w = len(losses) * torch.softmax(torch.randn(len(losses), device=losses.device, dtype=losses.dtype), 0)
+        return (w * losses).sum()

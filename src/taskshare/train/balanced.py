@@ -1,0 +1,90 @@
+"""Plugging a balancing method into multi-task training: what to differentiate (loss weighting), or
+how to write the shared gradients (gradient balancing, full or representation level)."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..balancing import BALANCERS, Balancer, feature_gradients, shared_jacobian, write_grads
+from ..errors import TaskshareError
+from ..tasks import Task
+
+
+def build_balancer(spec: Any, num_tasks: int) -> Balancer:
+    """A method from a name, a {name: ..., hyperparameter: ...} mapping, or an instance."""
+    if isinstance(spec, Balancer):
+        return spec
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise TaskshareError(f"a balancing method is a name or a mapping with 'name'; got {spec!r}")
+    from ..config import from_dict
+    cls = BALANCERS.get(spec["name"])
+    args = {k: v for k, v in spec.items() if k != "name"}
+    if "num_tasks" in {f for f in getattr(cls, "__dataclass_fields__", {})} and "num_tasks" not in args:
+        args["num_tasks"] = num_tasks
+    return from_dict(cls, args, f"balancing {spec['name']}")
+
+
+class BalancedStep:
+    """State shared by the objective and the backward of one training run."""
+
+    def __init__(self, balancer: Balancer, tasks: Sequence[Task], model: nn.Module, representation: bool = False,
+                 chunk: int | None = None):
+        self.balancer, self.tasks, self.model = balancer, list(tasks), model
+        self.representation, self.chunk = representation, chunk
+        self.step, self.history, self._epoch = 0, [], []
+        self.features: Tensor | None = None
+        if balancer.needs != "losses":
+            if not (hasattr(model, "forward_features") and hasattr(model, "forward_heads")):
+                raise TaskshareError(f"{balancer.name} balances gradients on a shared trunk: it needs a HardSharing "
+                                     f"model (forward_features / forward_heads), got {type(model).__name__}")
+            if representation and not balancer.representation_ok:
+                raise TaskshareError(f"{balancer.name} cannot run at the representation level: its update would "
+                                     f"leave the trunk without gradient")
+        elif representation:
+            raise TaskshareError(f"{balancer.name} weights losses; the representation level applies to gradient methods")
+
+    def forward(self, model: nn.Module, x: Tensor, task_names: list[str]) -> dict[str, Tensor]:
+        if self.balancer.needs == "losses":
+            return model(x, tasks=task_names)
+        self.features = model.forward_features(x)
+        return model.forward_heads(self.features, task_names)
+
+    def total(self, parts: dict[str, Tensor]) -> Tensor:
+        losses = torch.stack([parts[t.name] if t.name in parts else parts[next(iter(parts))] * 0 for t in self.tasks])
+        self._epoch.append(losses.detach())
+        self.step += 1
+        if self.balancer.needs == "losses":
+            return self.balancer.task_loss(losses, self.step, self.history)
+        return losses.sum()
+
+    def end_epoch(self, record: dict) -> None:
+        if self._epoch:
+            self.history.append(torch.stack(self._epoch).mean(0))
+            self._epoch = []
+
+    def backward(self, loss: Tensor, parts: dict[str, Tensor]) -> None:
+        if self.balancer.needs == "losses":
+            loss.backward()
+            return
+        losses = [parts[t.name] for t in self.tasks if t.name in parts]
+        z = self.features
+        head_params = [p for p in self.model.heads.parameters() if p.requires_grad]
+        shared = [p for p in self.model.trunk.parameters() if p.requires_grad]
+        g_z = feature_gradients(losses, z)                         # (T, *z.shape), heads only
+        if head_params:                                            # each head sees only its own loss
+            grads = torch.autograd.grad(sum(losses), head_params, retain_graph=True, allow_unused=True)
+            for p, g in zip(head_params, grads):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad + g
+        if not shared:
+            return
+        if self.representation:
+            direction = self.balancer.direction(g_z.reshape(len(losses), -1).float()).reshape(z.shape)
+            torch.autograd.backward(z, direction.to(z.dtype))
+        else:
+            jac = shared_jacobian(g_z, z, shared, self.chunk)       # (T, P): one batched backward
+            write_grads(shared, self.balancer.direction(jac.float()))

@@ -1,0 +1,148 @@
+"""Property checks run over every registered method, plus each method's defining property by hand."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from taskshare import HardSharing, MultiTaskDataset, SoftSharing, Task, TaskshareError, TrainConfig, fit_multitask
+from taskshare.balancing import (BALANCERS, DWA, IMTLG, MGDA, RLW, Fixed, PCGrad, Uncertainty, UPGrad,
+                                 feature_gradients, sequential_jacobian, shared_jacobian)
+
+GRADIENT_METHODS = [n for n in BALANCERS.names() if BALANCERS.get(n).needs != "losses"]
+NON_CONFLICTING = ["mgda", "upgrad"]
+DETERMINISTIC = [n for n in GRADIENT_METHODS if n != "pcgrad"]  # pcgrad draws a random order
+
+
+def random_grads(T=4, P=7, seed=0):
+    return torch.randn(T, P, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+@pytest.mark.parametrize("seed", range(5))
+def test_finite_direction_of_the_right_shape(name, seed):
+    d = BALANCERS.get(name)().direction(random_grads(seed=seed))
+    assert d.shape == (7,) and torch.isfinite(d).all()
+
+
+@pytest.mark.parametrize("name", DETERMINISTIC)
+def test_permuting_tasks_leaves_the_direction_unchanged(name):
+    G = random_grads(seed=3)
+    perm = torch.tensor([2, 0, 3, 1])
+    method = BALANCERS.get(name)()
+    assert torch.allclose(method.direction(G), method.direction(G[perm]), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+def test_identical_tasks_get_identical_weights(name):
+    g = torch.tensor([[0.3, -1.0, 2.0]], dtype=torch.float64)
+    w = BALANCERS.get(name)().task_weights(g.repeat(3, 1) @ g.repeat(3, 1).T)
+    assert torch.allclose(w, w[0].expand(3), atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NON_CONFLICTING)
+@pytest.mark.parametrize("seed", range(10))
+def test_update_never_conflicts_with_a_task(name, seed):
+    G = random_grads(T=5, P=8, seed=seed)
+    d = BALANCERS.get(name)().direction(G)
+    assert (G @ d >= -1e-6 * G.norm() * max(d.norm(), 1e-12)).all()
+
+
+def test_hand_cases_orthogonal_and_opposite():
+    orth = torch.eye(2, dtype=torch.float64)
+    for m in (MGDA(), UPGrad(), IMTLG()):
+        assert torch.allclose(m.direction(orth), torch.tensor([0.5, 0.5], dtype=torch.float64), atol=1e-8)
+    assert torch.allclose(PCGrad().direction(orth), torch.tensor([1.0, 1.0], dtype=torch.float64))
+    opposite = torch.tensor([[1.0, 0.0], [-1.0, 0.0]], dtype=torch.float64)
+    for m in (MGDA(), UPGrad(), PCGrad()):
+        assert torch.allclose(m.direction(opposite), torch.zeros(2, dtype=torch.float64), atol=1e-8)
+
+
+def test_mgda_is_the_min_norm_point_of_the_hull():
+    G = random_grads(T=3, P=5, seed=1)
+    d = MGDA().direction(G)
+    for _ in range(200):  # no random convex combination is shorter
+        w = torch.distributions.Dirichlet(torch.ones(3, dtype=torch.float64)).sample()
+        assert (w @ G).norm() >= d.norm() - 1e-7
+
+
+def test_imtl_g_gives_equal_projections_on_unit_gradients():
+    G = random_grads(T=3, P=6, seed=2) * torch.tensor([[1.0], [10.0], [0.1]], dtype=torch.float64)
+    d = IMTLG().direction(G)
+    proj = (G / G.norm(dim=1, keepdim=True)) @ d
+    assert torch.allclose(proj, proj[0].expand(3), atol=1e-8)
+
+
+def test_pcgrad_projects_conflicting_pairs_by_hand():
+    g1, g2 = torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([-1.0, 1.0], dtype=torch.float64)
+    expected = (g1 - (g1 @ g2) / (g2 @ g2) * g2) + (g2 - (g2 @ g1) / (g1 @ g1) * g1)
+    assert torch.allclose(PCGrad().direction(torch.stack([g1, g2])), expected)
+
+
+def test_loss_weighting_by_hand():
+    losses = torch.tensor([2.0, 0.5])
+    u = Uncertainty(num_tasks=2)
+    with torch.no_grad():
+        u.log_vars.copy_(torch.tensor([math.log(2.0), 0.0]))
+    assert u.task_loss(losses).item() == pytest.approx(2.0 / 2 + math.log(2.0) + 0.5)
+    assert "log_vars" in u.state_dict()  # saved and restored with checkpoints
+    history = [torch.tensor([1.0, 1.0]), torch.tensor([0.5, 1.0])]  # task 0 improving faster
+    w = 2 * torch.softmax(torch.tensor([0.5, 1.0]) / 2.0, 0)
+    assert DWA().task_loss(losses, 3, history).item() == pytest.approx(float(w @ losses))
+    assert Fixed(values=[1.0, 3.0]).task_loss(losses).item() == pytest.approx(3.5)
+    torch.manual_seed(0)
+    assert RLW().task_loss(torch.ones(3)).item() == pytest.approx(3.0)
+
+
+def test_repr_echoes_hyperparameters():
+    assert repr(DWA(temperature=1.5)) == "DWA(temperature=1.5)"
+    assert repr(Uncertainty(num_tasks=3)).startswith("Uncertainty(num_tasks=3")
+
+
+def test_batched_jacobian_equals_one_backward_per_task():
+    torch.manual_seed(0)
+    tasks = [Task("a", num_classes=3), Task("b", "regression"), Task("c", "binary")]
+    model = HardSharing(nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 6), nn.ReLU()), tasks, in_features=6)
+    x = torch.randn(16, 5)
+    z = model.forward_features(x)
+    out = model.forward_heads(z)
+    ys = {"a": torch.randint(0, 3, (16,)), "b": torch.randn(16), "c": torch.randint(0, 2, (16,)).float()}
+    losses = [t.loss(out[t.name], ys[t.name]) for t in tasks]
+    shared = list(model.trunk.parameters())
+    fast = shared_jacobian(feature_gradients(losses, z), z, shared)
+    assert torch.allclose(fast, sequential_jacobian(losses, shared), atol=1e-6)
+    assert torch.allclose(shared_jacobian(feature_gradients(losses, z), z, shared, chunk=1), fast, atol=1e-6)
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(120, 6, generator=g)
+    return MultiTaskDataset(x, {"a": (x[:, 0] > 0).long(), "b": x[:, 1] - x[:, 2]})
+
+
+TWO = [Task("a", num_classes=2), Task("b", "regression")]
+
+
+@pytest.mark.parametrize("name", BALANCERS.names())
+def test_every_method_trains_a_hard_sharing_model(name):
+    torch.manual_seed(0)
+    model = HardSharing(nn.Sequential(nn.Linear(6, 16), nn.ReLU()), TWO, in_features=16)
+    spec = {"name": "fixed", "values": [1.0, 2.0]} if name == "fixed" else name
+    before = [p.detach().clone() for p in model.trunk.parameters()]
+    fit_multitask(model, TWO, _data(), None, TrainConfig(epochs=3, min_steps=0, progress=False, device="cpu"), balancer=spec)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.trunk.parameters()))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_representation_level_and_bad_combinations():
+    torch.manual_seed(0)
+    model = HardSharing(nn.Sequential(nn.Linear(6, 16), nn.ReLU()), TWO, in_features=16)
+    cfg = TrainConfig(epochs=2, min_steps=0, progress=False, device="cpu")
+    fit_multitask(model, TWO, _data(), None, cfg, balancer="mgda", representation=True)
+    with pytest.raises(TaskshareError, match="representation level applies to gradient methods"):
+        fit_multitask(model, TWO, _data(), None, cfg, balancer="dwa", representation=True)
+    soft = SoftSharing(nn.Sequential(nn.Linear(6, 16), nn.ReLU()), TWO, in_features=16)
+    with pytest.raises(TaskshareError, match="needs a HardSharing model"):
+        fit_multitask(soft, TWO, _data(), None, cfg, balancer="upgrad")
+    with pytest.raises(TaskshareError, match="unknown balancing method 'gradnorm2'"):
+        fit_multitask(model, TWO, _data(), None, cfg, balancer="gradnorm2")

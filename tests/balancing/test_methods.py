@@ -6,11 +6,12 @@ import torch
 from torch import nn
 
 from taskshare import HardSharing, MultiTaskDataset, SoftSharing, Task, TaskshareError, TrainConfig, fit_multitask
-from taskshare.balancing import (BALANCERS, DWA, IMTLG, MGDA, RLW, Fixed, PCGrad, Uncertainty, UPGrad,
-                                 feature_gradients, sequential_jacobian, shared_jacobian)
+from taskshare.balancing import (BALANCERS, DWA, GLS, IMTLG, IMTLL, MGDA, RLW, AlignedMTL, ConFIG, DualProj,
+                                 Fixed, LogScale, PCGrad, Uncertainty, UPGrad, feature_gradients,
+                                 sequential_jacobian, shared_jacobian)
 
 GRADIENT_METHODS = [n for n in BALANCERS.names() if BALANCERS.get(n).needs != "losses"]
-NON_CONFLICTING = ["mgda", "upgrad"]
+NON_CONFLICTING = ["mgda", "upgrad", "dualproj"]
 DETERMINISTIC = [n for n in GRADIENT_METHODS if n != "pcgrad"]  # pcgrad draws a random order
 
 
@@ -146,3 +147,28 @@ def test_representation_level_and_bad_combinations():
         fit_multitask(soft, TWO, _data(), None, cfg, balancer="upgrad")
     with pytest.raises(TaskshareError, match="unknown balancing method 'gradnorm2'"):
         fit_multitask(model, TWO, _data(), None, cfg, balancer="gradnorm2")
+
+
+def test_aligned_mtl_and_config_by_hand():
+    G = torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    # Aligned-MTL: singular values set to the smallest (1): the gradients become e1, e2; their mean
+    assert torch.allclose(AlignedMTL().direction(G), torch.tensor([0.5, 0.5], dtype=torch.float64))
+    # ConFIG: equal-cosine unit direction (1, 1)/sqrt(2), length sum of projections (3 + 1)/sqrt(2)
+    assert torch.allclose(ConFIG().direction(G), torch.tensor([2.0, 2.0], dtype=torch.float64))
+    G = random_grads(T=3, P=6, seed=4)
+    d = ConFIG().direction(G)
+    cos = (G / G.norm(dim=1, keepdim=True)) @ (d / d.norm())
+    assert torch.allclose(cos, cos[0].expand(3), atol=1e-8) and (cos > 0).all()
+    assert torch.allclose(DualProj().direction(torch.eye(2, dtype=torch.float64)),
+                          torch.tensor([0.5, 0.5], dtype=torch.float64), atol=1e-8)
+
+
+def test_scale_free_loss_methods_by_hand():
+    losses = torch.tensor([4.0, 1.0])
+    assert GLS().task_loss(losses).item() == pytest.approx(2.0)
+    assert LogScale().task_loss(losses).item() == pytest.approx(math.log(4.0), rel=1e-6)
+    assert IMTLL(num_tasks=2).task_loss(losses).item() == pytest.approx(5.0)
+    # log scaling: each task's gradient is divided by its own loss
+    z = torch.tensor([4.0, 1.0], requires_grad=True)
+    LogScale().task_loss(z * 1.0).backward()
+    assert torch.allclose(z.grad, torch.tensor([0.25, 1.0]))

@@ -1,11 +1,14 @@
 """Loss weighting and gradient balancing: one small module per method, registered by name."""
+from .aligned_mtl import AlignedMTL
 from .base import BALANCERS, NEEDS, Balancer
+from .config_method import ConFIG
+from .dualproj import DualProj
 from .imtl_g import IMTLG
 from .jacobian import feature_gradients, sequential_jacobian, shared_jacobian, write_grads
-from .loss_weighting import DWA, RLW, Equal, Fixed, Uncertainty
+from .loss_weighting import DWA, GLS, IMTLL, RLW, Equal, Fixed, LogScale, Uncertainty
 from .mgda import MGDA
 from .pcgrad import PCGrad
 from .upgrad import UPGrad
 
-__all__ = ["BALANCERS", "DWA", "Equal", "Fixed", "IMTLG", "MGDA", "NEEDS", "PCGrad", "RLW", "UPGrad", "Balancer",
+__all__ = ["BALANCERS", "DWA", "GLS", "IMTLL", "AlignedMTL", "ConFIG", "DualProj", "Equal", "Fixed", "IMTLG", "LogScale", "MGDA", "NEEDS", "PCGrad", "RLW", "UPGrad", "Balancer",
            "Uncertainty", "feature_gradients", "sequential_jacobian", "shared_jacobian", "write_grads"]

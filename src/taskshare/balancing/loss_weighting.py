@@ -81,3 +81,47 @@ class RLW(Balancer):
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
         w = len(losses) * torch.softmax(torch.randn(len(losses), device=losses.device, dtype=losses.dtype), 0)
         return (w * losses).sum()
+
+
+@BALANCERS.register("gls")
+@balancer_dataclass
+class GLS(Balancer):
+    """Geometric loss strategy (Chennupati et al., CVPR-W 2019): the geometric mean of the task losses,
+    (prod_t L_t)^(1/T), computed in log space; insensitive to each loss's scale."""
+
+    name = "gls"
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        return torch.exp(torch.log(losses.clamp_min(1e-12)).mean())
+
+
+@BALANCERS.register("imtl_l")
+@balancer_dataclass
+class IMTLL(Balancer):
+    """IMTL-L (Liu et al., ICLR 2021): learned scales, sum_t exp(s_t) L_t - s_t, which drives every
+    scaled loss toward 1 (the loss half of IMTL)."""
+
+    name = "imtl_l"
+    num_tasks: int = 2
+
+    def setup(self) -> None:
+        self.scales = nn.Parameter(torch.zeros(self.num_tasks))
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        if len(losses) != self.num_tasks:
+            raise TaskshareError(f"imtl_l: built for {self.num_tasks} tasks, got {len(losses)} losses")
+        s = self.scales.to(losses.dtype)
+        return (torch.exp(s) * losses - s).sum()
+
+
+@BALANCERS.register("log_scale")
+@balancer_dataclass
+class LogScale(Balancer):
+    """DB-MTL's loss-scale balancing (Lin et al., 2023): sum_t log(L_t + eps), so every task's gradient
+    is divided by its own loss and scale differences between tasks vanish."""
+
+    name = "log_scale"
+    eps: float = 1e-8
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        return torch.log(losses + self.eps).sum()

@@ -172,3 +172,22 @@ def test_scale_free_loss_methods_by_hand():
     z = torch.tensor([4.0, 1.0], requires_grad=True)
     LogScale().task_loss(z * 1.0).backward()
     assert torch.allclose(z.grad, torch.tensor([0.25, 1.0]))
+
+
+@pytest.mark.parametrize("engine", ["batched", "sequential"])
+def test_per_parameter_engines_match_the_reference_jacobian(engine):
+    from taskshare.balancing import gramian_of, per_task_grads, write_weighted
+    torch.manual_seed(0)
+    tasks = [Task("a", num_classes=3), Task("b", "regression")]
+    model = HardSharing(nn.Sequential(nn.Linear(5, 8), nn.Tanh()), tasks, in_features=8)
+    x, ys = torch.randn(16, 5), {"a": torch.randint(0, 3, (16,)), "b": torch.randn(16)}
+    z = model.forward_features(x)
+    out = model.forward_heads(z)
+    losses = [t.loss(out[t.name], ys[t.name]) for t in tasks]
+    shared = list(model.trunk.parameters())
+    stacks = per_task_grads(feature_gradients(losses, z), z, shared, engine)
+    J = sequential_jacobian(losses, shared)
+    assert torch.allclose(gramian_of(stacks).float(), J @ J.T, atol=1e-5)
+    w = torch.tensor([0.3, 0.7])
+    write_weighted(shared, stacks, w)
+    assert torch.allclose(torch.cat([p.grad.reshape(-1) for p in shared]), w @ J, atol=1e-6)

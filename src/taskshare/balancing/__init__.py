@@ -4,11 +4,12 @@ from .base import BALANCERS, NEEDS, Balancer
 from .config_method import ConFIG
 from .dualproj import DualProj
 from .imtl_g import IMTLG
-from .jacobian import feature_gradients, sequential_jacobian, shared_jacobian, write_grads
+from .jacobian import (feature_gradients, gramian_of, per_task_grads, sequential_jacobian, shared_jacobian,
+                       write_grads, write_weighted)
 from .loss_weighting import DWA, GLS, IMTLL, RLW, Equal, Fixed, LogScale, Uncertainty
 from .mgda import MGDA
 from .pcgrad import PCGrad
 from .upgrad import UPGrad
 
 __all__ = ["BALANCERS", "DWA", "GLS", "IMTLL", "AlignedMTL", "ConFIG", "DualProj", "Equal", "Fixed", "IMTLG", "LogScale", "MGDA", "NEEDS", "PCGrad", "RLW", "UPGrad", "Balancer",
-           "Uncertainty", "feature_gradients", "sequential_jacobian", "shared_jacobian", "write_grads"]
+           "Uncertainty", "feature_gradients", "gramian_of", "per_task_grads", "write_weighted", "sequential_jacobian", "shared_jacobian", "write_grads"]

@@ -31,6 +31,47 @@ def shared_jacobian(feature_grads: Tensor, features: Tensor, params: Sequence[Te
     return torch.cat(rows, 0)
 
 
+def per_task_grads(feature_grads: Tensor, features: Tensor, params: Sequence[Tensor], engine: str = "auto",
+                   chunk: int | None = None) -> list[Tensor]:
+    """For each parameter, its (T, *shape) stack of per-task gradients, without ever concatenating a
+    (T, P) matrix. engine: "batched" (one vectorised backward; fastest on GPUs), "sequential" (one
+    trunk backward per task from the feature gradients; measured faster on CPUs), or "auto"."""
+    T = feature_grads.shape[0]
+    if engine == "auto":
+        engine = "batched" if features.is_cuda else "sequential"
+    if engine == "batched":
+        size = chunk or T
+        parts = []
+        for start in range(0, T, size):
+            block = feature_grads[start:start + size]
+            grads = torch.autograd.grad(features, list(params), grad_outputs=block, is_grads_batched=True,
+                                        retain_graph=True, allow_unused=True)
+            parts.append([g if g is not None else torch.zeros((len(block), *p.shape), dtype=p.dtype, device=p.device)
+                          for g, p in zip(grads, params)])
+        return [torch.cat([part[i] for part in parts]) for i in range(len(params))]
+    rows = [torch.autograd.grad(features, list(params), grad_outputs=feature_grads[t], retain_graph=True,
+                                allow_unused=True) for t in range(T)]
+    return [torch.stack([row[i] if row[i] is not None else torch.zeros_like(p) for row in rows])
+            for i, p in enumerate(params)]
+
+
+def gramian_of(stacks: Sequence[Tensor]) -> Tensor:
+    """K = G G^T accumulated parameter by parameter (float64 accumulation for the small T x T result)."""
+    K = None
+    for g in stacks:
+        flat = g.reshape(g.shape[0], -1)
+        part = (flat @ flat.T).double()
+        K = part if K is None else K + part
+    return K
+
+
+def write_weighted(params: Sequence[Tensor], stacks: Sequence[Tensor], weights: Tensor) -> None:
+    """.grad of each parameter = sum_t w_t g_t (the trainer's job only)."""
+    for p, g in zip(params, stacks):
+        update = torch.tensordot(weights.to(g.dtype), g, dims=1)
+        p.grad = update if p.grad is None else p.grad + update
+
+
 def sequential_jacobian(losses: Sequence[Tensor], params: Sequence[Tensor]) -> Tensor:
     """The slow reference: one full backward per task (used by tests and as a fallback)."""
     rows = []

@@ -7,7 +7,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..balancing import BALANCERS, Balancer, feature_gradients, shared_jacobian, write_grads
+from ..balancing import (BALANCERS, Balancer, feature_gradients, gramian_of, per_task_grads, shared_jacobian,
+                         write_grads, write_weighted)
 from ..errors import TaskshareError
 from ..tasks import Task
 
@@ -32,9 +33,9 @@ class BalancedStep:
     """State shared by the objective and the backward of one training run."""
 
     def __init__(self, balancer: Balancer, tasks: Sequence[Task], model: nn.Module, representation: bool = False,
-                 chunk: int | None = None):
+                 chunk: int | None = None, engine: str = "auto"):
         self.balancer, self.tasks, self.model = balancer, list(tasks), model
-        self.representation, self.chunk = representation, chunk
+        self.representation, self.chunk, self.engine = representation, chunk, engine
         self.step, self.history, self._epoch = 0, [], []
         self.features: Tensor | None = None
         if balancer.needs != "losses":
@@ -85,6 +86,9 @@ class BalancedStep:
         if self.representation:
             direction = self.balancer.direction(g_z.reshape(len(losses), -1).float()).reshape(z.shape)
             torch.autograd.backward(z, direction.to(z.dtype))
+        elif self.balancer.needs == "gramian":   # never builds the (T, P) matrix
+            stacks = per_task_grads(g_z, z, shared, self.engine, self.chunk)
+            write_weighted(shared, stacks, self.balancer.task_weights(gramian_of(stacks)))
         else:
-            jac = shared_jacobian(g_z, z, shared, self.chunk)       # (T, P): one batched backward
+            jac = shared_jacobian(g_z, z, shared, self.chunk)
             write_grads(shared, self.balancer.direction(jac.float()))

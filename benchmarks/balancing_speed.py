@@ -26,9 +26,9 @@ from taskshare import HardSharing, Task  # noqa: E402
 from taskshare.balancing import BALANCERS  # noqa: E402
 from taskshare.train.balanced import BalancedStep  # noqa: E402
 
-OURS = ["mgda", "upgrad", "pcgrad", "imtl_g", "dualproj", "aligned_mtl", "config"]
+OURS = ["mgda", "upgrad", "pcgrad", "imtl_g", "dualproj", "aligned_mtl", "config", "cagrad"]
 THEIRS = {"mgda": "MGDA", "upgrad": "UPGrad", "pcgrad": "PCGrad", "imtl_g": "IMTLG", "dualproj": "DualProj",
-          "aligned_mtl": "AlignedMTL", "config": "ConFIG"}
+          "aligned_mtl": "AlignedMTL", "config": "ConFIG", "cagrad": "CAGrad"}
 
 
 def setup(T: int, seed: int = 0):
@@ -95,7 +95,7 @@ def make_steps(T: int):
     except ImportError:
         return steps
     for name, cls in THEIRS.items():
-        agg = getattr(aggregation, cls)()
+        agg = getattr(aggregation, cls)(**({"c": 0.5} if cls == "CAGrad" else {}))
 
         def theirs(agg=agg):
             opt.zero_grad(set_to_none=True)

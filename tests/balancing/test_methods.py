@@ -191,3 +191,23 @@ def test_per_parameter_engines_match_the_reference_jacobian(engine):
     w = torch.tensor([0.3, 0.7])
     write_weighted(shared, stacks, w)
     assert torch.allclose(torch.cat([p.grad.reshape(-1) for p in shared]), w @ J, atol=1e-6)
+
+
+def test_cagrad_inner_problem_beats_a_grid_and_limits():
+    from taskshare.balancing import CAGrad
+    from taskshare.balancing.cagrad import cagrad_inner
+    G = torch.tensor([[1.0, 0.3], [-0.6, 1.0]], dtype=torch.float64)
+    K = G @ G.T
+    radius = 0.5 * float((G.mean(0)).norm())
+    w = cagrad_inner(K, radius)
+    b = torch.full((2,), 0.5, dtype=torch.float64)
+
+    def f(v):
+        return float(v @ K @ b + radius * (v @ K @ v).sqrt())
+
+    grid = min(f(torch.tensor([a, 1 - a], dtype=torch.float64)) for a in torch.linspace(0, 1, 2001).tolist())
+    assert f(w) <= grid + 1e-9
+    assert torch.allclose(CAGrad(c=0.0).direction(G), G.mean(0))  # c = 0: the mean gradient
+    d = CAGrad(c=0.5, rescale=False).direction(G)
+    assert (d - G.mean(0)).norm() <= radius + 1e-9  # stays in the ball around the mean
+    assert float((G @ d).min()) >= float((G @ G.mean(0)).min()) - 1e-9  # the worst task does no worse

@@ -1,6 +1,7 @@
 """Loss weighting and gradient balancing: one small module per method, registered by name."""
 from .aligned_mtl import AlignedMTL
 from .base import BALANCERS, NEEDS, Balancer
+from .cagrad import CAGrad
 from .config_method import ConFIG
 from .dualproj import DualProj
 from .imtl_g import IMTLG
@@ -11,5 +12,5 @@ from .mgda import MGDA
 from .pcgrad import PCGrad
 from .upgrad import UPGrad
 
-__all__ = ["BALANCERS", "DWA", "GLS", "IMTLL", "AlignedMTL", "ConFIG", "DualProj", "Equal", "Fixed", "IMTLG", "LogScale", "MGDA", "NEEDS", "PCGrad", "RLW", "UPGrad", "Balancer",
+__all__ = ["BALANCERS", "DWA", "GLS", "IMTLL", "AlignedMTL", "CAGrad", "ConFIG", "DualProj", "Equal", "Fixed", "IMTLG", "LogScale", "MGDA", "NEEDS", "PCGrad", "RLW", "UPGrad", "Balancer",
            "Uncertainty", "feature_gradients", "gramian_of", "per_task_grads", "write_weighted", "sequential_jacobian", "shared_jacobian", "write_grads"]

@@ -26,9 +26,11 @@ from taskshare import HardSharing, Task  # noqa: E402
 from taskshare.balancing import BALANCERS  # noqa: E402
 from taskshare.train.balanced import BalancedStep  # noqa: E402
 
-OURS = ["mgda", "upgrad", "pcgrad", "imtl_g", "dualproj", "aligned_mtl", "config", "cagrad"]
+OURS = ["mgda", "upgrad", "pcgrad", "imtl_g", "dualproj", "aligned_mtl", "config", "cagrad", "nash_mtl", "fairgrad"]
 THEIRS = {"mgda": "MGDA", "upgrad": "UPGrad", "pcgrad": "PCGrad", "imtl_g": "IMTLG", "dualproj": "DualProj",
-          "aligned_mtl": "AlignedMTL", "config": "ConFIG", "cagrad": "CAGrad"}
+          "aligned_mtl": "AlignedMTL", "config": "ConFIG", "cagrad": "CAGrad", "nash_mtl": "NashMTL",
+          "fairgrad": "FairGrad"}
+THEIR_ARGS = {"CAGrad": lambda T: {"c": 0.5}, "NashMTL": lambda T: {"n_tasks": T}, "FairGrad": lambda T: {"alpha": 1.0}}
 
 
 def setup(T: int, seed: int = 0):
@@ -95,7 +97,7 @@ def make_steps(T: int):
     except ImportError:
         return steps
     for name, cls in THEIRS.items():
-        agg = getattr(aggregation, cls)(**({"c": 0.5} if cls == "CAGrad" else {}))
+        agg = getattr(aggregation, cls)(**THEIR_ARGS.get(cls, lambda T: {})(T))
 
         def theirs(agg=agg):
             opt.zero_grad(set_to_none=True)

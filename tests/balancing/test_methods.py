@@ -211,3 +211,18 @@ def test_cagrad_inner_problem_beats_a_grid_and_limits():
     d = CAGrad(c=0.5, rescale=False).direction(G)
     assert (d - G.mean(0)).norm() <= radius + 1e-9  # stays in the ball around the mean
     assert float((G @ d).min()) >= float((G @ G.mean(0)).min()) - 1e-9  # the worst task does no worse
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_nash_and_fairgrad_solve_their_defining_equation(alpha):
+    from taskshare.balancing import FairGrad, NashMTL
+    G = random_grads(T=4, P=9, seed=5)
+    K = G @ G.T
+    w = FairGrad(alpha=alpha).task_weights(K)
+    assert (w > 0).all()
+    assert torch.allclose(K @ w, w ** (-1 / alpha), rtol=1e-6)
+    if alpha == 1.0:
+        assert torch.allclose(NashMTL().task_weights(K), w, rtol=1e-8)
+    # orthogonal gradients: Nash weights are 1/|g_i|, the update the sum of unit gradients
+    D = torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(NashMTL().direction(D), torch.tensor([1.0, 1.0], dtype=torch.float64), atol=1e-8)

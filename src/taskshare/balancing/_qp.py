@@ -56,3 +56,35 @@ def min_quadratic_lower_bounded(K: Tensor, lower: Tensor, iters: int = 2000, tol
             break
         v, t = v_next, t_next
     return v
+
+
+def solve_power_equation(K: Tensor, power: float, iters: int = 100, tol: float = 1e-11) -> Tensor:
+    """The positive w with K w = w^(-power) (power > 0), as the minimiser of the convex
+    f(w) = w^T K w / 2 - sum_i phi(w_i), phi'(w) = w^(-power), by damped Newton steps that keep w > 0.
+    A tiny relative ridge keeps f bounded below when the gradients are linearly dependent."""
+    T = K.shape[0]
+    eye = torch.eye(T, dtype=K.dtype, device=K.device)
+    K = K + 1e-10 * K.trace().clamp_min(1e-30) * eye
+
+    def phi(w: Tensor) -> Tensor:
+        return torch.log(w).sum() if abs(power - 1) < 1e-12 else (w ** (1 - power)).sum() / (1 - power)
+
+    def f(w: Tensor) -> Tensor:
+        return 0.5 * w @ K @ w - phi(w)
+
+    w = K.diagonal().clamp_min(1e-30) ** (-1 / (1 + power))  # exact when K is diagonal
+    for _ in range(iters):
+        grad = K @ w - w ** (-power)
+        if float(grad.abs().max()) < tol * max(1.0, float((w ** (-power)).abs().max())):
+            break
+        hess = K + torch.diag(power * w ** (-power - 1))
+        step = torch.linalg.solve(hess, grad)
+        t = 1.0
+        shrink = step > 0
+        if shrink.any():  # stay strictly inside w > 0
+            t = min(1.0, 0.99 * float((w[shrink] / step[shrink]).min()))
+        f0 = f(w)
+        while t > 1e-12 and f(w - t * step) > f0 - 1e-4 * t * float(grad @ step):
+            t *= 0.5
+        w = w - t * step
+    return w

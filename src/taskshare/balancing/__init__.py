@@ -5,6 +5,7 @@ from .cagrad import CAGrad
 from .config_method import ConFIG
 from .dualproj import DualProj
 from .fairgrad import FairGrad
+from .graddrop import GradDrop
 from .imtl_g import IMTLG
 from .jacobian import (feature_gradients, gramian_of, per_task_grads, sequential_jacobian, shared_jacobian,
                        write_grads, write_weighted)
@@ -14,5 +15,5 @@ from .nash_mtl import NashMTL
 from .pcgrad import PCGrad
 from .upgrad import UPGrad
 
-__all__ = ["BALANCERS", "DWA", "GLS", "IMTLL", "AlignedMTL", "CAGrad", "ConFIG", "DualProj", "Equal", "FairGrad", "NashMTL", "Fixed", "IMTLG", "LogScale", "MGDA", "NEEDS", "PCGrad", "RLW", "UPGrad", "Balancer",
+__all__ = ["BALANCERS", "DWA", "GLS", "IMTLL", "AlignedMTL", "CAGrad", "ConFIG", "DualProj", "Equal", "FairGrad", "GradDrop", "NashMTL", "Fixed", "IMTLG", "LogScale", "MGDA", "NEEDS", "PCGrad", "RLW", "UPGrad", "Balancer",
            "Uncertainty", "feature_gradients", "gramian_of", "per_task_grads", "write_weighted", "sequential_jacobian", "shared_jacobian", "write_grads"]

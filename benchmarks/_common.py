@@ -15,6 +15,13 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def device_line() -> str:
+    """The device a benchmark ran on, for its section's text."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    return f"CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
+
+
 def write_section(name: str, text: str, path: Path = ROOT / "BENCHMARKS.md") -> None:
     """Replace the text between <!-- name:start --> and <!-- name:end --> (appending the markers if absent)."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"

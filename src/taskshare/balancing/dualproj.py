@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
-from ._qp import min_quadratic_lower_bounded
+from ._qp import min_quadratic_lower_bounded, with_ridge
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
@@ -19,6 +18,4 @@ class DualProj(Balancer):
 
     def weights(self, gramian: Tensor) -> Tensor:
         T = gramian.shape[0]
-        eye = torch.eye(T, dtype=gramian.dtype, device=gramian.device)
-        K = gramian + 1e-10 * gramian.trace().clamp_min(1e-30) * eye
-        return min_quadratic_lower_bounded(K, gramian.new_full((T,), 1.0 / T))
+        return min_quadratic_lower_bounded(with_ridge(gramian), gramian.new_full((T,), 1.0 / T))

@@ -17,18 +17,10 @@ def feature_gradients(losses: Sequence[Tensor], features: Tensor) -> Tensor:
 
 def shared_jacobian(feature_grads: Tensor, features: Tensor, params: Sequence[Tensor],
                     chunk: int | None = None) -> Tensor:
-    """(T, P): the per-task gradients on `params`, by a batched vector-Jacobian product through the
-    trunk. `chunk` bounds how many tasks go through at once (memory); None = all."""
-    T = feature_grads.shape[0]
-    size = chunk or T
-    rows = []
-    for start in range(0, T, size):
-        grads = torch.autograd.grad(features, list(params), grad_outputs=feature_grads[start:start + size],
-                                    is_grads_batched=True, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(g if g is not None else torch.zeros((len(feature_grads[start:start + size]), *p.shape),
-                                                                     device=p.device, dtype=p.dtype)).reshape(g.shape[0] if g is not None else len(feature_grads[start:start + size]), -1)
-                               for g, p in zip(grads, params)], 1))
-    return torch.cat(rows, 0)
+    """(T, P): the per-task gradients on `params` as one matrix, by a batched vector-Jacobian product
+    through the trunk. `chunk` bounds how many tasks go through at once (memory); None = all."""
+    stacks = per_task_grads(feature_grads, features, params, "batched", chunk)
+    return torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1)
 
 
 def per_task_grads(feature_grads: Tensor, features: Tensor, params: Sequence[Tensor], engine: str = "auto",

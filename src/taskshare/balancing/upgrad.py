@@ -3,7 +3,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._qp import min_quadratic_lower_bounded
+from ._qp import min_quadratic_lower_bounded, with_ridge
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
@@ -19,8 +19,6 @@ class UPGrad(Balancer):
     needs = "gramian"
 
     def weights(self, gramian: Tensor) -> Tensor:
-        T = gramian.shape[0]
-        # a relative ridge keeps the QPs well posed when gradients are (nearly) collinear
-        K = gramian + 1e-10 * gramian.trace().clamp_min(1e-30) * torch.eye(T, dtype=gramian.dtype, device=gramian.device)
-        eye = torch.eye(T, dtype=gramian.dtype, device=gramian.device)
-        return torch.stack([min_quadratic_lower_bounded(K, eye[i]) for i in range(T)]).mean(0)
+        K = with_ridge(gramian)
+        eye = torch.eye(gramian.shape[0], dtype=gramian.dtype, device=gramian.device)
+        return torch.stack([min_quadratic_lower_bounded(K, row) for row in eye]).mean(0)

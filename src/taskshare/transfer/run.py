@@ -40,6 +40,11 @@ class TransferResult:
         return dict(self.__dict__)
 
 
+def new_cache(pretrained: TrunkHead, config: TrainConfig) -> FeatureCache:
+    """A feature cache over a frozen copy of the pretrained trunk."""
+    return FeatureCache(copy.deepcopy(pretrained.trunk), resolve_device(config.device), config.eval_batch_size)
+
+
 def build_strategy(spec: str | dict | Strategy) -> Strategy:
     """A strategy from a name, a {name: ..., hyperparameter: ...} dict, or an instance."""
     if isinstance(spec, Strategy):
@@ -144,7 +149,7 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
         if chosen.reinit:
             reinitialize(model)
         if cache is True and not chosen.reinit:
-            cache = FeatureCache(copy.deepcopy(pretrained.trunk), device, config.eval_batch_size)
+            cache = new_cache(pretrained, config)
         stages, used_cache = [], False
         for i, stage in enumerate(chosen.stages(len(model.groups()), facts)):
             # The cache holds the pretrained trunk's features: valid while the trunk is untouched.
@@ -166,7 +171,7 @@ def _sweep(pretrained, task, splits, auto: Auto, config, facts, augment, cache, 
     """Train every candidate with the full budget; keep the model best on validation."""
     rule_choice, reason = auto.resolve(facts)
     if cache is True:
-        cache = FeatureCache(copy.deepcopy(pretrained.trunk), resolve_device(config.device), config.eval_batch_size)
+        cache = new_cache(pretrained, config)
     runs = [run_strategy(pretrained, task, splits, candidate, config, facts.source_size, augment, cache,
                          labels_per_class, train_frozen_bn) for candidate in auto.candidates(facts)]
     sign = 1 if task.higher_is_better else -1
@@ -189,7 +194,7 @@ def compare(pretrained: TrunkHead, task: Task, splits: Splits, strategies: Seque
     built = [build_strategy(s) for s in strategies]
     if not any(s.reinit for s in built):
         built.insert(0, STRATEGIES.get("scratch")())
-    cache = FeatureCache(copy.deepcopy(pretrained.trunk), resolve_device(config.device), config.eval_batch_size)
+    cache = new_cache(pretrained, config)
     results = []
     for s in built:
         model, result = run_strategy(pretrained, task, splits, s, config, source_size, augment, cache,

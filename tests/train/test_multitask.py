@@ -68,3 +68,13 @@ def test_bad_multitask_inputs_name_the_task():
         fit_multitask(_model(), TASKS, MultiTaskDataset(data.x, {"a": data.labels["a"]}), None, TrainConfig(epochs=1))
     with pytest.raises(TaskshareError, match="loss weight for unknown task 'c'"):
         fit_multitask(_model(), TASKS, _data(), None, TrainConfig(epochs=1), weights={"c": 2.0})
+
+
+def test_label_width_that_does_not_fit_the_head_names_the_task():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6)).astype(np.float32)
+    tags = Task("tags", "multilabel", num_classes=3)
+    data = MultiTaskDataset(x, {"tags": (rng.random((40, 2)) > 0.5).astype(np.float32)})  # 2 columns, head has 3
+    model = HardSharing(nn.Sequential(nn.Linear(6, 8), nn.ReLU()), [tags], in_features=8)
+    with pytest.raises(TaskshareError, match="task 'tags': training data has 2 label columns, expected 3"):
+        fit_multitask(model, [tags], data, None, TrainConfig(epochs=1, progress=False))

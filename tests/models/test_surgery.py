@@ -125,3 +125,10 @@ def test_param_groups_scale_lrs_skip_frozen_and_decay():
     lrs = {(g["group"], g["weight_decay"]): g["lr"] for g in pg}
     assert lrs == {("1", 0.1): 0.5, ("1", 0.0): 0.5, ("2", 0.1): 1.0, ("2", 0.0): 1.0}
     assert layer_decay_scales(3, 0.5) == [0.25, 0.5, 1.0]
+
+
+def test_transfer_model_keeps_named_group_patterns():
+    model = mlp(8, 3, hidden=(16, 16))
+    named = {"first": r"^0\.", "second": r"^1\."}
+    new = transfer_model(model, Task("b", "multiclass", num_classes=2), example=torch.randn(2, 8), group_patterns=named)
+    assert [g.name for g in new.groups()] == ["first", "second", "head"]

@@ -48,17 +48,18 @@ class TrunkHead(nn.Module):
         return self
 
 
-def new_head(trunk: nn.Module, task: Task, example: Tensor | None = None, in_features: int | None = None) -> TrunkHead:
+def new_head(trunk: nn.Module, task: Task, example: Tensor | None = None, in_features: int | None = None,
+             group_patterns: Sequence[str] | Mapping[str, str] | None = None) -> TrunkHead:
     """Attach `task`'s head to a trunk; the input width comes from a dry forward pass on `example`."""
     if in_features is None:
         if example is None:
             raise TaskshareError("new_head needs an example input batch (or in_features) to size the head")
         in_features = feature_dim(trunk, example)
-    return TrunkHead(trunk, task.make_head(in_features))
+    return TrunkHead(trunk, task.make_head(in_features), group_patterns)
 
 
 def transfer_model(model: nn.Module, task: Task, example: Tensor | None = None, head: str | None = None,
-                   group_patterns: Sequence[str] | None = None) -> TrunkHead:
+                   group_patterns: Sequence[str] | Mapping[str, str] | None = None) -> TrunkHead:
     """Cut the old output layer of a trained model and attach a new head for `task`.
 
     The old head is found automatically (the last nn.Linear to run) unless named (`head='fc'`); the new
@@ -74,6 +75,4 @@ def transfer_model(model: nn.Module, task: Task, example: Tensor | None = None, 
         if width is not None and measured != width:
             raise TaskshareError(f"trunk outputs {measured} features but the old head took {width}")
         width = measured
-    result = new_head(trunk, task, in_features=width)
-    result.group_patterns = list(group_patterns) if group_patterns is not None else None
-    return result
+    return new_head(trunk, task, in_features=width, group_patterns=group_patterns)

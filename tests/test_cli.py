@@ -135,3 +135,33 @@ def test_multitask_yaml_with_a_balancing_method(tmp_path):
     assert main(["run", str(path)]) == 0
     rows = json.loads((tmp_path / "mt" / "multitask_results.json").read_text())
     assert rows["config"]["multitask"]["balancer"] == {"name": "dwa", "temperature": 1.5}
+
+
+def _domains(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    centers = rng.normal(0, 2.5, (3, 6))
+    x = (centers[y] + rng.normal(0, 1, (300, 6))).astype(np.float32)
+    np.savez(tmp_path / "s.npz", x=x[:200], y=y[:200])
+    np.savez(tmp_path / "t.npz", x=x[200:] * 1.5 + 1.0, y=y[200:])
+
+
+def test_adapt_run_from_yaml_reports_distance_and_target_accuracy(tmp_path, capsys):
+    _domains(tmp_path)
+    cfg = {"mode": "adapt", "task": {"name": "c", "kind": "multiclass", "num_classes": 3},
+           "data": {"source": {"npz": str(tmp_path / "s.npz")}, "target": {"npz": str(tmp_path / "t.npz")}},
+           "model": {"name": "mlp", "args": {"hidden": [16]}},
+           "adapt": {"methods": ["source_only", "dann", "coral"], "options": {"dann": {"hidden": 32}},
+                     "train": {"epochs": 2, "min_steps": 0, "progress": False, "device": "cpu"}},
+           "output": str(tmp_path / "out")}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "a.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "how different are these domains" in out
+    result = json.loads((tmp_path / "out" / "adapt_results.json").read_text())
+    assert [r["method"] for r in result["rows"]] == ["source_only", "dann", "coral"]
+    assert all(0 <= r["target"] <= 1 for r in result["rows"]) and 0 <= result["proxy_a_distance_raw"] <= 2
+    cfg["adapt"]["methods"] = ["dan", "danny"]
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "b.yaml")]) == 2
+    assert "adapt.methods has 'danny'" in capsys.readouterr().out

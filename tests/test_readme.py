@@ -32,3 +32,12 @@ def test_readme_multitask_example_runs(capsys):
     out = capsys.readouterr().out
     metrics = eval(out.strip(), {"nan": float("nan")})
     assert metrics["is_pos"]["auroc"] > 0.9 and metrics["score"]["r2"] > 0.8
+
+
+def test_readme_domain_adaptation_example_runs(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    code = next(b for b in blocks if "fit_adaptation" in b)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    distance = float(out.split("how different:")[1].split()[0])
+    assert 0.0 <= distance <= 2.0

@@ -79,6 +79,13 @@ def _dispatch(args, console: Console) -> int:
         from .multitask_experiment import load_multitask
         mt = load_multitask(raw)
         return _run_multitask(mt, Path(args.out or mt.output), console)
+    if raw.get("mode") == "adapt":
+        if args.command != "run":
+            raise TaskshareError(f"'taskshare {args.command}' is for transfer configs; run an adaptation config with 'taskshare run'")
+        from .adapt_experiment import load_adapt, run_adapt
+        ad = load_adapt(raw)
+        run_adapt(ad, Path(args.out or ad.output), console)
+        return 0
     config = load_config(args.config)
     out = Path(args.out or config.output)
     return _run(config, out, console, args.command, getattr(args, "pretrained", None))

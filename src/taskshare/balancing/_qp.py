@@ -1,6 +1,7 @@
 """Small quadratic programs over task weights (T is tens at most), solved to high precision in float64."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +40,68 @@ def _accelerated_projected_gradient(K: Tensor, start: Tensor, project, iters: in
     return v
 
 
+def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.solve(a, b)
+    except np.linalg.LinAlgError:
+        return np.linalg.lstsq(a, b, rcond=None)[0]
+
+
+def active_set_qp(K: Tensor, lower: Tensor, simplex: bool, max_iter: int | None = None) -> Tensor | None:
+    """argmin 1/2 v^T K v subject to v >= lower (and sum v = 1 when `simplex`), exactly, by a primal
+    active-set method on the CPU in float64 (T is small: a few (T x T) solves). None if it did not
+    settle within max_iter steps (the caller then falls back to the projected-gradient solver)."""
+    A = with_ridge(K.detach().double().cpu()).numpy()
+    x = active_set(A, lower.detach().double().cpu().numpy(), simplex, max_iter)
+    return None if x is None else torch.from_numpy(x).to(K)
+
+
+def active_set(A: np.ndarray, lo: np.ndarray, simplex: bool, max_iter: int | None = None) -> np.ndarray | None:
+    """The active-set iterations of `active_set_qp` on a NumPy matrix (callers solving several QPs
+    over one Gramian convert it once)."""
+    T = len(lo)
+    x = np.full(T, 1.0 / T) if simplex else lo.copy()
+    fixed = np.zeros(T, bool) if simplex else np.ones(T, bool)
+    tol_mult = -1e-12 * max(1.0, float(np.abs(A).max()))
+    for _ in range(max_iter or 10 * T + 10):
+        free = ~fixed
+        target = x.copy()
+        lam = 0.0
+        if free.any():
+            a_ff = A[free][:, free]
+            rhs = -(A[free][:, fixed] @ lo[fixed])
+            if simplex:
+                nf = len(a_ff)
+                kkt = np.zeros((nf + 1, nf + 1))
+                kkt[:nf, :nf], kkt[:nf, nf], kkt[nf, :nf] = a_ff, -1.0, 1.0
+                sol = _solve(kkt, np.append(rhs, 1.0 - lo[fixed].sum()))
+                target[free], lam = sol[:nf], sol[nf]
+            else:
+                target[free] = _solve(a_ff, rhs)
+        target[fixed] = lo[fixed]
+        step = target - x
+        if np.abs(step).max() <= 1e-13 * max(1.0, float(np.abs(x).max())):
+            if not fixed.any():
+                return x
+            mult = (A @ x - lam)[fixed]
+            if mult.min() >= tol_mult:
+                return x
+            fixed[np.flatnonzero(fixed)[int(mult.argmin())]] = False
+            continue
+        blocking = free & (step < 0)
+        alpha, hit = 1.0, -1
+        if blocking.any():
+            ratios = (lo[blocking] - x[blocking]) / step[blocking]
+            j = int(ratios.argmin())
+            if ratios[j] < 1.0:
+                alpha, hit = max(float(ratios[j]), 0.0), int(np.flatnonzero(blocking)[j])
+        x = x + alpha * step
+        if hit >= 0:
+            x[hit] = lo[hit]
+            fixed[hit] = True
+    return None
+
+
 def min_norm_simplex(K: Tensor, iters: int = 2000, tol: float = 1e-12) -> Tensor:
     """argmin_{w in simplex} w^T K w, by accelerated projected gradient (exact closed form for T = 2)."""
     T = K.shape[0]
@@ -49,11 +112,18 @@ def min_norm_simplex(K: Tensor, iters: int = 2000, tol: float = 1e-12) -> Tensor
         denom = a + b - 2 * c
         g = ((b - c) / denom).clamp(0, 1) if denom > 1e-20 else K.new_tensor(0.5)
         return torch.stack([g, 1 - g])
+    exact = active_set_qp(K, K.new_zeros(T), simplex=True)
+    if exact is not None:
+        return exact
     return _accelerated_projected_gradient(K, K.new_full((T,), 1.0 / T), project_simplex, iters, tol)
 
 
 def min_quadratic_lower_bounded(K: Tensor, lower: Tensor, iters: int = 2000, tol: float = 1e-12) -> Tensor:
-    """argmin_{v >= lower} v^T K v (K positive semi-definite), by accelerated projected gradient."""
+    """argmin_{v >= lower} v^T K v (K positive semi-definite): exact active set, projected gradient as
+    the fallback."""
+    exact = active_set_qp(K, lower, simplex=False)
+    if exact is not None:
+        return exact
     return _accelerated_projected_gradient(K, lower, lambda v: torch.maximum(v, lower), iters, tol)
 
 

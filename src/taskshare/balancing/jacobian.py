@@ -9,10 +9,38 @@ import torch
 from torch import Tensor
 
 
-def feature_gradients(losses: Sequence[Tensor], features: Tensor) -> Tensor:
-    """(T, *features.shape): d loss_t / d features, heads only."""
-    return torch.stack([torch.autograd.grad(loss, features, retain_graph=True, allow_unused=True)[0]
-                        if loss.requires_grad else torch.zeros_like(features) for loss in losses])
+def feature_gradients(losses: Sequence[Tensor], features: Tensor, head_params: Sequence[Sequence[Tensor]] = (),
+                      out: Tensor | None = None) -> Tensor:
+    """(T, *features.shape): d loss_t / d features, heads only. With `head_params` (one list per task),
+    the same backward also accumulates each head's own gradient into .grad, so no head is differentiated
+    twice. `out` is a reusable buffer of the result's shape (fresh large allocations are slow on CPUs)."""
+    T = len(losses)
+    out = out if out is not None else features.new_empty((T, *features.shape))
+    for t, loss in enumerate(losses):
+        params = list(head_params[t]) if head_params else []
+        if not loss.requires_grad:
+            out[t].zero_()
+            continue
+        grads = torch.autograd.grad(loss, [features, *params], retain_graph=True, allow_unused=True)
+        out[t].copy_(grads[0]) if grads[0] is not None else out[t].zero_()
+        for p, g in zip(params, grads[1:]):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+    return out
+
+
+class Buffers:
+    """Reusable result tensors, one per name, reallocated only when a shape, dtype or device changes.
+    Owned by one training run (no global state)."""
+
+    def __init__(self) -> None:
+        self._store: dict[str, Tensor] = {}
+
+    def get(self, key: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        buf = self._store.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._store[key] = like.new_empty(shape)
+        return buf
 
 
 def shared_jacobian(feature_grads: Tensor, features: Tensor, params: Sequence[Tensor],
@@ -24,7 +52,7 @@ def shared_jacobian(feature_grads: Tensor, features: Tensor, params: Sequence[Te
 
 
 def per_task_grads(feature_grads: Tensor, features: Tensor, params: Sequence[Tensor], engine: str = "auto",
-                   chunk: int | None = None) -> list[Tensor]:
+                   chunk: int | None = None, buffers: Buffers | None = None) -> list[Tensor]:
     """For each parameter, its (T, *shape) stack of per-task gradients, without ever concatenating a
     (T, P) matrix. engine: "batched" (one vectorised backward; fastest on GPUs), "sequential" (one
     trunk backward per task from the feature gradients; measured faster on CPUs), or "auto"."""
@@ -41,10 +69,14 @@ def per_task_grads(feature_grads: Tensor, features: Tensor, params: Sequence[Ten
             parts.append([g if g is not None else torch.zeros((len(block), *p.shape), dtype=p.dtype, device=p.device)
                           for g, p in zip(grads, params)])
         return [torch.cat([part[i] for part in parts]) for i in range(len(params))]
-    rows = [torch.autograd.grad(features, list(params), grad_outputs=feature_grads[t], retain_graph=True,
-                                allow_unused=True) for t in range(T)]
-    return [torch.stack([row[i] if row[i] is not None else torch.zeros_like(p) for row in rows])
-            for i, p in enumerate(params)]
+    buffers = buffers or Buffers()
+    stacks = [buffers.get(f"param{i}", (T, *p.shape), p) for i, p in enumerate(params)]
+    for t in range(T):
+        row = torch.autograd.grad(features, list(params), grad_outputs=feature_grads[t], retain_graph=True,
+                                  allow_unused=True)
+        for stack, g in zip(stacks, row):
+            stack[t].copy_(g) if g is not None else stack[t].zero_()
+    return stacks
 
 
 def gramian_of(stacks: Sequence[Tensor]) -> Tensor:

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from ._qp import min_quadratic_lower_bounded, with_ridge
+from ._qp import active_set, min_quadratic_lower_bounded, with_ridge
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
@@ -20,5 +21,10 @@ class UPGrad(Balancer):
 
     def weights(self, gramian: Tensor) -> Tensor:
         K = with_ridge(gramian)
-        eye = torch.eye(gramian.shape[0], dtype=gramian.dtype, device=gramian.device)
-        return torch.stack([min_quadratic_lower_bounded(K, row) for row in eye]).mean(0)
+        A = K.detach().double().cpu().numpy()   # converted once for the T projections
+        eye = np.eye(len(A))
+        rows = [active_set(A, e, simplex=False) for e in eye]
+        if all(r is not None for r in rows):
+            return torch.from_numpy(np.mean(rows, 0)).to(gramian)
+        lower = torch.eye(gramian.shape[0], dtype=gramian.dtype, device=gramian.device)
+        return torch.stack([min_quadratic_lower_bounded(K, row) for row in lower]).mean(0)

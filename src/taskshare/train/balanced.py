@@ -7,7 +7,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..balancing import (BALANCERS, Balancer, feature_gradients, gramian_of, per_task_grads, shared_jacobian,
+from ..balancing.linear_kernel import KernelGramian, LinearCapture
+from ..balancing import (BALANCERS, Balancer, Buffers, feature_gradients, gramian_of, per_task_grads, shared_jacobian,
                          write_grads, write_weighted)
 from ..errors import TaskshareError
 from ..tasks import Task
@@ -38,6 +39,10 @@ class BalancedStep:
         self.representation, self.chunk, self.engine = representation, chunk, engine
         self.step, self.history, self._epoch = 0, [], []
         self.features: Tensor | None = None
+        self.views: dict[str, Tensor] = {}
+        self.buffers = Buffers()
+        if engine not in ("auto", "kernel", "batched", "sequential"):
+            raise TaskshareError(f"engine must be 'auto', 'kernel', 'batched' or 'sequential', got {engine!r}")
         if balancer.needs != "losses":
             if not (hasattr(model, "forward_features") and hasattr(model, "forward_heads")):
                 raise TaskshareError(f"{balancer.name} balances gradients on a shared trunk: it needs a HardSharing "
@@ -47,12 +52,23 @@ class BalancedStep:
                                      f"leave the trunk without gradient")
         elif representation:
             raise TaskshareError(f"{balancer.name} weights losses; the representation level applies to gradient methods")
+        if hasattr(balancer, "attach"):
+            balancer.attach(model)
+        self.capture = None
+        if balancer.needs == "gramian" and not representation and engine in ("auto", "kernel"):
+            self.capture = LinearCapture(model.trunk, [p for p in model.trunk.parameters() if p.requires_grad])
 
     def forward(self, model: nn.Module, x: Tensor, task_names: list[str]) -> dict[str, Tensor]:
         if self.balancer.needs == "losses":
             return model(x, tasks=task_names)
-        self.features = model.forward_features(x)
-        return model.forward_heads(self.features, task_names)
+        if self.capture is not None:
+            with self.capture:
+                self.features = model.forward_features(x)
+        else:
+            self.features = model.forward_features(x)
+        # one alias of the features per head: one backward then yields every task's feature gradient
+        self.views = {t: self.features.view_as(self.features) for t in task_names}
+        return {t: model.forward_heads(self.views[t], [t])[t] for t in task_names}
 
     def total(self, parts: dict[str, Tensor]) -> Tensor:
         losses = torch.stack([parts[t.name] if t.name in parts else parts[next(iter(parts))] * 0 for t in self.tasks])
@@ -61,6 +77,19 @@ class BalancedStep:
         if self.balancer.needs == "losses":
             return self.balancer.task_loss(losses, self.step, self.history)
         return losses.sum()
+
+    @property
+    def wants_after_step(self) -> bool:
+        return bool(getattr(self.balancer, "after_step", False))
+
+    @torch.no_grad()
+    def after_step(self, model: nn.Module, x: Tensor, ys: dict[str, Tensor]) -> None:
+        """Methods that learn from the effect of a step (FAMO) see the same batch's losses after it."""
+        out = model(x, tasks=list(ys))
+        previous = self.balancer.previous
+        losses = torch.stack([t.loss(out[t.name], ys[t.name]).float() if t.name in ys else previous[i]
+                              for i, t in enumerate(self.tasks)])
+        self.balancer.observe(losses)
 
     def end_epoch(self, record: dict) -> None:
         if self._epoch:
@@ -73,22 +102,36 @@ class BalancedStep:
             return
         losses = [parts[t.name] for t in self.tasks if t.name in parts]
         z = self.features
-        head_params = [p for p in self.model.heads.parameters() if p.requires_grad]
         shared = [p for p in self.model.trunk.parameters() if p.requires_grad]
-        g_z = feature_gradients(losses, z)                         # (T, *z.shape), heads only
-        if head_params:                                            # each head sees only its own loss
-            grads = torch.autograd.grad(sum(losses), head_params, retain_graph=True, allow_unused=True)
-            for p, g in zip(head_params, grads):
-                if g is not None:
-                    p.grad = g if p.grad is None else p.grad + g
+        g_z = self._feature_grads(parts, z)
         if not shared:
             return
         if self.representation:
             direction = self.balancer.direction(g_z.reshape(len(losses), -1).float()).reshape(z.shape)
             torch.autograd.backward(z, direction.to(z.dtype))
+        elif self.balancer.needs == "gramian" and self.capture is not None and self.capture.usable():
+            engine = "sequential" if self.engine == "kernel" else self.engine
+            kernel = KernelGramian(g_z, z, shared, self.capture, engine, self.chunk, self.buffers)
+            kernel.write(self.balancer.task_weights(kernel.gramian()))
         elif self.balancer.needs == "gramian":   # never builds the (T, P) matrix
-            stacks = per_task_grads(g_z, z, shared, self.engine, self.chunk)
+            engine = "auto" if self.engine == "kernel" else self.engine
+            stacks = per_task_grads(g_z, z, shared, engine, self.chunk, self.buffers)
             write_weighted(shared, stacks, self.balancer.task_weights(gramian_of(stacks)))
         else:
             jac = shared_jacobian(g_z, z, shared, self.chunk)
             write_grads(shared, self.balancer.direction(jac.float()))
+
+    def _feature_grads(self, parts: dict[str, Tensor], z: Tensor) -> Tensor:
+        """(T, *z.shape) d loss_t / d z from ONE backward through the heads (each head reads its own alias
+        of z); the heads' own parameter gradients come from the same backward."""
+        names = [t.name for t in self.tasks if t.name in parts]
+        heads = [p for p in self.model.heads.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(sum(parts[n] for n in names), [self.views[n] for n in names] + heads,
+                                    retain_graph=True, allow_unused=True)
+        for p, g in zip(heads, grads[len(names):]):
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad + g
+        out = self.buffers.get("features", (len(names), *z.shape), z)
+        for t, g in enumerate(grads[:len(names)]):
+            out[t].copy_(g) if g is not None else out[t].zero_()
+        return out

@@ -136,11 +136,13 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                higher_is_better: bool = True, param_groups: Sequence[dict] | None = None,
                penalty: Callable[[], Tensor] | None = None, augment: Callable[[Tensor], Tensor] | None = None,
                callbacks: Sequence[Callable[[dict], None]] = (), label: str = "train", metric: str = "score",
-               backward: Callable[[Tensor, dict], None] | None = None, extra_params: Sequence[Tensor] = ()) -> History:
+               backward: Callable[[Tensor, dict], None] | None = None, extra_params: Sequence[Tensor] = (),
+               after_step: Callable[[nn.Module, Any, Any], None] | None = None) -> History:
     """The loop shared by single- and multi-task training. `objective(model, x, y)` returns the total
     loss and its parts by task (named in errors); `validate(model)` returns the selection score and
     the metrics to log. `backward(loss, parts)`, when given, writes the gradients itself (gradient
-    balancing); `extra_params` are trained too (a balancing method's own parameters)."""
+    balancing); `extra_params` are trained too (a balancing method's own parameters); `after_step(model,
+    x, y)` runs after each optimizer step (methods that learn from the step's effect)."""
     device = resolve_device(config.device)
     model.to(device)
     if param_groups is None:
@@ -199,6 +201,9 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                     scaler.update()
                 else:
                     optimizer.step()
+                if after_step is not None:
+                    with autocast(device, dtype):
+                        after_step(model, x, y)
                 scheduler.step()
                 loss_sum += loss.detach()
                 steps += 1

@@ -1,0 +1,75 @@
+"""Parameter-free domain-adaptation losses as plain functions."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+
+def _check_pair(source: Tensor, target: Tensor, what: str) -> None:
+    from ..errors import TaskshareError
+    if source.dim() != 2 or target.dim() != 2 or source.shape[1] != target.shape[1]:
+        raise TaskshareError(f"{what}: expected (batch, features) source and target with the same width, "
+                             f"got {tuple(source.shape)} and {tuple(target.shape)}")
+    if len(source) < 2 or len(target) < 2:
+        raise TaskshareError(f"{what}: needs at least 2 samples per domain, got {len(source)} and {len(target)}")
+
+
+def multi_kernel_mmd(source: Tensor, target: Tensor, multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)) -> Tensor:
+    """Squared MMD with a sum of Gaussian kernels (DAN, Long et al., ICML 2015), bandwidths = the
+    mean pairwise squared distance times each multiplier; the biased estimator (>= 0, 0 for identical
+    samples)."""
+    _check_pair(source, target, "mmd")
+    z = torch.cat([source, target]).float()
+    d2 = torch.cdist(z, z).pow(2)
+    n = len(z)
+    base = d2.sum() / (n * n - n)
+    base = base.detach().clamp_min(1e-12)
+    k = sum(torch.exp(-d2 / (base * m)) for m in multipliers)
+    s = len(source)
+    return k[:s, :s].mean() + k[s:, s:].mean() - 2 * k[:s, s:].mean()
+
+
+def coral(source: Tensor, target: Tensor) -> Tensor:
+    """Deep CORAL (Sun & Saenko, ECCV-W 2016): ||C_s - C_t||_F^2 / (4 d^2), C the feature covariances."""
+    _check_pair(source, target, "coral")
+    d = source.shape[1]
+
+    def cov(x: Tensor) -> Tensor:
+        x = x.float() - x.float().mean(0, keepdim=True)
+        return x.T @ x / (len(x) - 1)
+
+    return (cov(source) - cov(target)).pow(2).sum() / (4 * d * d)
+
+
+def entropy(logits: Tensor) -> Tensor:
+    """Mean Shannon entropy of the predicted class distributions (entropy minimisation, Grandvalet &
+    Bengio, NeurIPS 2004)."""
+    p = torch.softmax(logits.float(), 1)
+    return -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
+
+
+def minimum_class_confusion(logits: Tensor, temperature: float = 2.5) -> Tensor:
+    """MCC (Jin et al., ECCV 2020): temperature-scaled probabilities, samples weighted by certainty
+    (1 + exp(-entropy), normalised to sum to the batch size), the class-correlation matrix P^T W P with
+    rows normalised to sum to 1; the loss is the off-diagonal mass divided by the number of classes."""
+    p = torch.softmax(logits.float() / temperature, 1)
+    n, c = p.shape
+    h = -(p * torch.log(p.clamp_min(1e-12))).sum(1).detach()
+    w = 1 + torch.exp(-h)
+    w = n * w / w.sum()
+    confusion = (p * w[:, None]).T @ p
+    confusion = confusion / confusion.sum(1, keepdim=True).clamp_min(1e-12)
+    return (confusion.sum() - confusion.trace()) / c
+
+
+def pseudo_label(logits: Tensor, threshold: float = 0.95) -> Tensor:
+    """Self-training: cross-entropy of confident target predictions (max probability >= threshold)
+    against their own arg-max; 0 when no prediction is confident."""
+    p = torch.softmax(logits.detach().float(), 1)
+    confidence, labels = p.max(1)
+    keep = confidence >= threshold
+    if not keep.any():
+        return logits.sum() * 0
+    return torch.nn.functional.cross_entropy(logits[keep].float(), labels[keep])

@@ -1,0 +1,155 @@
+"""The domain-adaptation experiment behind `taskshare run` with `mode: adapt`: measure how different
+the domains are, train source-only and each method, report target accuracy where target labels are
+given (they never reach training or selection)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .adapt import ADAPTERS, fit_adaptation, proxy_a_distance
+from .config import from_dict
+from .data import to_dataset
+from .errors import ConfigError, TaskshareError
+from .models import build_model
+from .models.surgery import split_head
+from .models.trunk_head import TrunkHead
+from .tasks import Task
+from .train import TrainConfig
+from .train.checkpoint import atomic_write_bytes
+from .train.loop import evaluate
+
+
+@dataclass
+class DomainFile:
+    npz: str
+    x: str = "x"
+    y: str | None = "y"               # target: optional, used only to report accuracy
+
+
+@dataclass
+class AdaptData:
+    source: DomainFile | None = None
+    target: DomainFile | None = None
+    builtin: str | None = None        # "mnist1d_shift": MNIST-1D default -> harder arguments (needs mnist1d)
+    samples: int = 4000
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2        # of the target, held out for reporting when it has labels
+
+
+@dataclass
+class AdaptSpec:
+    methods: list[str] = field(default_factory=lambda: ["source_only", *ADAPTERS.names()])
+    options: dict[str, dict] = field(default_factory=dict)   # method -> hyperparameters
+    weight: float | None = None
+    selection: str = "source"
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=2e-3))
+
+
+@dataclass
+class AdaptExperiment:
+    mode: str = "adapt"
+    task: dict[str, Any] = field(default_factory=lambda: {"name": "label", "kind": "multiclass", "num_classes": 10})
+    data: AdaptData = field(default_factory=lambda: AdaptData(builtin="mnist1d_shift"))
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "cnn1d", "args": {}})
+    adapt: AdaptSpec = field(default_factory=AdaptSpec)
+    output: str = "runs/adapt"
+
+    def __post_init__(self) -> None:
+        if (self.data.builtin is None) == (self.data.source is None or self.data.target is None):
+            raise ConfigError("data: give 'builtin' (mnist1d_shift), or both 'source' and 'target' npz files")
+        if self.data.builtin not in (None, "mnist1d_shift"):
+            raise ConfigError(f"data.builtin = {self.data.builtin!r}; expected 'mnist1d_shift'")
+        known = {"source_only", *ADAPTERS.names()}
+        bad = [m for m in self.adapt.methods if m not in known]
+        if bad:
+            raise ConfigError(f"adapt.methods has {bad[0]!r}; expected some of {sorted(known)}")
+
+
+def load_adapt(data: dict) -> AdaptExperiment:
+    return from_dict(AdaptExperiment, data, "config")
+
+
+def _read(spec: DomainFile, labels_required: bool, where: str) -> tuple[np.ndarray, np.ndarray | None]:
+    path = Path(spec.npz)
+    if not path.exists():
+        raise TaskshareError(f"{where} file {path} does not exist")
+    with np.load(path, allow_pickle=False) as f:
+        if spec.x not in f.files:
+            raise TaskshareError(f"{path} has no input array {spec.x!r}; it holds {f.files}")
+        y = f[spec.y] if spec.y and spec.y in f.files else None
+        if labels_required and y is None:
+            raise TaskshareError(f"{path} ({where}) has no label array {spec.y!r}; it holds {f.files}")
+        return f[spec.x].astype(np.float32), y
+
+
+def build_domains(config: AdaptExperiment, seed: int = 0):
+    """(source x, y), target x, target labels or None."""
+    if config.data.builtin == "mnist1d_shift":
+        from .data.mnist1d import generate
+        n = config.data.samples
+        src = generate(n, seed=42)
+        tgt = generate(n, seed=1000 + seed, shear_scale=1.2, corr_noise_scale=0.45)
+        return (src["x"], src["y"]), tgt["x"], tgt["y"]
+    xs, ys = _read(config.data.source, True, "source")  # type: ignore[arg-type]
+    xt, yt = _read(config.data.target, False, "target")  # type: ignore[arg-type]
+    return (xs, ys), xt, yt
+
+
+def make_model(config: AdaptExperiment, x: torch.Tensor, out_dim: int) -> TrunkHead:
+    in_features = x.shape[1] if x.dim() in (2, 4) else 1   # width, length (1-D signals) or channels
+    net = build_model(config.model["name"], in_features, out_dim, **config.model.get("args", {}))
+    trunk, head = split_head(net, example=x[:2])
+    return TrunkHead(trunk, head)
+
+
+def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
+    seed = config.adapt.train.seed
+    (xs, ys), xt, yt = build_domains(config, seed)
+    task = Task(config.task.get("name", "label"), config.task.get("kind", "multiclass"),
+                config.task.get("num_classes"), config.task.get("num_outputs"))
+    g = np.random.default_rng(seed)
+    order = g.permutation(len(xs))
+    n_val = max(1, int(len(xs) * config.data.val_fraction))
+    x_s, y_s = torch.as_tensor(xs[order]), torch.as_tensor(ys[order])
+    val, train = (x_s[:n_val], y_s[:n_val]), (x_s[n_val:], y_s[n_val:])
+    x_t = torch.as_tensor(xt)
+    test = None
+    if yt is not None:
+        t_order = g.permutation(len(xt))
+        n_test = max(1, int(len(xt) * config.data.test_fraction))
+        test = to_dataset((x_t[t_order[:n_test]], torch.as_tensor(yt)[t_order[:n_test]]), "target test data")
+        x_t = x_t[t_order[n_test:]]
+    n = min(1000, len(val[0]), len(x_t))
+    raw = proxy_a_distance(val[0][:n].reshape(n, -1), x_t[:n].reshape(n, -1)) if n >= 4 else float("nan")
+    console.print(f"how different are these domains: proxy A-distance {raw:.2f} on the raw inputs "
+                  f"(0 = indistinguishable, 2 = separable)")
+    rows = []
+    for method in config.adapt.methods:
+        torch.manual_seed(seed)
+        model = make_model(config, train[0], task.out_dim)
+        spec = None if method == "source_only" else {"name": method, **config.adapt.options.get(method, {})}
+        fit_adaptation(model, task, train, x_t, val, config.adapt.train, method=spec, weight=config.adapt.weight,
+                       selection=config.adapt.selection)
+        row = {"method": method, "source_val": evaluate(model, task, to_dataset(val, "source validation"))[task.main_metric]}
+        if test is not None:
+            row["target"] = evaluate(model, task, test)[task.main_metric]
+        if method == "source_only":
+            model.eval()
+            with torch.no_grad():
+                device = next(model.parameters()).device
+                fs = model.trunk(val[0][:n].to(device)).reshape(n, -1).cpu()
+                ft = model.trunk(x_t[:n].to(device)).reshape(n, -1).cpu()
+            row["feature_distance"] = proxy_a_distance(fs, ft)
+            console.print(f"  ... {row['feature_distance']:.2f} on the source-only model's features")
+        rows.append(row)
+        target = f", target {task.main_metric} {row['target']:.3f}" if "target" in row else ""
+        console.print(f"{method:>14}: source validation {task.main_metric} {row['source_val']:.3f}{target}")
+    result = {"proxy_a_distance_raw": raw, "rows": rows, "selection": config.adapt.selection}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "adapt_results.json", json.dumps(result, indent=2).encode())
+    return result

@@ -1,0 +1,152 @@
+"""Advice before training: data facts, transferability scores of candidate trunks (and of layers
+within the best one), and a recommended strategy with the rule that produced it."""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..data import to_dataset
+from ..data.arrays import ArrayDataset
+from ..errors import TaskshareError
+from ..models.surgery import layer_groups, reinitialize, split_head
+from ..tasks import Task
+from ..transfer.auto import Auto
+from ..transfer.base import DataFacts
+from .scores import h_score, leep, logme, nce
+
+
+@dataclass
+class CandidateScores:
+    name: str
+    logme: float = float("nan")
+    h_score: float = float("nan")
+    leep: float | None = None          # needs the source head (a full model given)
+    nce: float | None = None
+    input_ok: bool = True
+    error: str | None = None
+    layers: dict[str, float] = field(default_factory=dict)   # LogME at each layer group's output
+
+
+@dataclass
+class Advice:
+    facts: dict[str, Any]
+    candidates: list[CandidateScores]
+    random_logme: float
+    best: str | None
+    strategy: str
+    strategy_args: dict[str, Any]
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _features(module: nn.Module, x: Tensor, batch: int = 512) -> Tensor:
+    was = module.training
+    module.eval()
+    device = next((p.device for p in module.parameters()), torch.device("cpu"))
+    with torch.no_grad():
+        out = torch.cat([module(x[i:i + batch].to(device)).reshape(len(x[i:i + batch]), -1).float().cpu()
+                         for i in range(0, len(x), batch)])
+    module.train(was)
+    return out
+
+
+def _layer_features(trunk: nn.Module, x: Tensor) -> dict[str, Tensor]:
+    """Outputs of each layer group of the trunk (hooks on the group's last module)."""
+    groups = layer_groups(trunk)
+    captured: dict[str, list[Tensor]] = {g.name: [] for g in groups}
+    handles = [g.modules[-1].register_forward_hook(
+        lambda _m, _i, out, name=g.name: captured[name].append(out.detach().reshape(len(out), -1).float().cpu()))
+        for g in groups if g.modules]
+    try:
+        _features(trunk, x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {name: torch.cat(parts) for name, parts in captured.items() if parts}
+
+
+def data_facts(task: Task, y: Tensor, source_size: int | None) -> DataFacts:
+    if task.kind == "multiclass":
+        counts = torch.bincount(y.long().reshape(-1), minlength=task.out_dim)
+        present = counts[counts > 0]
+        return DataFacts(len(y), task.out_dim, int(present.min()), None, source_size)
+    return DataFacts(len(y), None, None, None, source_size)
+
+
+def advise(target: Any, task: Task, candidates: Mapping[str, nn.Module], heads: Mapping[str, bool] | None = None,
+           source_size: int | None = None, max_samples: int = 2000, seed: int = 0, layers: bool = True) -> Advice:
+    """Score every candidate on the target data, rank them, and recommend a strategy.
+
+    candidates: name -> a full source model (its last layer is taken as the source head: LEEP and
+    NCE become available) or a trunk (pass heads={name: False}). The features of a randomly
+    re-initialised copy of the best trunk are the reference: a candidate that does not beat them is
+    unlikely to transfer. Only the target's inputs and labels are read; nothing is trained."""
+    if task.kind != "multiclass":
+        raise TaskshareError(f"advise scores classification targets; task {task.name!r} is {task.kind}")
+    if not candidates:
+        raise TaskshareError("advise needs at least one candidate model or trunk")
+    data = to_dataset(target, "target data")
+    x = data.x if isinstance(data, ArrayDataset) else torch.stack([torch.as_tensor(data[i][0]) for i in range(len(data))])
+    y = data.y if isinstance(data, ArrayDataset) else torch.as_tensor([int(data[i][1]) for i in range(len(data))])
+    task.check_labels(y, "target data")
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(x), generator=g)[:max_samples]
+    xs, ys = x[keep], y[keep].long()
+    facts = data_facts(task, y, source_size)
+    heads = heads or {}
+    scored, trunks = [], {}
+    for name, model in candidates.items():
+        result = CandidateScores(name)
+        try:
+            if heads.get(name, True):
+                trunk, head = split_head(model, example=xs[:2])
+                logits = head(_features(trunk, xs).to(next(head.parameters()).device)).detach().float().cpu()
+                probs = torch.softmax(logits, 1)
+                result.leep, result.nce = leep(probs, ys), nce(probs.argmax(1), ys)
+            else:
+                trunk = model
+            feats = _features(trunk, xs)
+        except (RuntimeError, ValueError) as err:
+            result.input_ok, result.error = False, f"{type(err).__name__}: {str(err).splitlines()[0][:160]}"
+            scored.append(result)
+            continue
+        result.logme, result.h_score = logme(feats, ys), h_score(feats, ys)
+        trunks[name] = trunk
+        scored.append(result)
+    usable = [c for c in scored if c.input_ok]
+    if not usable:
+        raise TaskshareError(f"no candidate accepts the target inputs of shape {tuple(x.shape[1:])}: "
+                             + "; ".join(f"{c.name}: {c.error}" for c in scored))
+    usable.sort(key=lambda c: c.logme, reverse=True)
+    best = usable[0]
+    if layers:
+        best.layers = {k: logme(v, ys) for k, v in _layer_features(trunks[best.name], xs).items()}
+    random_trunk = reinitialize(copy.deepcopy(trunks[best.name]), seed)
+    random_score = logme(_features(random_trunk, xs), ys)
+    facts_dict = {"samples": len(y), "classes": task.out_dim, "labels_per_class": facts.labels_per_class,
+                  "source_size": source_size, "input_shape": list(x.shape[1:]),
+                  "inputs_fit": {c.name: c.input_ok for c in scored}}
+    ranking = sorted(scored, key=lambda c: (c.input_ok, c.logme if c.logme == c.logme else -1e300), reverse=True)
+    if best.logme <= random_score:
+        return Advice(facts_dict, ranking, random_score, best.name, "scratch", {},
+                      f"the best candidate's LogME {best.logme:.3f} does not beat a random trunk's {random_score:.3f}: "
+                      f"its features fit the target no better than random ones, so train from scratch")
+    choice, why = Auto().resolve(facts)
+    args = {k: v for k, v in asdict(choice).items()} if hasattr(choice, "__dataclass_fields__") else {}
+    name = choice.name
+    reason = f"{best.name} ranks first (LogME {best.logme:.3f} against {random_score:.3f} for a random trunk); {why}"
+    if best.layers and name == "linear_probe":
+        order = list(best.layers)
+        top = max(order, key=lambda k: best.layers[k])
+        retrain = len(order) - 1 - order.index(top)
+        if retrain > 0:
+            name, args = "last_k", {"k": retrain}
+            reason += (f"; but layer {top!r} scores higher (LogME {best.layers[top]:.3f}) than the last one "
+                       f"({best.layers[order[-1]]:.3f}), so the {retrain} group(s) above it are retrained")
+    return Advice(facts_dict, ranking, random_score, best.name, name, args, reason)

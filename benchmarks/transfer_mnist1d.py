@@ -38,16 +38,22 @@ STRATEGIES = ["scratch", "linear_probe", {"name": "last_k", "k": 1}, {"name": "f
 AUTO_ROWS = {"auto(confirm=True)": "auto_sweep", "auto(confirm=False)": "auto_rule"}
 
 
-def accuracy_benchmark(model: str, seeds: list[int], out: Path) -> None:
-    base = ExperimentConfig(model=MODELS[model])
-    config = replace(base, transfer=replace(base.transfer, seeds=seeds, strategies=STRATEGIES,
+def pretrained_setup(model: ModelSpec, seeds: list[int], strategies=None):
+    """The benchmark's config (no progress bars), both tasks' data, and the source model trained on A."""
+    base = ExperimentConfig(model=model)
+    config = replace(base, transfer=replace(base.transfer, seeds=seeds, strategies=strategies or base.transfer.strategies,
                                             train=replace(base.transfer.train, progress=False)),
                      pretrain=replace(base.pretrain, train=replace(base.pretrain.train, progress=False)))
     generated: dict = {}
     source = load_task_data(config.source, generated)
     target = load_task_data(config.target, generated)
-    started = time.perf_counter()
     net, source_metrics = pretrain(config, source)
+    return config, source, target, net, source_metrics
+
+
+def accuracy_benchmark(model: str, seeds: list[int], out: Path) -> None:
+    started = time.perf_counter()
+    config, source, target, net, source_metrics = pretrained_setup(MODELS[model], seeds, STRATEGIES)
     rows = transfer_all(config, net, target, len(source.y),
                         on_result=lambda r: print(f"k={r['labels_per_class']} seed={r['seed']} {r['strategy']}: "
                                                   f"{r['test']['accuracy'] * 100:.1f}", flush=True))

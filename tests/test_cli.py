@@ -22,6 +22,50 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert [r["mode"] for r in mt] == ["single", "hard", "soft", "cross_stitch"]
     assert mt[0]["delta_m"] == 0.0 and all(r["delta_m"] is not None for r in mt)
     assert "delta_m" in (tmp_path / "multitask_report.md").read_text()
+    html = (tmp_path / "report.html").read_text()
+    for section in ("Transfer gain over scratch", "Learning curves", "Multi-task: one model per task vs sharing"):
+        assert section in html
+    assert_well_formed(html)
+    (tmp_path / "report.html").unlink()
+    assert main(["report", str(tmp_path)]) == 0                  # rebuilt from the saved results alone
+    assert "Learning curves" in (tmp_path / "report.html").read_text()
+
+
+def assert_well_formed(page: str) -> None:
+    """Every opened element is closed in order (void elements aside), one svg per plot, no script."""
+    from html.parser import HTMLParser
+    void = {"meta", "br", "img", "hr", "input", "link", "circle", "line", "rect", "polyline", "path"}
+
+    class Check(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.stack = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                self.stack.append(tag)
+
+        def handle_startendtag(self, tag, attrs):
+            pass
+
+        def handle_endtag(self, tag):
+            if tag in void:
+                return
+            assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+            self.stack.pop()
+
+    checker = Check()
+    checker.feed(page)
+    assert checker.stack == [], f"unclosed: {checker.stack}"
+    assert "<script" not in page and page.count("<svg") >= 2
+
+
+def test_report_command_errors(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "holds no saved results" in " ".join(capsys.readouterr().out.split())
+    (tmp_path / "results.json").write_text('{"results": [')
+    assert main(["report", str(tmp_path)]) == 2
+    assert "is not valid JSON" in " ".join(capsys.readouterr().out.split())
 
 
 def _npz_config(tmp_path, **transfer):
@@ -165,3 +209,13 @@ def test_adapt_run_from_yaml_reports_distance_and_target_accuracy(tmp_path, caps
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["run", str(tmp_path / "b.yaml")]) == 2
     assert "adapt.methods has 'danny'" in capsys.readouterr().out
+
+
+def test_advise_on_the_demo_data(tmp_path, capsys):
+    assert main(["advise", "--quick", "--out", str(tmp_path)]) == 0
+    advice = json.loads((tmp_path / "advice.json").read_text())
+    assert [a["labels_per_class"] for a in advice] == [5, "all"]
+    first = advice[0]["advice"]
+    assert advice[0]["strategy"] in ("linear_probe", {"name": "last_k", "k": 1}, {"name": "last_k", "k": 2})
+    assert first["candidates"][0]["logme"] > first["random_logme"]
+    assert "advice before training" in capsys.readouterr().out

@@ -30,6 +30,14 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--out", default=None, help="output folder (overrides the config's 'output')")
         if name == "transfer":
             cmd.add_argument("--pretrained", default=None, help="weights to start from (default: OUT/pretrained.safetensors)")
+    adv = sub.add_parser("advise", help="before training: data facts, transferability scores, a recommended strategy")
+    adv.add_argument("config", nargs="?", default=None, help="YAML experiment file (default: the demo's)")
+    adv.add_argument("--out", default=None, help="output folder (default: the config's 'output')")
+    adv.add_argument("--pretrained", default=None, help="score these weights instead of pretraining")
+    adv.add_argument("--confirm", action="store_true", help="confirm each recommendation by a short sweep")
+    adv.add_argument("--quick", action="store_true", help="the demo's small version (fewer samples and epochs)")
+    rep = sub.add_parser("report", help="rebuild a run's reports (report.md, report.html) from its saved results")
+    rep.add_argument("run_dir", help="a run's output folder")
     sub.add_parser("strategies", help="list the transfer strategies")
     return p
 
@@ -70,7 +78,22 @@ def _dispatch(args, console: Console) -> int:
             mt = load_multitask(load_yaml(Path(str(configs / "demo_multitask.yaml"))))
             mt = _quick_multitask(mt) if args.quick else mt
             status = status or _run_multitask(mt, Path(args.out or mt.output), console)
+        if args.part == "all" and args.out:   # one HTML report for the whole run
+            from .evaluate.rebuild import rebuild
+            rebuild(args.out)
         return status
+    if args.command == "report":
+        from .evaluate.rebuild import rebuild
+        for path in rebuild(args.run_dir):
+            console.print(f"wrote {path}")
+        return 0
+    if args.command == "advise":
+        from .advise.command import run_advise
+        path = Path(args.config) if args.config else Path(str(resources.files("taskshare") / "configs" / "demo.yaml"))
+        config = load_config(path)
+        config = _quick(config) if args.quick else config
+        run_advise(config, Path(args.out or config.output), console, args.pretrained, args.confirm)
+        return 0
     from .config import load_yaml
     raw = load_yaml(args.config)
     if raw.get("mode") == "multitask":
@@ -85,6 +108,8 @@ def _dispatch(args, console: Console) -> int:
         from .adapt_experiment import load_adapt, run_adapt
         ad = load_adapt(raw)
         run_adapt(ad, Path(args.out or ad.output), console)
+        from .evaluate.rebuild import rebuild
+        rebuild(Path(args.out or ad.output))
         return 0
     config = load_config(args.config)
     out = Path(args.out or config.output)

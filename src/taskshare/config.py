@@ -101,10 +101,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
+    return read_mapping(path, yaml.safe_load, yaml.YAMLError, "YAML", ConfigError)
+
+
+def read_mapping(path: Path, parse, parse_error, kind: str, error=ConfigError) -> dict[str, Any]:
+    """A file holding one mapping (YAML config, JSON results): parse errors and other top levels named."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        data = parse(path.read_text())
+    except parse_error as exc:
+        raise error(f"{path} is not valid {kind}: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+        raise error(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data

@@ -199,8 +199,8 @@ def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: 
             for res in compare(base, task, splits, config.transfer.strategies, train_cfg, source_size, shot,
                                train_frozen_bn=config.transfer.train_frozen_bn, on_model=saver):
                 row = res.to_dict()
-                for stage in row["stages"]:
-                    stage.pop("history", None)
+                for stage in row["stages"]:   # keep the validation curve, drop the rest of the history
+                    stage["curve"] = [e.get("val_score", float("nan")) for e in stage.pop("history", None) or []]
                 results.append(row)
                 if on_result:
                     on_result(row)

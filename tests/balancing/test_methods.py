@@ -248,3 +248,9 @@ def test_graddrop_keeps_one_sign_per_coordinate():
     share = sum(GradDrop().direction(opposite)[0].item() > 0 for _ in range(3000)) / 3000
     assert abs(share - 2 / 3) < 0.03
     assert torch.allclose(GradDrop(leak=1.0).direction(opposite), opposite.sum(0))
+
+
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+def test_all_zero_gradients_give_a_finite_update(name):
+    d = make(name, 3).direction(torch.zeros(3, 5, dtype=torch.float64))
+    assert d.shape == (5,) and torch.isfinite(d).all()

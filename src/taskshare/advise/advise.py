@@ -3,7 +3,7 @@ within the best one), and a recommended strategy with the rule that produced it.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
 import torch
@@ -15,7 +15,7 @@ from ..errors import TaskshareError
 from ..models.surgery import layer_groups, reinitialize, split_head
 from ..tasks import Task
 from ..transfer.auto import Auto
-from ..transfer.base import DataFacts
+from ..transfer.base import DataFacts, _default
 from .scores import h_score, leep, logme, nce
 
 
@@ -138,7 +138,7 @@ def advise(target: Any, task: Task, candidates: Mapping[str, nn.Module], heads: 
                       f"the best candidate's LogME {best.logme:.3f} does not beat a random trunk's {random_score:.3f}: "
                       f"its features fit the target no better than random ones, so train from scratch")
     choice, why = Auto().resolve(facts)
-    args = {k: v for k, v in asdict(choice).items()} if hasattr(choice, "__dataclass_fields__") else {}
+    args = {f.name: getattr(choice, f.name) for f in fields(choice) if getattr(choice, f.name) != _default(f)}
     name = choice.name
     reason = f"{best.name} ranks first (LogME {best.logme:.3f} against {random_score:.3f} for a random trunk); {why}"
     if best.layers and name == "linear_probe":

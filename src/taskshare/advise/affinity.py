@@ -57,19 +57,21 @@ def task_affinity(model: nn.Module, tasks: Sequence[Task], train: Any, config: T
                 present = [i for i, t in enumerate(tasks) if t.name in ys and t.known(t.prepare_target(ys[t.name])).any()]
                 out = model(x, tasks=[tasks[i].name for i in present])
                 losses = {i: tasks[i].loss(out[tasks[i].name], ys[tasks[i].name]) for i in present}
-                if step % every == 0 and len(present) > 1:
-                    _lookahead(model, tasks, x, ys, losses, shared, step_size, total, counts)
+                measure = step % every == 0 and len(present) > 1
+                grads = {i: torch.autograd.grad(losses[i], shared, retain_graph=True, allow_unused=True)
+                         for i in present} if measure else {}
                 optimizer.zero_grad(set_to_none=True)
-                sum(losses.values()).backward()
+                sum(losses.values()).backward()          # the graph is done with before any lookahead edit
+                if measure:
+                    _lookahead(model, tasks, x, ys, losses, grads, shared, step_size, total, counts)
                 optimizer.step()
                 step += 1
     matrix = torch.where(counts > 0, total / counts.clamp_min(1), torch.zeros_like(total))
     return Affinity([t.name for t in tasks], matrix.tolist(), step)
 
 
-def _lookahead(model, tasks, x, ys, losses, shared, lr, total, counts) -> None:
+def _lookahead(model, tasks, x, ys, losses, grads, shared, lr, total, counts) -> None:
     present = list(losses)
-    grads = {i: torch.autograd.grad(losses[i], shared, retain_graph=True, allow_unused=True) for i in present}
     before = torch.tensor([float(losses[j].detach()) for j in present], dtype=torch.float64)
     with torch.no_grad():
         saved = [p.detach().clone() for p in shared]
@@ -111,12 +113,18 @@ def group_score(matrix: Tensor, groups: Sequence[Sequence[int]]) -> float:
     return score
 
 
-def propose_groups(affinity: Affinity, max_groups: int | None = None) -> list[list[str]]:
+def propose_groups(affinity: Affinity, max_groups: int | None = None, relative: bool = True) -> list[list[str]]:
     """The partition of the tasks into at most `max_groups` groups (default: as many as tasks) that
     maximises group_score: tasks share a trunk where their lookahead effects on each other are
-    positive. Exhaustive up to 10 tasks; beyond, greedy merging of the best pair of groups."""
+    positive. `relative` (default) first subtracts the mean off-diagonal affinity, so tasks are grouped
+    where they help each other more than a task's step helps (or hurts) the others on average: in a
+    small trunk every step costs the other tasks a little capacity, which would otherwise keep even
+    closely related tasks apart. Exhaustive up to 10 tasks; beyond, greedy merging of the best pair."""
     M = affinity.tensor().double()
     T = len(affinity.tasks)
+    if relative and T > 1:
+        off = ~torch.eye(T, dtype=torch.bool)
+        M = M - M[off].mean()
     max_groups = max_groups or T
     if T <= 10:
         best = max(_partitions(list(range(T)), max_groups), key=lambda p: group_score(M, p))
@@ -160,3 +168,16 @@ def affinity_svg(affinity: Affinity, cell: int = 44) -> str:
     parts.append(f'<text x="{left}" y="{top + T * cell + 24}">row: task stepped; column: task affected; '
                  f'values x100 (positive = helps)</text></svg>')
     return "".join(parts)
+
+
+def save_affinity(run_dir, affinity: Affinity, groups: list[list[str]] | None = None) -> None:
+    """affinity.json (and the heatmap as affinity.svg) in a run folder; `taskshare report` shows them."""
+    import json
+    from pathlib import Path
+
+    from ..train.checkpoint import atomic_write_bytes
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = {"tasks": affinity.tasks, "matrix": affinity.matrix, "steps": affinity.steps, "groups": groups}
+    atomic_write_bytes(run_dir / "affinity.json", json.dumps(data, indent=2).encode())
+    atomic_write_bytes(run_dir / "affinity.svg", affinity_svg(affinity).encode())

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..train.checkpoint import atomic_write_bytes
+from .curves import curves_svg, gains_over_scratch
 from .plot import strategy_plot
 from .summary import Summary
 
@@ -68,6 +69,13 @@ def write_reports(out_dir: Path, rows: list[dict], summary: Summary, title: str,
           markdown_table(summary), "", "![strategies against labels per class](plot.svg)", ""]
     md += [f"- {n}" for n in notes] or ["No negative transfer: every strategy matched or beat scratch."]
     atomic_write_bytes(paths["md"], ("\n".join(md) + "\n").encode())
+    gains = gains_over_scratch(rows, summary.metric)
+    gain_rows = "".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(
+            (lambda g: f"<td class={'warn' if g[0] < 0 else 'ok'}>{g[0]:+.1f} ± {g[1]:.1f}</td>" if g else "<td></td>")(
+                gains.get((name, str(s)))) for s in summary.shots) + "</tr>"
+        for name in summary.strategies if name != "scratch")
+    curves = "".join(curves_svg(rows, s) for s in summary.shots)
     rows_html = "".join(
         "<tr><td>" + html.escape(name) + "</td>" + "".join(
             f"<td{' class=best' if name == summary.best(s) else ''}>"
@@ -76,10 +84,15 @@ def write_reports(out_dir: Path, rows: list[dict], summary: Summary, title: str,
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
-.best{{font-weight:bold;background:#e8f5e9}}.warn{{color:#b71c1c}}</style></head><body>
+.best{{font-weight:bold;background:#e8f5e9}}.warn{{color:#b71c1c}}.ok{{color:#1b5e20}}</style></head><body>
 <h1>{html.escape(title)}</h1><p>Target test {html.escape(summary.metric)} (%), mean ± std over seeds.</p>
 <table><tr><th>strategy</th>{''.join(f'<th>{html.escape(str(s))}</th>' for s in summary.shots)}</tr>{rows_html}</table>
 {svg}
+<h2>Transfer gain over scratch</h2><p>Points of test {html.escape(summary.metric)}, strategy minus scratch on the
+same split and seed; mean ± standard deviation across seeds. Negative: negative transfer.</p>
+<table><tr><th>strategy</th>{''.join(f'<th>{html.escape(str(s))}</th>' for s in summary.shots)}</tr>{gain_rows}</table>
+<h2>Learning curves</h2>{curves}
+<h2>Warnings</h2>
 <ul>{''.join(f'<li class="warn">{html.escape(n)}</li>' for n in notes) or '<li>No negative transfer.</li>'}</ul>
 </body></html>"""
     atomic_write_bytes(paths["html"], page.encode())

@@ -72,6 +72,9 @@ def predict(model: nn.Module, data, device: torch.device | None = None, batch_si
 
 
 def evaluate(model: nn.Module, task: Task, data, device: torch.device | None = None, batch_size: int = 1024) -> dict[str, float]:
+    """`task`'s metrics of `model` on an (x, y) pair, a Dataset or a loader."""
+    if isinstance(data, (tuple, list)):
+        data = to_dataset(data, "evaluation data")
     out, y = predict(model, data, device, batch_size)
     return task.metrics(out, y)
 

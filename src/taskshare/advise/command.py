@@ -1,0 +1,78 @@
+"""`taskshare advise`: before any fine-tuning, what the data and the pretrained model say, and which
+strategy to use at each number of labels per class (optionally confirmed by a short sweep)."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.table import Table
+
+from ..data import few_shot
+from ..experiment import ExperimentConfig, load_pretrained, load_task_data, pretrain
+from ..tasks import Task
+from ..train.checkpoint import atomic_write_bytes, read_meta
+from .advise import advise
+
+
+def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: str | None = None,
+               confirm: bool = False) -> list[dict]:
+    generated: dict = {}
+    if pretrained_path or config.pretrain.checkpoint:
+        path = pretrained_path or config.pretrain.checkpoint
+        model, _ = load_pretrained(config, path)  # type: ignore[arg-type]
+        source_size = read_meta(path).get("source_size")  # type: ignore[arg-type]
+    else:
+        source = load_task_data(config.source, generated)
+        model, metrics = pretrain(config, source, out)
+        source_size = len(source.y)
+        console.print(f"pretrained {config.model.name} on the source: test accuracy "
+                      f"{metrics.get('accuracy', float('nan')) * 100:.1f}%")
+    target = load_task_data(config.target, generated)
+    task = Task("target", "multiclass", num_classes=target.num_classes)
+    table = Table(title="advice before training: the pretrained trunk on the target's labelled examples")
+    for column in ("labels/class", "examples", "LogME", "random trunk", "LEEP", "NCE", "H-score", "recommended"):
+        table.add_column(column, justify="right" if column != "recommended" else "left")
+    results = []
+    per_class = int(np.bincount(target.y).min())
+    for shot in config.transfer.shots:
+        if shot != "all" and shot > per_class:
+            continue
+        splits = few_shot((target.x, target.y), shot, seed=0, val_per_class=config.transfer.val_per_class,
+                          test=(target.x_test, target.y_test))
+        advice = advise(splits.train, task, {config.model.name: model}, source_size=source_size)
+        best = advice.candidates[0]
+        spec = {"name": advice.strategy, **advice.strategy_args} if advice.strategy_args else advice.strategy
+        row = {"labels_per_class": shot, "advice": advice.to_dict(), "strategy": spec}
+        if confirm:
+            row["confirmed"] = _confirm(config, model, target, task, splits, spec, source_size, shot)
+        results.append(row)
+        args = ", ".join(f"{k}={v}" for k, v in advice.strategy_args.items())
+        table.add_row(str(shot), str(advice.facts["samples"]), f"{best.logme:.3f}", f"{advice.random_logme:.3f}",
+                      f"{best.leep:.3f}", f"{best.nce:.3f}", f"{best.h_score:.2f}",
+                      advice.strategy + (f"({args})" if args else ""))
+    console.print(table)
+    for row in results:
+        console.print(f"k={row['labels_per_class']}: {row['advice']['reason']}", highlight=False)
+        if "confirmed" in row:
+            c = row["confirmed"]
+            console.print(f"  confirmed by a sweep: recommended {c['recommended'] * 100:.1f}%, the sweep's pick "
+                          f"({c['sweep_choice']}) {c['sweep'] * 100:.1f}% test accuracy", highlight=False)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "advice.json", json.dumps(results, indent=2, default=str).encode())
+    return results
+
+
+def _confirm(config, model, target, task, splits, spec, source_size, shot) -> dict:
+    """Train the recommended strategy and auto's validation sweep on the same split; report both."""
+    from ..models.trunk_head import transfer_model
+    from ..transfer import compare
+    base = transfer_model(model, task, example=torch.as_tensor(target.x[:2]))
+    rows = compare(base, task, splits, [spec, {"name": "auto", "confirm": True}], replace(config.transfer.train, seed=0),
+                   source_size, shot)
+    name = spec["name"] if isinstance(spec, dict) else spec
+    recommended = next(r for r in rows if r.strategy.split("(")[0].split(" ")[0] == name)
+    sweep = next(r for r in rows if r.strategy.startswith("auto"))
+    return {"recommended": recommended.test["accuracy"], "sweep": sweep.test["accuracy"], "sweep_choice": sweep.strategy}

@@ -1,0 +1,81 @@
+"""`taskshare report RUN_DIR`: rebuild a run's reports from the results it saved, so a report can be
+regenerated (or improved) without retraining anything."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from ..errors import TaskshareError
+from ..train.checkpoint import atomic_write_bytes
+
+
+def rebuild(run_dir: str | Path) -> list[Path]:
+    """Rewrite every report whose results are in `run_dir`; returns the files written."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise TaskshareError(f"{run_dir} is not a folder; expected a run's output folder")
+    written: list[Path] = []
+    results = run_dir / "results.json"
+    if results.exists():
+        from .report import write_reports
+        from .summary import summarize
+        data = _load(results)
+        rows = data.get("results")
+        if not isinstance(rows, list) or not rows:
+            raise TaskshareError(f"{results} holds no results list; expected the file a transfer run writes")
+        extra = {k: v for k, v in data.items() if k not in ("results", "title")}
+        paths = write_reports(run_dir, rows, summarize(rows), data.get("title", "transfer"), extra)
+        written += list(paths.values())
+    extras = _extra_sections(run_dir)
+    if extras:
+        page = run_dir / "report.html"
+        body = page.read_text() if page.exists() else ("<!doctype html><html><head><meta charset=\"utf-8\"><title>"
+                                                      f"{html.escape(run_dir.name)}</title></head><body></body></html>")
+        body = body.replace("</body></html>", "".join(extras) + "</body></html>")
+        atomic_write_bytes(page, body.encode())
+        written.append(page)
+    if not written:
+        raise TaskshareError(f"{run_dir} holds no saved results (results.json, multitask_results.json, "
+                             "adapt_results.json, affinity.json)")
+    return sorted(set(written))
+
+
+def _load(path: Path) -> dict:
+    from ..config import read_mapping
+    return read_mapping(path, json.loads, json.JSONDecodeError, "JSON (was the run interrupted?)", TaskshareError)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+
+
+def _extra_sections(run_dir: Path) -> list[str]:
+    parts = []
+    mt = run_dir / "multitask_results.json"
+    if mt.exists():
+        rows = _load(mt).get("results", [])
+        tasks = sorted({t for r in rows for t in r.get("main", {})})
+        table = [[r["mode"], str(r["seed"])] + [f"{r['main'].get(t, float('nan')):.3f}" for t in tasks]
+                 + ["" if r.get("delta_m") is None else f"{r['delta_m']:+.2f}"] for r in rows]
+        notes = [n for r in rows for n in r.get("notes", [])]
+        parts.append("<h2>Multi-task: one model per task vs sharing</h2>" + _table(["mode", "seed", *tasks, "delta_m %"], table)
+                     + "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes))
+    ad = run_dir / "adapt_results.json"
+    if ad.exists():
+        data = _load(ad)
+        rows = [[r["method"], f"{r['source_val']:.3f}", "" if "target" not in r else f"{r['target']:.3f}"]
+                for r in data.get("rows", [])]
+        parts.append(f"<h2>Domain adaptation</h2><p>How different are these domains: proxy A-distance "
+                     f"{data.get('proxy_a_distance_raw', float('nan')):.2f} on the raw inputs (0 = same, 2 = separable).</p>"
+                     + _table(["method", "source validation", "target (reporting only)"], rows))
+    af = run_dir / "affinity.json"
+    if af.exists():
+        from ..advise.affinity import Affinity, affinity_svg
+        data = _load(af)
+        affinity = Affinity(data["tasks"], data["matrix"], data.get("steps", 0))
+        groups = data.get("groups")
+        parts.append("<h2>Task affinity</h2>" + affinity_svg(affinity)
+                     + (f"<p>Proposed groups: {html.escape(str(groups))}</p>" if groups else ""))
+    return parts

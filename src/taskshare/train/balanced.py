@@ -78,6 +78,15 @@ class BalancedStep:
             return self.balancer.task_loss(losses, self.step, self.history)
         return losses.sum()
 
+    def state_dict(self) -> dict:
+        """The method's parameters and buffers, and the per-epoch loss history (DWA): for run checkpoints."""
+        return {"balancer": self.balancer.state_dict(), "history": list(self.history), "epoch": list(self._epoch),
+                "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.balancer.load_state_dict(state["balancer"])
+        self.history, self._epoch, self.step = list(state["history"]), list(state["epoch"]), int(state["step"])
+
     @property
     def wants_after_step(self) -> bool:
         return bool(getattr(self.balancer, "after_step", False))

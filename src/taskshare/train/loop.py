@@ -140,12 +140,19 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                penalty: Callable[[], Tensor] | None = None, augment: Callable[[Tensor], Tensor] | None = None,
                callbacks: Sequence[Callable[[dict], None]] = (), label: str = "train", metric: str = "score",
                backward: Callable[[Tensor, dict], None] | None = None, extra_params: Sequence[Tensor] = (),
-               after_step: Callable[[nn.Module, Any, Any], None] | None = None) -> History:
+               after_step: Callable[[nn.Module, Any, Any], None] | None = None,
+               stateful: dict[str, Any] | None = None) -> History:
     """The loop shared by single- and multi-task training. `objective(model, x, y)` returns the total
     loss and its parts by task (named in errors); `validate(model)` returns the selection score and
     the metrics to log. `backward(loss, parts)`, when given, writes the gradients itself (gradient
     balancing); `extra_params` are trained too (a balancing method's own parameters); `after_step(model,
-    x, y)` runs after each optimizer step (methods that learn from the step's effect)."""
+    x, y)` runs after each optimizer step (methods that learn from the step's effect); `stateful` names
+    more objects (with state_dict / load_state_dict) that run checkpoints save and restore.
+
+    With config.checkpoint_dir, a run checkpoint is written every config.checkpoint_every steps and at
+    each epoch end; config.resume continues from the newest valid one: same parameters, optimizer,
+    schedule, data order and random numbers, so the run ends as if never interrupted. SIGTERM saves a
+    checkpoint at the next step boundary and exits."""
     device = resolve_device(config.device)
     model.to(device)
     if param_groups is None:
@@ -166,11 +173,26 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
 
     history, best_state, bad_epochs = History(), None, 0
     started = time.perf_counter()
-    with EpochProgress(epochs, enabled=config.progress, label=label) as progress:
-        for epoch in range(epochs):
+    run = _Run(config, model, optimizer, scheduler, scaler, loader, stateful or {})
+    start_epoch, skip, global_step = 0, 0, 0
+    resumed = run.restore()
+    if resumed is not None:
+        start_epoch, skip, global_step = resumed["epoch"], resumed["batch"], resumed["step"]
+        history = History(**resumed["history"])
+        best_state, bad_epochs = resumed["best_state"], resumed["bad_epochs"]
+    with EpochProgress(epochs, enabled=config.progress, label=label) as progress, run.sigterm():
+        for epoch in range(start_epoch, epochs):
             model.train()
             t0, loss_sum, steps = time.perf_counter(), torch.zeros((), device=device), 0
+            if epoch == start_epoch and resumed is not None:
+                run.restore_epoch(resumed)
+                loss_sum += resumed["loss_sum"]
+                steps = resumed["steps"]
+            else:
+                run.begin_epoch()
             for batch_index, (x, y) in enumerate(loader):
+                if epoch == start_epoch and batch_index < skip:
+                    continue                       # the data order is replayed; these steps were done
                 x, y = _to(x, device), _to(y, device)
                 if augment is not None:
                     x = augment(x)
@@ -210,6 +232,9 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                 scheduler.step()
                 loss_sum += loss.detach()
                 steps += 1
+                global_step += 1
+                if run.due(global_step):
+                    run.save(epoch, batch_index + 1, global_step, history, best_state, bad_epochs, loss_sum, steps)
             record = {"epoch": epoch, "train_loss": (loss_sum / max(steps, 1)).item(),
                       "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
             if validate is not None:
@@ -225,8 +250,13 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
             progress.update(record, metric)
             for cb in callbacks:
                 cb(record)
-            if validate is not None and bad_epochs >= patience:
+            stop = validate is not None and bad_epochs >= patience
+            if stop:
                 history.stopped_early = True
+            if run.enabled:
+                run.save(epoch + 1 if not stop else epochs, 0, global_step, history, best_state, bad_epochs,
+                         torch.zeros(()), 0, epoch_end=True)
+            if stop:
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
@@ -234,3 +264,94 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
         history.best_epoch = len(history.epochs) - 1
     history.seconds = time.perf_counter() - started
     return history
+
+
+class _Run:
+    """Run checkpoints inside train_loop (no-ops without config.checkpoint_dir)."""
+
+    def __init__(self, config, model, optimizer, scheduler, scaler, loader, stateful: dict[str, Any]):
+        from .resume import RunCheckpoints
+        self.config, self.model, self.optimizer, self.scheduler, self.scaler = config, model, optimizer, scheduler, scaler
+        self.loader, self.stateful = loader, stateful
+        self.enabled = config.checkpoint_dir is not None
+        self.store = RunCheckpoints(config.checkpoint_dir, config.keep_checkpoints) if self.enabled else None
+        self.loader_state = None
+        self.terminate = False
+        self.generator = getattr(loader, "generator", None)
+        if self.enabled and not isinstance(self.generator, torch.Generator):
+            log.warning("this loader has no torch.Generator: a resumed run will see a different data order")
+            self.generator = None
+
+    def due(self, step: int) -> bool:
+        if not self.enabled:
+            return False
+        if self.terminate:
+            return True
+        return self.config.checkpoint_every > 0 and step % self.config.checkpoint_every == 0
+
+    def begin_epoch(self) -> None:
+        if self.generator is not None:
+            self.loader_state = self.generator.get_state()
+
+    def save(self, epoch, batch, step, history, best_state, bad_epochs, loss_sum, steps, epoch_end=False) -> None:
+        from .resume import rng_state
+        if not self.enabled:
+            return
+        state = {"epoch": epoch, "batch": batch, "step": step, "history": history.to_dict(),
+                 "best_state": best_state, "bad_epochs": bad_epochs, "loss_sum": loss_sum.detach().cpu(),
+                 "steps": steps, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
+                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                 "stateful": {k: v.state_dict() for k, v in self.stateful.items()},
+                 "loader": (self.generator.get_state() if epoch_end else self.loader_state)
+                 if self.generator is not None else None}
+        path = self.store.save(state)
+        if self.terminate:
+            log.warning("SIGTERM: saved %s; exiting", path)
+            raise SystemExit(143)
+
+    def restore(self) -> dict | None:
+        from .resume import set_rng_state
+        if not (self.enabled and self.config.resume):
+            return None
+        state = self.store.latest()
+        if state is None:
+            log.info("no run checkpoint in %s: starting from the beginning", self.config.checkpoint_dir)
+            return None
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as err:
+            raise TaskshareError(f"{state['path']} was written by another model: {str(err).splitlines()[0]}") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        for name, obj in self.stateful.items():
+            if name in state["stateful"]:
+                obj.load_state_dict(state["stateful"][name])
+        set_rng_state(state["rng"])
+        log.info("resumed from %s (epoch %d, batch %d, step %d)", state["path"], state["epoch"], state["batch"], state["step"])
+        return state
+
+    def restore_epoch(self, state: dict) -> None:
+        if self.generator is not None and state.get("loader") is not None:
+            self.generator.set_state(state["loader"])
+        self.loader_state = state.get("loader")
+
+    def sigterm(self):
+        import contextlib
+        import signal
+        import threading
+        if not self.enabled or threading.current_thread() is not threading.main_thread():
+            return contextlib.nullcontext()
+
+        @contextlib.contextmanager
+        def handler():
+            def flag(signum, frame):
+                self.terminate = True
+            previous = signal.signal(signal.SIGTERM, flag)
+            try:
+                yield
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+        return handler()

@@ -132,4 +132,5 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
                       callbacks=[balanced.end_epoch] if balanced else (),
                       backward=balanced.backward if balanced else None,
                       extra_params=list(balanced.balancer.parameters()) if balanced else (),
-                      after_step=balanced.after_step if balanced and balanced.wants_after_step else None)
+                      after_step=balanced.after_step if balanced and balanced.wants_after_step else None,
+                      stateful={"balancing": balanced} if balanced else None)

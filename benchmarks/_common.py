@@ -32,3 +32,11 @@ def write_section(name: str, text: str, path: Path = ROOT / "BENCHMARKS.md") -> 
     else:
         body = body.rstrip() + "\n\n" + block + "\n"
     path.write_text(body)
+
+
+def publish(name: str, lines: list[str]) -> str:
+    """Write the section `name` of BENCHMARKS.md from `lines` and print it."""
+    text = "\n".join(lines)
+    write_section(name, text)
+    print(text)
+    return text

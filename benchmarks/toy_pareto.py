@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, write_section  # noqa: E402
+from _common import machine, publish  # noqa: E402
 
 from taskshare.balancing._qp import min_norm_simplex  # noqa: E402
 from taskshare.train.balanced import build_balancer  # noqa: E402
@@ -117,9 +117,7 @@ def main() -> None:
             cells.append(f"({float(x[0]):.2f}, {float(x[1]):.2f}){' ✓' if ok else ''}")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {hits}/{len(STARTS)} |")
         print(lines[-1], flush=True)
-    text = "\n".join(lines)
-    write_section("toy_pareto", text)
-    print(text)
+    publish("toy_pareto", lines)
 
 
 if __name__ == "__main__":

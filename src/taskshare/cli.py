@@ -44,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console()
+    from .distributed import is_main, setup_from_env
+    setup_from_env()                      # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
+    console = Console(quiet=not is_main())
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
     try:
         return _dispatch(args, console)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from ..distributed import shard
 from .arrays import ArrayDataset
 
 
@@ -28,13 +29,10 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         n = len(self.x)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
+        order = order if order is not None else torch.arange(n)
         for b in range(len(self)):
-            if order is None:
-                sl = slice(b * self.batch_size, (b + 1) * self.batch_size)
-                yield self.x[sl], self.y[sl]
-            else:
-                idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-                yield self.x[idx], self.y[idx]
+            idx = shard(order[b * self.batch_size:(b + 1) * self.batch_size])   # this process's share
+            yield self.x[idx], self.y[idx]
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0):

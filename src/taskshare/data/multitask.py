@@ -16,6 +16,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import TaskshareError
+from ..distributed import shard
 from .arrays import ArrayDataset, as_tensor, check_finite, to_dataset
 
 SAMPLERS = ("round_robin", "proportional", "temperature", "uniform")
@@ -64,7 +65,7 @@ class MultiTaskLoader:
         n = len(self.dataset)
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = shard(order[b * self.batch_size:(b + 1) * self.batch_size])   # this process's share
             yield self.dataset.x[idx], {t: y[idx] for t, y in self.dataset.labels.items()}
 
 

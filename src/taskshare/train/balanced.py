@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ..balancing.linear_kernel import KernelGramian, LinearCapture
 from ..balancing import (BALANCERS, Balancer, Buffers, feature_gradients, gramian_of, per_task_grads, shared_jacobian,
                          write_grads, write_weighted)
+from ..distributed import mean_across, sum_across, world
 from ..errors import TaskshareError
 from ..tasks import Task
 
@@ -72,7 +73,7 @@ class BalancedStep:
 
     def total(self, parts: dict[str, Tensor]) -> Tensor:
         losses = torch.stack([parts[t.name] if t.name in parts else parts[next(iter(parts))] * 0 for t in self.tasks])
-        self._epoch.append(losses.detach())
+        self._epoch.append(mean_across(losses.detach()))   # the same history on every process
         self.step += 1
         if self.balancer.needs == "losses":
             return self.balancer.task_loss(losses, self.step, self.history)
@@ -116,8 +117,23 @@ class BalancedStep:
         if not shared:
             return
         if self.representation:
-            direction = self.balancer.direction(g_z.reshape(len(losses), -1).float()).reshape(z.shape)
+            flat = g_z.reshape(len(losses), -1).float()
+            if world()[1] > 1 and self.balancer.needs == "gramian":
+                # the samples of all processes are disjoint coordinates: the global Gramian is the sum of
+                # the local ones (each local mean loss is size x its share of the global mean)
+                K = sum_across((flat @ flat.T).double()) / world()[1] ** 2
+                direction = (self.balancer.task_weights(K).to(flat.dtype) @ flat).reshape(z.shape)
+            else:
+                direction = self.balancer.direction(flat).reshape(z.shape)
             torch.autograd.backward(z, direction.to(z.dtype))
+        elif world()[1] > 1:   # several processes: the global per-task gradients, then the same update everywhere
+            stacks = per_task_grads(g_z, z, shared, "auto", self.chunk, self.buffers)
+            stacks = [mean_across(g) for g in stacks]
+            if self.balancer.needs == "gramian":
+                write_weighted(shared, stacks, self.balancer.task_weights(gramian_of(stacks)))
+            else:
+                flat = torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1)
+                write_grads(shared, self.balancer.direction(flat.float()))
         elif self.balancer.needs == "gramian" and self.capture is not None and self.capture.usable():
             engine = "sequential" if self.engine == "kernel" else self.engine
             kernel = KernelGramian(g_z, z, shared, self.capture, engine, self.chunk, self.buffers)

@@ -21,6 +21,7 @@ from ..errors import NonFiniteError, TaskshareError
 from ..tasks import Task
 from .config import TrainConfig
 from .device import amp_dtype, autocast, resolve_device
+from ..distributed import average_gradients, is_main
 from .progress import EpochProgress
 from .schedule import make_scheduler
 
@@ -180,7 +181,7 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
         start_epoch, skip, global_step = resumed["epoch"], resumed["batch"], resumed["step"]
         history = History(**resumed["history"])
         best_state, bad_epochs = resumed["best_state"], resumed["bad_epochs"]
-    with EpochProgress(epochs, enabled=config.progress, label=label) as progress, run.sigterm():
+    with EpochProgress(epochs, enabled=config.progress and is_main(), label=label) as progress, run.sigterm():
         for epoch in range(start_epoch, epochs):
             model.train()
             t0, loss_sum, steps = time.perf_counter(), torch.zeros((), device=device), 0
@@ -219,6 +220,7 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                     backward(loss, parts)
                 else:
                     loss.backward()
+                average_gradients(trainable)          # several processes: every replica, the same update
                 if config.clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(trainable, config.clip_grad)
                 if scaler is not None:
@@ -273,7 +275,8 @@ class _Run:
         from .resume import RunCheckpoints
         self.config, self.model, self.optimizer, self.scheduler, self.scaler = config, model, optimizer, scheduler, scaler
         self.loader, self.stateful = loader, stateful
-        self.enabled = config.checkpoint_dir is not None
+        self.enabled = config.checkpoint_dir is not None and is_main()   # only rank 0 writes
+        self.reading = config.checkpoint_dir is not None                # every rank resumes from them
         self.store = RunCheckpoints(config.checkpoint_dir, config.keep_checkpoints) if self.enabled else None
         self.loader_state = None
         self.terminate = False
@@ -312,8 +315,11 @@ class _Run:
 
     def restore(self) -> dict | None:
         from .resume import set_rng_state
-        if not (self.enabled and self.config.resume):
+        if not (self.reading and self.config.resume):
             return None
+        if self.store is None:
+            from .resume import RunCheckpoints
+            self.store = RunCheckpoints(self.config.checkpoint_dir, self.config.keep_checkpoints)
         state = self.store.latest()
         if state is None:
             log.info("no run checkpoint in %s: starting from the beginning", self.config.checkpoint_dir)

@@ -131,6 +131,7 @@ class Task:
     def loss(self, output: Tensor, y: Tensor) -> Tensor:
         """Mean loss over known labels; exactly zero (with a graph) when none is known."""
         y = self.prepare_target(y)
+        self._check_output(output, y)
         if self.kind == "multiclass":  # one fused kernel: ignore_index drops unknown labels
             total = F.cross_entropy(output.float(), y, ignore_index=MISSING, reduction="sum")
             return total / (y != MISSING).sum().clamp_min(1)
@@ -142,6 +143,13 @@ class Task:
         else:
             terms = F.binary_cross_entropy_with_logits(output, safe_y, reduction="none")
         return terms[known].sum() / known.sum().clamp_min(1)
+
+    def _check_output(self, output: Tensor, y: Tensor) -> None:
+        fits = (output.dim() == 2 and output.shape == (len(y), self.out_dim)) if self.kind == "multiclass" else (
+            len(output) == len(y) and output.numel() == y.numel())
+        if not fits:
+            raise TaskshareError(f"task {self.name!r}: the model gives outputs of shape {tuple(output.shape)} for "
+                                 f"{len(y)} targets; expected ({len(y)}, {self.out_dim}) (is the head sized for this task?)")
 
     def metrics(self, output: Tensor, y: Tensor) -> dict[str, float]:
         """All of the kind's metrics over known labels (flattened across columns for multilabel)."""

@@ -85,3 +85,31 @@ def test_fully_frozen_model_is_refused(task3):
     from taskshare import TaskshareError
     with pytest.raises(TaskshareError, match="every parameter"):
         fit(model, task3, blobs(), None, TrainConfig(epochs=1, progress=False))
+
+
+def test_accumulating_two_half_batches_equals_one_full_batch():
+    import torch
+    from torch import nn
+
+    from taskshare import Task, TrainConfig, fit
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(128, 6, generator=g)
+    y = (x[:, 0] > 0).long()
+
+    def train(batch, accumulate):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2))
+        # no shuffling differences: the half batches of one order are the full batches of the other
+        cfg = TrainConfig(epochs=2, batch_size=batch, accumulate=accumulate, min_steps=0, progress=False, device="cpu")
+        class InOrder:                 # a loader without shuffling
+            def __len__(self):
+                return 128 // batch
+
+            def __iter__(self):
+                return iter([(x[i:i + batch], y[i:i + batch]) for i in range(0, 128, batch)])
+
+        fit(model, Task("a", num_classes=2), InOrder(), None, cfg)
+        return list(model.parameters())
+
+    for a, b in zip(train(32, 1), train(16, 2)):
+        assert torch.allclose(a, b, atol=1e-6)

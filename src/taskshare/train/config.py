@@ -27,6 +27,7 @@ class TrainConfig:
     nonfinite: str = "stop"      # NaN/Inf loss: stop with a message naming the batch, or skip the step
     progress: bool = True        # a progress bar with loss and validation metric
     eval_batch_size: int = 1024  # batch size for validation/test passes and feature caching
+    accumulate: int = 1          # micro-batches per optimizer step (gradient accumulation); the update is their mean
     checkpoint_dir: str | None = None  # run checkpoints for resuming go here (None: none are written)
     checkpoint_every: int = 0    # also every this many optimizer steps (0: at epoch ends only)
     keep_checkpoints: int = 3    # the newest this many are kept
@@ -46,6 +47,7 @@ class TrainConfig:
             (self.amp in AMP_MODES, "amp", f"one of {AMP_MODES}"),
             (self.nonfinite in NONFINITE, "nonfinite", f"one of {NONFINITE}"),
             (self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1"),
+            (self.accumulate >= 1, "accumulate", "an integer >= 1"),
             (self.checkpoint_every >= 0, "checkpoint_every", "an integer >= 0"),
             (self.keep_checkpoints >= 1, "keep_checkpoints", "an integer >= 1"),
             (not self.resume or self.checkpoint_dir is not None, "resume", "false unless checkpoint_dir is set"),

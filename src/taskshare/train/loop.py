@@ -166,7 +166,8 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
         raise TaskshareError("nothing to train: every parameter of the model is frozen")
     epochs, patience = _budget(config, len(loader))
     optimizer = make_adamw(param_groups, config.lr, config.weight_decay)
-    scheduler = make_scheduler(optimizer, epochs * len(loader), config.schedule, config.warmup)
+    accumulate, window = config.accumulate, 0
+    scheduler = make_scheduler(optimizer, epochs * -(-len(loader) // accumulate), config.schedule, config.warmup)
     dtype = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     if scaler is not None and backward is not None:
@@ -211,15 +212,28 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                     history.skipped_steps += 1
                     log.warning("skipped %s: loss of %s is not finite", where, ", ".join(map(repr, bad)))
                     optimizer.zero_grad(set_to_none=True)
+                    window = 0
                     continue
-                optimizer.zero_grad(set_to_none=True)
+                if batch_index % accumulate == 0:
+                    optimizer.zero_grad(set_to_none=True)
+                    window = 0
                 if scaler is not None:
                     scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
                 elif backward is not None:
                     backward(loss, parts)
                 else:
                     loss.backward()
+                window += 1
+                loss_sum += loss.detach()
+                steps += 1
+                if (batch_index + 1) % accumulate and batch_index + 1 < len(loader):
+                    continue                           # gradient accumulation: more micro-batches first
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if window > 1:                         # the mean over the window's micro-batches
+                    for p in trainable:
+                        if p.grad is not None:
+                            p.grad /= window
                 average_gradients(trainable)          # several processes: every replica, the same update
                 if config.clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(trainable, config.clip_grad)
@@ -232,8 +246,6 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                     with autocast(device, dtype):
                         after_step(model, x, y)
                 scheduler.step()
-                loss_sum += loss.detach()
-                steps += 1
                 global_step += 1
                 if run.due(global_step):
                     run.save(epoch, batch_index + 1, global_step, history, best_state, bad_epochs, loss_sum, steps)

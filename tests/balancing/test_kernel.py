@@ -106,3 +106,30 @@ def test_active_set_qp_is_at_least_as_good_as_long_projected_gradient(seed):
     ref = _accelerated_projected_gradient(K, lower, lambda u: torch.maximum(u, lower), 20000, 1e-14)
     assert (v >= lower - 1e-12).all()
     assert float(v @ K @ v) <= float(ref @ K @ ref) + 1e-9 * max(1.0, float(ref @ K @ ref))
+
+
+@pytest.mark.parametrize("representation", [False, True])
+def test_fp16_with_a_grad_scaler_shows_the_method_unscaled_gradients(representation):
+    from taskshare import MultiTaskDataset, TrainConfig, fit_multitask
+
+    class First(Spy):
+        def weights(self, gramian):
+            self.first = getattr(self, "first", gramian)
+            return super().weights(gramian)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=g)
+    data = MultiTaskDataset(x, {"a": (x[:, 0] > 0).long(), "b": x[:, 1], "c": (x[:, 2] > 0).float()})
+    tasks = [Task("a", num_classes=2), Task("b", "regression"), Task("c", "binary")]
+    seen = {}
+    for amp in ("off", "fp16"):
+        torch.manual_seed(0)
+        model = HardSharing(TRUNKS["mlp"](), tasks, in_features=8)
+        spy = First()
+        fit_multitask(model, tasks, data, None, TrainConfig(epochs=1, batch_size=32, min_steps=0, progress=False,
+                                                            device="cpu", amp=amp), balancer=spy,
+                      representation=representation)
+        seen[amp] = spy.first.float()
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+    # the scaler's factor (65536 at the start) is divided out before the method sees the Gramian
+    assert torch.allclose(seen["fp16"], seen["off"], rtol=0.05, atol=1e-4)

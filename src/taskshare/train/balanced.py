@@ -106,45 +106,55 @@ class BalancedStep:
             self.history.append(torch.stack(self._epoch).mean(0))
             self._epoch = []
 
-    def backward(self, loss: Tensor, parts: dict[str, Tensor]) -> None:
+    def backward(self, loss: Tensor, parts: dict[str, Tensor], scale: float = 1.0) -> None:
+        """Write the update into .grad. `scale`: the grad scaler's factor under fp16; the losses are
+        scaled for the backward (no underflow in half precision), the method sees the UNSCALED
+        Gramian or gradients, and the written update is scaled back, for the scaler to unscale."""
         if self.balancer.needs == "losses":
-            loss.backward()
+            (loss * scale if scale != 1.0 else loss).backward()
             return
+        if scale != 1.0:
+            parts = {k: v * scale for k, v in parts.items()}
         losses = [parts[t.name] for t in self.tasks if t.name in parts]
         z = self.features
         shared = [p for p in self.model.trunk.parameters() if p.requires_grad]
         g_z = self._feature_grads(parts, z)
         if not shared:
             return
+
+        def weights(K: Tensor) -> Tensor:
+            return self.balancer.task_weights(K / scale ** 2)
+
+        def direction(flat: Tensor) -> Tensor:
+            return self.balancer.direction(flat / scale) * scale
+
         if self.representation:
             flat = g_z.reshape(len(losses), -1).float()
             if world()[1] > 1 and self.balancer.needs == "gramian":
                 # the samples of all processes are disjoint coordinates: the global Gramian is the sum of
                 # the local ones (each local mean loss is size x its share of the global mean)
                 K = sum_across((flat @ flat.T).double()) / world()[1] ** 2
-                direction = (self.balancer.task_weights(K).to(flat.dtype) @ flat).reshape(z.shape)
+                update = (weights(K).to(flat.dtype) @ flat).reshape(z.shape)
             else:
-                direction = self.balancer.direction(flat).reshape(z.shape)
-            torch.autograd.backward(z, direction.to(z.dtype))
+                update = direction(flat).reshape(z.shape)
+            torch.autograd.backward(z, update.to(z.dtype))
         elif world()[1] > 1:   # several processes: the global per-task gradients, then the same update everywhere
             stacks = per_task_grads(g_z, z, shared, "auto", self.chunk, self.buffers)
             stacks = [mean_across(g) for g in stacks]
             if self.balancer.needs == "gramian":
-                write_weighted(shared, stacks, self.balancer.task_weights(gramian_of(stacks)))
+                write_weighted(shared, stacks, weights(gramian_of(stacks)))
             else:
-                flat = torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1)
-                write_grads(shared, self.balancer.direction(flat.float()))
+                write_grads(shared, direction(torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1).float()))
         elif self.balancer.needs == "gramian" and self.capture is not None and self.capture.usable():
             engine = "sequential" if self.engine == "kernel" else self.engine
             kernel = KernelGramian(g_z, z, shared, self.capture, engine, self.chunk, self.buffers)
-            kernel.write(self.balancer.task_weights(kernel.gramian()))
+            kernel.write(weights(kernel.gramian()))
         elif self.balancer.needs == "gramian":   # never builds the (T, P) matrix
             engine = "auto" if self.engine == "kernel" else self.engine
             stacks = per_task_grads(g_z, z, shared, engine, self.chunk, self.buffers)
-            write_weighted(shared, stacks, self.balancer.task_weights(gramian_of(stacks)))
+            write_weighted(shared, stacks, weights(gramian_of(stacks)))
         else:
-            jac = shared_jacobian(g_z, z, shared, self.chunk)
-            write_grads(shared, self.balancer.direction(jac.float()))
+            write_grads(shared, direction(shared_jacobian(g_z, z, shared, self.chunk).float()))
 
     def _feature_grads(self, parts: dict[str, Tensor], z: Tensor) -> Tensor:
         """(T, *z.shape) d loss_t / d z from ONE backward through the heads (each head reads its own alias

@@ -140,7 +140,7 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                higher_is_better: bool = True, param_groups: Sequence[dict] | None = None,
                penalty: Callable[[], Tensor] | None = None, augment: Callable[[Tensor], Tensor] | None = None,
                callbacks: Sequence[Callable[[dict], None]] = (), label: str = "train", metric: str = "score",
-               backward: Callable[[Tensor, dict], None] | None = None, extra_params: Sequence[Tensor] = (),
+               backward: Callable[..., None] | None = None, extra_params: Sequence[Tensor] = (),
                after_step: Callable[[nn.Module, Any, Any], None] | None = None,
                stateful: dict[str, Any] | None = None) -> History:
     """The loop shared by single- and multi-task training. `objective(model, x, y)` returns the total
@@ -170,8 +170,6 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
     scheduler = make_scheduler(optimizer, epochs * -(-len(loader) // accumulate), config.schedule, config.warmup)
     dtype = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-    if scaler is not None and backward is not None:
-        raise TaskshareError("gradient balancing with fp16 needs loss scaling per task; use amp: bf16 or amp: off")
 
     history, best_state, bad_epochs = History(), None, 0
     started = time.perf_counter()
@@ -217,7 +215,10 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                 if batch_index % accumulate == 0:
                     optimizer.zero_grad(set_to_none=True)
                     window = 0
-                if scaler is not None:
+                if scaler is not None and backward is not None:
+                    # scaling a unit both starts the scaler and reads its factor; the method sees unscaled gradients
+                    backward(loss, parts, float(scaler.scale(torch.ones((), device=device))))
+                elif scaler is not None:
                     scaler.scale(loss).backward()
                 elif backward is not None:
                     backward(loss, parts)

@@ -219,3 +219,22 @@ def test_advise_on_the_demo_data(tmp_path, capsys):
     assert advice[0]["strategy"] in ("linear_probe", {"name": "last_k", "k": 1}, {"name": "last_k", "k": 2})
     assert first["candidates"][0]["logme"] > first["random_logme"]
     assert "advice before training" in capsys.readouterr().out
+
+
+def test_run_resume_restores_finished_runs_and_gives_the_same_results(tmp_path, caplog):
+    import logging
+    cfg = {"mode": "multitask", "data": {"builtin": "digit_scenes", "scenes": 300},
+           "multitask": {"modes": ["single", "hard"], "train": {"epochs": 2, "min_steps": 0, "progress": False,
+                                                                "device": "cpu"}},
+           "output": str(tmp_path / "out")}
+    (tmp_path / "mt.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "mt.yaml"), "--resume"]) == 0
+    first = json.loads((tmp_path / "out" / "multitask_results.json").read_text())["results"]
+    runs = sorted(p.parent.relative_to(tmp_path / "out" / "checkpoints").as_posix()
+                  for p in (tmp_path / "out" / "checkpoints").rglob("step-*.pt"))
+    assert "seed0/hard" in runs and any(r.startswith("seed0/single/") for r in runs)
+    with caplog.at_level(logging.INFO, logger="taskshare"):
+        assert main(["run", str(tmp_path / "mt.yaml"), "--resume"]) == 0   # everything finished: restored
+    assert caplog.text.count("resumed from") == len(set(runs))
+    again = json.loads((tmp_path / "out" / "multitask_results.json").read_text())["results"]
+    assert [r["main"] for r in again] == [r["main"] for r in first]

@@ -20,6 +20,7 @@ from .models.surgery import split_head
 from .models.trunk_head import TrunkHead
 from .tasks import Task
 from .train import TrainConfig
+from .train.config import under
 from .train.checkpoint import atomic_write_bytes
 from .train.loop import evaluate
 
@@ -133,7 +134,7 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
         torch.manual_seed(seed)
         model = make_model(config, train[0], task.out_dim)
         spec = None if method == "source_only" else {"name": method, **config.adapt.options.get(method, {})}
-        fit_adaptation(model, task, train, x_t, val, config.adapt.train, method=spec, weight=config.adapt.weight,
+        fit_adaptation(model, task, train, x_t, val, under(config.adapt.train, method), method=spec, weight=config.adapt.weight,
                        selection=config.adapt.selection)
         row = {"method": method, "source_val": evaluate(model, task, to_dataset(val, "source validation"))[task.main_metric]}
         if test is not None:

@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--out", default=None, help="output folder (overrides the config's 'output')")
         if name == "transfer":
             cmd.add_argument("--pretrained", default=None, help="weights to start from (default: OUT/pretrained.safetensors)")
+        cmd.add_argument("--resume", action="store_true",
+                         help="checkpoint every training run under OUT/checkpoints and continue an interrupted run")
     adv = sub.add_parser("advise", help="before training: data facts, transferability scores, a recommended strategy")
     adv.add_argument("config", nargs="?", default=None, help="YAML experiment file (default: the demo's)")
     adv.add_argument("--out", default=None, help="output folder (default: the config's 'output')")
@@ -103,19 +105,32 @@ def _dispatch(args, console: Console) -> int:
             raise TaskshareError(f"'taskshare {args.command}' is for transfer configs; run a multi-task config with 'taskshare run'")
         from .multitask_experiment import load_multitask
         mt = load_multitask(raw)
+        if args.resume:
+            mt = replace(mt, multitask=replace(mt.multitask, train=_resumable(mt.multitask.train, args.out or mt.output)))
         return _run_multitask(mt, Path(args.out or mt.output), console)
     if raw.get("mode") == "adapt":
         if args.command != "run":
             raise TaskshareError(f"'taskshare {args.command}' is for transfer configs; run an adaptation config with 'taskshare run'")
         from .adapt_experiment import load_adapt, run_adapt
         ad = load_adapt(raw)
+        if args.resume:
+            ad = replace(ad, adapt=replace(ad.adapt, train=_resumable(ad.adapt.train, args.out or ad.output)))
         run_adapt(ad, Path(args.out or ad.output), console)
         from .evaluate.rebuild import rebuild
         rebuild(Path(args.out or ad.output))
         return 0
     config = load_config(args.config)
     out = Path(args.out or config.output)
+    if getattr(args, "resume", False):
+        config = replace(config, pretrain=replace(config.pretrain, train=_resumable(config.pretrain.train, out)),
+                         transfer=replace(config.transfer, train=_resumable(config.transfer.train, out)))
     return _run(config, out, console, args.command, getattr(args, "pretrained", None))
+
+
+def _resumable(train, out):
+    """Run checkpoints for every training run of the experiment under OUT/checkpoints, resumed."""
+    return replace(train, checkpoint_dir=str(Path(out) / "checkpoints"), resume=True,
+                   checkpoint_every=train.checkpoint_every or 200)
 
 
 def _quick_multitask(config):

@@ -20,6 +20,7 @@ from .data import Splits, few_shot, split
 from .errors import ConfigError, TaskshareError
 from .models import build_model, transfer_model
 from .tasks import Task
+from .train.config import under
 from .train import TrainConfig, evaluate, fit, load_into, read_meta, save
 from .transfer import compare
 
@@ -156,7 +157,7 @@ def pretrain(config: ExperimentConfig, source: TaskData, out_dir: Path | None = 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.pretrain.train.seed)
         model = build_model(config.model.name, source.x.shape[1], task.out_dim, **config.model.args)
-        fit(model, task, splits.train, splits.val, config.pretrain.train)
+        fit(model, task, splits.train, splits.val, under(config.pretrain.train, "pretrain"))
     metrics = evaluate(model, task, splits.test)
     if out_dir is not None:
         save(out_dir / "pretrained.safetensors", model, {
@@ -194,7 +195,7 @@ def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: 
         for seed in config.transfer.seeds:
             splits: Splits = few_shot((target.x, target.y), shot, seed=seed, val_per_class=config.transfer.val_per_class,
                                       test=(target.x_test, target.y_test))
-            train_cfg = _with_seed(config.transfer.train, seed)
+            train_cfg = under(_with_seed(config.transfer.train, seed), f"k{shot}-seed{seed}")
             saver = _model_saver(config, task, out_dir, shot, seed)
             for res in compare(base, task, splits, config.transfer.strategies, train_cfg, source_size, shot,
                                train_frozen_bn=config.transfer.train_frozen_bn, on_model=saver):

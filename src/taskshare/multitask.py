@@ -16,6 +16,7 @@ from .errors import TaskshareError
 from .evaluate.delta import delta_m, relative_gains, sharing_warnings
 from .models import CrossStitch, HardSharing, SoftSharing
 from .tasks import Task
+from .train.config import under
 from .train import TrainConfig, resolve_device
 from .train.multitask import evaluate_multitask, fit_multitask
 
@@ -110,12 +111,13 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
                 models, test_metrics = [], {}
                 for task in tasks:
                     model = HardSharing(trunk_factory(), [task], example)
-                    fit_multitask(model, [task], _restrict(train, task), _restrict(val, task), config)
+                    fit_multitask(model, [task], _restrict(train, task), _restrict(val, task),
+                                  under(config, "single", task.name))
                     test_metrics.update(evaluate_multitask(model, [task], _restrict(test, task), config.eval_batch_size))
                     models.append(model)
             else:
                 model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers)
-                fit_multitask(model, tasks, train, val, config, weights, sampler, temperature,
+                fit_multitask(model, tasks, train, val, under(config, mode), weights, sampler, temperature,
                               balancer if mode == "hard" else None, representation and mode == "hard")
                 test_metrics = evaluate_multitask(model, tasks, test, config.eval_batch_size)
                 models = [model]

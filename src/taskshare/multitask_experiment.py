@@ -19,6 +19,7 @@ from .models import build_model
 from .multitask import MODES, SharingResult, compare_sharing
 from .tasks import Task
 from .train import TrainConfig
+from .train.config import under
 from .train.checkpoint import atomic_write_bytes
 
 
@@ -193,7 +194,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
     rows: list[SharingResult] = []
     for seed in config.multitask.seeds:
         spec = config.multitask
-        for r in compare_sharing(factory, tasks, train, val, test, spec.modes, replace(spec.train, seed=seed),
+        for r in compare_sharing(factory, tasks, train, val, test, spec.modes, under(replace(spec.train, seed=seed), f"seed{seed}"),
                                  spec.coupling, spec.layers, spec.sampler, spec.temperature, spec.weights,
                                  spec.balancer, spec.representation):
             rows.append(r)

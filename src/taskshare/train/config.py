@@ -55,3 +55,16 @@ class TrainConfig:
         for ok, name, expected in checks:
             if not ok:
                 raise ConfigError(f"train.{name} = {getattr(self, name)!r}; expected {expected}")
+
+
+def under(config: TrainConfig, *names: object) -> TrainConfig:
+    """The same settings with run checkpoints in a sub-folder of config.checkpoint_dir (one per training
+    run, so a whole experiment of many runs can resume: finished runs restore at once, the interrupted
+    one continues). Unchanged when checkpoints are off."""
+    if config.checkpoint_dir is None:
+        return config
+    from dataclasses import replace
+    from pathlib import Path
+    import re
+    parts = [re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(n)).strip("_") or "_" for n in names]
+    return replace(config, checkpoint_dir=str(Path(config.checkpoint_dir, *parts)))

@@ -15,6 +15,7 @@ from ..data import Splits, labels_of
 from ..errors import TaskshareError
 from ..models import TrunkHead, freeze, param_groups, reinitialize, unfreeze
 from ..tasks import Task
+from ..train.config import under
 from ..train import TrainConfig, evaluate, fit, resolve_device
 from .auto import Auto
 from .base import STRATEGIES, DataFacts, Stage, Strategy
@@ -154,7 +155,8 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
         for i, stage in enumerate(chosen.stages(len(model.groups()), facts)):
             # The cache holds the pretrained trunk's features: valid while the trunk is untouched.
             stage_cache = cache if (i == 0 and not chosen.reinit and isinstance(cache, FeatureCache)) else None
-            record, cached = _run_stage(model, task, splits, stage, config, stage_cache, augment, train_frozen_bn)
+            record, cached = _run_stage(model, task, splits, stage, under(config, strategy.label(), chosen.label(), f"stage{i}"), stage_cache,
+                                        augment, train_frozen_bn)
             stages.append(record)
             used_cache |= cached
         unfreeze(model)
@@ -172,7 +174,7 @@ def _sweep(pretrained, task, splits, auto: Auto, config, facts, augment, cache, 
     rule_choice, reason = auto.resolve(facts)
     if cache is True:
         cache = new_cache(pretrained, config)
-    runs = [run_strategy(pretrained, task, splits, candidate, config, facts.source_size, augment, cache,
+    runs = [run_strategy(pretrained, task, splits, candidate, under(config, auto.label()), facts.source_size, augment, cache,
                          labels_per_class, train_frozen_bn) for candidate in auto.candidates(facts)]
     sign = 1 if task.higher_is_better else -1
     model, best = max(runs, key=lambda run: sign * run[1].val_score)

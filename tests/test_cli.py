@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -238,3 +239,41 @@ def test_run_resume_restores_finished_runs_and_gives_the_same_results(tmp_path, 
     assert caplog.text.count("resumed from") == len(set(runs))
     again = json.loads((tmp_path / "out" / "multitask_results.json").read_text())["results"]
     assert [r["main"] for r in again] == [r["main"] for r in first]
+
+
+def test_run_under_two_processes_gives_the_one_process_results_and_rank0_alone_writes(tmp_path):
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    from tests.train.ddp_worker import worker_cli
+    path = _npz_config(tmp_path, shots=[5, 20], strategies=["linear_probe", "lp_ft"])
+    cfg = yaml.safe_load(path.read_text())
+    for part in ("pretrain", "transfer"):
+        cfg[part]["train"]["device"] = "cpu"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--out", str(tmp_path / "one")]) == 0
+    scratch_before = set(Path(tempfile.gettempdir()).glob("taskshare-rank-*"))
+    mp.spawn(worker_cli, args=(2, str(tmp_path / "store"), ["run", str(path), "--out", str(tmp_path / "two")],
+                               str(tmp_path)), nprocs=2, join=True)
+    assert [(tmp_path / f"cli{r}.txt").read_text() for r in (0, 1)] == ["0", "0"]
+    one = json.loads((tmp_path / "one" / "results.json").read_text())["results"]
+    two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]
+    assert [(r["strategy"], r["labels_per_class"]) for r in one] == [(r["strategy"], r["labels_per_class"]) for r in two]
+    for a, b in zip(one, two):       # the same models up to float rounding: the same test accuracy
+        assert abs(a["test"]["accuracy"] - b["test"]["accuracy"]) < 1e-9, (a["strategy"], a["labels_per_class"])
+    assert set(Path(tempfile.gettempdir()).glob("taskshare-rank-*")) == scratch_before   # rank 1's scratch removed
+
+
+def test_results_follow_the_config_seeds_not_the_global_random_state(tmp_path):
+    import torch
+    path = _npz_config(tmp_path, strategies=["linear_probe", "finetune"])
+    assert main(["pretrain", str(path)]) == 0
+    accuracies = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)
+        assert main(["transfer", str(path), "--out", str(tmp_path / f"t{global_seed}"),
+                     "--pretrained", str(tmp_path / "out" / "pretrained.safetensors")]) == 0
+        rows = json.loads((tmp_path / f"t{global_seed}" / "results.json").read_text())["results"]
+        accuracies.append([r["test"]["accuracy"] for r in rows])
+    assert accuracies[0] == accuracies[1]

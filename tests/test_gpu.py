@@ -73,3 +73,75 @@ def test_multitask_training_on_cuda(mode):
     assert next(model.parameters()).device.type == "cuda"
     m = evaluate_multitask(model, tasks, data)
     assert m["cls"]["accuracy"] > 0.9 and m["flag"]["auroc"] > 0.9
+
+
+@pytest.mark.parametrize("representation", [False, True])
+def test_fp16_gradient_balancing_on_cuda_sees_unscaled_gramians_and_learns(representation):
+    from taskshare import HardSharing, MultiTaskDataset, fit_multitask
+    from taskshare.balancing import UPGrad
+    from taskshare.train.multitask import evaluate_multitask
+
+    class First(UPGrad):
+        def weights(self, gramian):
+            self.first = getattr(self, "first", gramian.float().cpu())
+            return super().weights(gramian)
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 6, generator=g)
+    data = MultiTaskDataset(x, {"a": (x[:, 0] > 0).long(), "b": x[:, 1] * 2})
+    tasks = [Task("a", num_classes=2), Task("b", "regression")]
+    seen = {}
+    for amp in ("off", "fp16"):
+        torch.manual_seed(0)
+        model = HardSharing(nn.Sequential(nn.Linear(6, 32), nn.ReLU()), tasks, in_features=32)
+        method = First()
+        fit_multitask(model, tasks, data, None, TrainConfig(epochs=10, batch_size=64, lr=1e-2, progress=False,
+                                                            device="cuda", amp=amp),
+                      balancer=method, representation=representation)
+        seen[amp] = method.first
+        assert next(model.parameters()).device.type == "cuda"
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+        assert evaluate_multitask(model, tasks, data)["a"]["accuracy"] > 0.9
+    assert torch.allclose(seen["fp16"], seen["off"], rtol=0.05, atol=1e-4)
+
+
+def test_fp16_run_on_cuda_resumes_to_the_same_parameters(tmp_path):
+    """Model, optimizer, schedule, grad scaler and FAMO state saved on the GPU and restored."""
+    from taskshare import HardSharing, MultiTaskDataset, fit_multitask
+    from taskshare.balancing import FAMO
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 6, generator=g)
+    data = MultiTaskDataset(x, {"a": (x[:, 0] > 0).long(), "b": x[:, 1] * 3})
+    tasks = [Task("a", num_classes=2), Task("b", "regression")]
+
+    def train(epochs, ckpt=None, resume=False):
+        torch.manual_seed(0)
+        model = HardSharing(nn.Sequential(nn.Linear(6, 8), nn.ReLU()), tasks, in_features=8)
+        method = FAMO(num_tasks=2)
+        cfg = TrainConfig(epochs=epochs, batch_size=16, min_steps=0, progress=False, device="cuda", amp="fp16",
+                          schedule="constant", warmup=0.0, checkpoint_dir=ckpt, checkpoint_every=4, resume=resume)
+        fit_multitask(model, tasks, data, None, cfg, balancer=method)
+        return model, method
+
+    full, famo = train(4)
+    train(2, tmp_path)
+    resumed, famo_resumed = train(4, tmp_path, resume=True)
+    for p, q in zip(full.parameters(), resumed.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), (p - q).abs().max()
+    assert torch.allclose(famo.logits, famo_resumed.logits, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["plain", "famo", "upgrad", "mgda-rep", "upgrad@fp16"])
+def test_two_processes_on_one_gpu_match_one(tmp_path, case):
+    """gloo between two processes whose tensors live on the one GPU (NCCL needs a GPU per process)."""
+    import torch.multiprocessing as mp
+
+    from tests.train.ddp_worker import train, worker
+    case = case if "@" in case else case + "@cuda"
+    single = train(case)
+    mp.spawn(worker, args=(2, str(tmp_path / "store"), case, str(tmp_path)), nprocs=2, join=True)
+    tol = 5e-3 if case.endswith("fp16") else 1e-4
+    for rank in (0, 1):
+        replica = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        for a, b in zip(single, replica):
+            assert torch.allclose(a, b, atol=tol), (case, rank, (a - b).abs().max())

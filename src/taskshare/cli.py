@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
+import tempfile
 import time
 from dataclasses import replace
 from importlib import resources
@@ -46,18 +48,41 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from .distributed import is_main, setup_from_env
+    from .distributed import is_main, leave, setup_from_env
+    import torch.distributed as dist
+    joined = not (dist.is_available() and dist.is_initialized())
     setup_from_env()                      # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
+    joined = joined and dist.is_available() and dist.is_initialized()
     console = Console(quiet=not is_main())
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
     try:
-        return _dispatch(args, console)
+        with _rank_outputs(args):
+            return _dispatch(args, console)
     except TaskshareError as exc:
         console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
+    finally:
+        if joined:                        # a group this command joined, it leaves
+            leave()
+
+
+@contextlib.contextmanager
+def _rank_outputs(args):
+    """Under several processes only rank 0 writes the run's files. The others run the same code (so
+    their collective calls stay matched) with their outputs sent to a scratch folder, removed at the
+    end; run checkpoints and pretrained weights are still read from the real output folder
+    (args.shared_out), which must be on storage every node sees."""
+    from .distributed import is_main
+    args.shared_out = getattr(args, "out", None)
+    if is_main() or not hasattr(args, "out"):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="taskshare-rank-") as scratch:
+        args.out = scratch
+        yield
 
 
 def _dispatch(args, console: Console) -> int:
@@ -87,6 +112,9 @@ def _dispatch(args, console: Console) -> int:
             rebuild(args.out)
         return status
     if args.command == "report":
+        from .distributed import is_main
+        if not is_main():
+            return 0
         from .evaluate.rebuild import rebuild
         for path in rebuild(args.run_dir):
             console.print(f"wrote {path}")
@@ -106,7 +134,7 @@ def _dispatch(args, console: Console) -> int:
         from .multitask_experiment import load_multitask
         mt = load_multitask(raw)
         if args.resume:
-            mt = replace(mt, multitask=replace(mt.multitask, train=_resumable(mt.multitask.train, args.out or mt.output)))
+            mt = replace(mt, multitask=replace(mt.multitask, train=_resumable(mt.multitask.train, args.shared_out or mt.output)))
         return _run_multitask(mt, Path(args.out or mt.output), console)
     if raw.get("mode") == "adapt":
         if args.command != "run":
@@ -114,17 +142,21 @@ def _dispatch(args, console: Console) -> int:
         from .adapt_experiment import load_adapt, run_adapt
         ad = load_adapt(raw)
         if args.resume:
-            ad = replace(ad, adapt=replace(ad.adapt, train=_resumable(ad.adapt.train, args.out or ad.output)))
+            ad = replace(ad, adapt=replace(ad.adapt, train=_resumable(ad.adapt.train, args.shared_out or ad.output)))
         run_adapt(ad, Path(args.out or ad.output), console)
         from .evaluate.rebuild import rebuild
         rebuild(Path(args.out or ad.output))
         return 0
     config = load_config(args.config)
     out = Path(args.out or config.output)
+    shared = Path(args.shared_out or config.output)
     if getattr(args, "resume", False):
-        config = replace(config, pretrain=replace(config.pretrain, train=_resumable(config.pretrain.train, out)),
-                         transfer=replace(config.transfer, train=_resumable(config.transfer.train, out)))
-    return _run(config, out, console, args.command, getattr(args, "pretrained", None))
+        config = replace(config, pretrain=replace(config.pretrain, train=_resumable(config.pretrain.train, shared)),
+                         transfer=replace(config.transfer, train=_resumable(config.transfer.train, shared)))
+    pretrained = getattr(args, "pretrained", None)
+    if args.command == "transfer":
+        pretrained = pretrained or config.pretrain.checkpoint or str(shared / "pretrained.safetensors")
+    return _run(config, out, console, args.command, pretrained)
 
 
 def _resumable(train, out):

@@ -5,8 +5,11 @@ DistributedDataParallel does, done here after the backward so that gradient-bala
 all-reduce per-task gradients first). Only rank 0 prints progress and writes checkpoints."""
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Iterable
+import signal
+import threading
+from typing import Iterable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -29,10 +32,35 @@ def setup_from_env(backend: str | None = None) -> tuple[int, int]:
     environment); a single process without them stays alone. NCCL when CUDA is present, else gloo."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
         backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
-        dist.init_process_group(backend)
+        with main_thread_signals():
+            dist.init_process_group(backend)
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return world()
+
+
+def leave() -> None:
+    """Leave the process group together (a barrier, then tear down); nothing when alone."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def main_thread_signals():
+    """Start the backend's threads with SIGTERM blocked, so a SIGTERM (a preemption, torchrun passing
+    one on) reaches the Python thread that saves the run, never a communication thread in the middle
+    of a transfer (which may abort the process)."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def shard(index: Tensor) -> Tensor:
@@ -44,8 +72,9 @@ def shard(index: Tensor) -> Tensor:
     return index[rank * per:(rank + 1) * per]
 
 
-def average_gradients(params: Iterable[Tensor]) -> None:
-    """Mean of every .grad across processes, in one flat all-reduce."""
+def average_gradients(params: Iterable[Tensor], share: float = 1.0) -> None:
+    """Mean of every .grad across processes, each weighted by its process's `share` (see consensus),
+    in one flat all-reduce: the gradient of the mean loss over the whole global batch."""
     rank, size = world()
     if size == 1:
         return
@@ -53,7 +82,9 @@ def average_gradients(params: Iterable[Tensor]) -> None:
     if not grads:
         return
     flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat)
+    if share != 1.0:
+        flat *= share
+    _all_reduce(flat)
     flat /= size
     offset = 0
     for g in grads:
@@ -66,11 +97,85 @@ def sum_across(t: Tensor) -> Tensor:
     if world()[1] == 1:
         return t
     out = t.detach().clone()
-    dist.all_reduce(out)
+    _all_reduce(out)
     return out
 
 
-def mean_across(t: Tensor) -> Tensor:
-    """A tensor's mean across processes (a copy; the input itself when alone)."""
+def mean_across(t: Tensor, share: float = 1.0) -> Tensor:
+    """A tensor's mean across processes, each weighted by its `share` (a copy; the input itself when
+    alone). For a per-sample mean computed on each shard, it is the mean over the global batch."""
     size = world()[1]
-    return t if size == 1 else sum_across(t) / size
+    return t if size == 1 else sum_across(t * share if share != 1.0 else t) / size
+
+
+def _collective_device(t: Tensor) -> torch.device:
+    """NCCL works on CUDA tensors only; gloo is run on CPU copies (it gathers no CUDA tensor)."""
+    backend = dist.get_backend()
+    if backend == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu") if backend == "gloo" else t.device
+
+
+def _all_reduce(t: Tensor) -> None:
+    """Sum `t` in place across processes, through the backend's device."""
+    device = _collective_device(t)
+    if t.device == device:
+        dist.all_reduce(t)
+        return
+    moved = t.to(device)
+    dist.all_reduce(moved)
+    t.copy_(moved)
+
+
+def consensus(rows: int, flags: Sequence[bool] = (), device: torch.device | str = "cpu") -> tuple[float, list[bool]]:
+    """One small all-reduce per step: this process's share of the global batch, rows * world /
+    global rows (1 when the shards are equal; the last batch of an epoch seldom splits evenly), and
+    each flag true where it is true on any process, so all take the same branch (a skipped step, a
+    stop). Weighting each process's mean by its share makes the mean over processes the mean over the
+    global batch. Alone: (1.0, the flags)."""
+    size = world()[1]
+    if size == 1:
+        return 1.0, [bool(f) for f in flags]
+    t = torch.tensor([float(rows)] + [float(bool(f)) for f in flags], dtype=torch.float64, device=device)
+    t = t.to(_collective_device(t))
+    dist.all_reduce(t)
+    values = t.tolist()
+    return rows * size / max(values[0], 1.0), [v > 0 for v in values[1:]]
+
+
+def rows_of(batch) -> int:
+    """How many samples a batch holds: a tensor's length, or that of the first tensor inside."""
+    if isinstance(batch, Tensor):
+        return len(batch)
+    if isinstance(batch, dict):
+        return rows_of(next(iter(batch.values())))
+    if isinstance(batch, (tuple, list)) and batch:
+        return rows_of(batch[0])
+    return 1
+
+
+def span(n: int) -> range:
+    """This process's contiguous part of range(n), for evaluation (all of it when alone). The parts
+    of processes 0, 1, ... are in order, cover range(n) once and differ in length by one at most."""
+    rank, size = world()
+    return range(rank * n // size, (rank + 1) * n // size)
+
+
+def gather_rows(t: Tensor) -> Tensor:
+    """Every process's rows of `t`, concatenated in rank order (the input itself when alone); the
+    parts may differ in length. Same device and dtype as `t`."""
+    size = world()[1]
+    if size == 1:
+        return t
+    device = _collective_device(t)
+    local = t.detach().to(device)
+    if local.dtype == torch.bool:
+        return gather_rows(local.to(torch.uint8)).bool().to(t.device)
+    counts = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(size)]
+    dist.all_gather(counts, torch.tensor([len(local)], device=device))
+    longest = max(int(c) for c in counts)
+    padded = local.new_zeros((longest, *local.shape[1:]))
+    padded[:len(local)] = local
+    parts = [torch.empty_like(padded) for _ in range(size)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:int(c)] for p, c in zip(parts, counts)]).to(t.device)

@@ -185,7 +185,6 @@ def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: 
     `out_dir`, trained weights go to out_dir/models as `transfer.save_models` says."""
     task = Task("target", "multiclass", num_classes=target.num_classes)
     example = torch.as_tensor(target.x[:2])
-    base = transfer_model(pretrained, task, example=example)
     results = []
     per_class = np.bincount(target.y)
     for shot in config.transfer.shots:
@@ -193,6 +192,9 @@ def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: 
             raise TaskshareError(f"shots={shot} labels per class, but the target's smallest class has "
                                  f"{per_class.min()} training examples")
         for seed in config.transfer.seeds:
+            with torch.random.fork_rng(devices=[]):     # the new head's initial weights follow the seed alone
+                torch.manual_seed(seed)
+                base = transfer_model(pretrained, task, example=example)
             splits: Splits = few_shot((target.x, target.y), shot, seed=seed, val_per_class=config.transfer.val_per_class,
                                       test=(target.x_test, target.y_test))
             train_cfg = under(_with_seed(config.transfer.train, seed), f"k{shot}-seed{seed}")

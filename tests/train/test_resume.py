@@ -110,3 +110,29 @@ def test_multitask_run_with_a_stateful_method_resumes_exactly(tmp_path, caplog):
     for p, q in zip(full.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
     assert torch.equal(full_method.logits, resumed_method.logits)
+
+
+def test_per_task_datasets_resume_to_the_same_batches(tmp_path):
+    """One dataset per task (TaskLoader): each task's order and position carry over epochs, and are
+    saved with the run, so the resumed run draws the batches the uninterrupted one draws."""
+    from torch import nn
+
+    from taskshare import HardSharing, Task, TrainConfig, fit_multitask
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(90, 6, generator=g)
+    data = {"a": (x[:50], (x[:50, 0] > 0).long()), "b": (x[40:], x[40:, 1] * 3)}
+    tasks = [Task("a", num_classes=2), Task("b", "regression")]
+
+    def train(epochs, ckpt=None, resume=False):
+        torch.manual_seed(0)
+        model = HardSharing(nn.Sequential(nn.Linear(6, 8), nn.ReLU()), tasks, in_features=8)
+        cfg = TrainConfig(epochs=epochs, batch_size=16, min_steps=0, progress=False, device="cpu", schedule="constant",
+                          warmup=0.0, checkpoint_dir=ckpt, checkpoint_every=3, resume=resume)
+        fit_multitask(model, tasks, data, None, cfg, sampler="uniform")
+        return model
+
+    full = train(5)
+    train(2, tmp_path)
+    resumed = train(5, tmp_path, resume=True)
+    assert all(torch.equal(p, q) for p, q in zip(full.parameters(), resumed.parameters()))

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import make_loader, to_dataset
+from ..distributed import shard
 from ..errors import TaskshareError
 from ..models.trunk_head import TrunkHead
 from ..tasks import Task
@@ -66,7 +67,17 @@ class PairedLoader:
             self._order, self._pos = torch.randperm(len(self.target), generator=self.generator), 0
         idx = self._order[self._pos:self._pos + self.batch_size]
         self._pos += self.batch_size
-        return self.target[idx]
+        return self.target[shard(idx)]                       # this process's share, like the source
+
+    def state_dict(self) -> dict:
+        """Both orders (source and target cycle) for run checkpoints."""
+        return {"source": self.source.generator.get_state(), "generator": self.generator.get_state(),
+                "order": self._order.clone(), "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.source.generator.set_state(state["source"])
+        self.generator.set_state(state["generator"])
+        self._order, self._pos = state["order"].clone(), int(state["pos"])
 
     def __iter__(self) -> Iterator[tuple[tuple[Tensor, Tensor], Tensor]]:
         for x, y in self.source:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..distributed import mean_across
 from ..errors import TaskshareError
 from .base import BALANCERS, Balancer, balancer_dataclass
 
@@ -19,6 +20,7 @@ class GradNorm(Balancer):
 
     name = "gradnorm"
     needs = "losses"
+    reduces_itself = True   # several processes: reads its local graph, averages the layer gradients itself
     alpha: float = 1.5
     num_tasks: int = 2
 
@@ -44,18 +46,24 @@ class GradNorm(Balancer):
             raise TaskshareError(f"gradnorm: built for {self.num_tasks} tasks, got {len(losses)} losses")
         if not self.layer:
             raise TaskshareError("gradnorm: no shared layer attached; train it through fit_multitask")
+        share = getattr(self, "share", 1.0)      # this process's share of the global batch (set by the trainer)
+        seen = mean_across(losses.detach(), share)   # the global losses when there are several processes
         with torch.no_grad():
             w = self.loss_weights
             w.clamp_(min=1e-6).mul_(self.num_tasks / w.sum())
             if not bool((self.initial_losses > 0).all()):
                 self.initial_losses.copy_(torch.where(self.initial_losses > 0, self.initial_losses,
-                                                      losses.detach().float().clamp_min(1e-12)))
+                                                      seen.float().clamp_min(1e-12)))
         w = self.loss_weights.to(losses.dtype)
-        norms = torch.stack([
-            torch.autograd.grad(loss, self.layer, retain_graph=True, allow_unused=True)[0].norm()
-            if loss.requires_grad else losses.new_zeros(()) for loss in losses]).detach()
+        norms = torch.stack([mean_across(self._layer_grad(loss), share).norm() for loss in losses]).detach()
         weighted_norms = w * norms
-        rate = losses.detach() / self.initial_losses.to(losses.dtype)
+        rate = seen / self.initial_losses.to(losses.dtype)
         target = (weighted_norms.mean() * (rate / rate.mean().clamp_min(1e-12)) ** self.alpha).detach()
         gradnorm_loss = (weighted_norms - target).abs().sum()
         return (w.detach() * losses).sum() + gradnorm_loss
+
+    def _layer_grad(self, loss: Tensor) -> Tensor:
+        """d loss / d (last shared layer); zeros where the loss does not reach it."""
+        grad = torch.autograd.grad(loss, self.layer, retain_graph=True, allow_unused=True)[0] \
+            if loss.requires_grad else None
+        return torch.zeros_like(self.layer[0]) if grad is None else grad

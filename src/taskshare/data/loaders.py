@@ -6,7 +6,7 @@ from typing import Iterator
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
 from ..distributed import shard
 from .arrays import ArrayDataset
@@ -15,9 +15,10 @@ from .arrays import ArrayDataset
 class TensorLoader:
     """Shuffled mini-batches of in-memory tensors; the order comes from its own seeded generator."""
 
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False):
+    def __init__(self, x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False,
+                 sharded: bool = True):
         self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size, self.shuffle, self.drop_last, self.sharded = batch_size, shuffle, drop_last, sharded
         self.generator = torch.Generator().manual_seed(seed)
         self.dataset = ArrayDataset.__new__(ArrayDataset)
         self.dataset.x, self.dataset.y = x, y
@@ -31,13 +32,43 @@ class TensorLoader:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else None
         order = order if order is not None else torch.arange(n)
         for b in range(len(self)):
-            idx = shard(order[b * self.batch_size:(b + 1) * self.batch_size])   # this process's share
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            idx = shard(idx) if self.sharded else idx          # this process's share of the batch
             yield self.x[idx], self.y[idx]
 
 
-def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0):
-    """The fastest loader that fits the dataset; shuffling is reproducible from `seed`."""
+class ShardedBatches(Sampler):
+    """Batch sampler for torch's DataLoader: the global batches of one (shuffled) order, of which each
+    process takes its share, so several processes together see each global batch once per epoch."""
+
+    def __init__(self, n: int, batch_size: int, shuffle: bool, generator: torch.Generator, sharded: bool = True):
+        self.n, self.batch_size, self.shuffle, self.generator, self.sharded = n, batch_size, shuffle, generator, sharded
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
+        for b in range(len(self)):
+            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield (shard(idx) if self.sharded else idx).tolist()
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,
+                sharded: bool = True):
+    """The fastest loader that fits the dataset; shuffling is reproducible from `seed`. Under several
+    processes each takes its share of every batch (`sharded=False`: every process gets whole batches)."""
     if isinstance(dataset, ArrayDataset):
-        return TensorLoader(dataset.x, dataset.y, batch_size, shuffle, seed)
+        return TensorLoader(dataset.x, dataset.y, batch_size, shuffle, seed, sharded=sharded)
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers)
+    batches = ShardedBatches(len(dataset), batch_size, shuffle, generator, sharded)  # type: ignore[arg-type]
+    return DataLoader(dataset, batch_sampler=batches, generator=generator, num_workers=num_workers)
+
+
+def rows(dataset: Dataset, part: range) -> Dataset:
+    """The rows `part` (a contiguous range) of a dataset; in-memory arrays are sliced, not copied."""
+    if isinstance(dataset, ArrayDataset):
+        out = ArrayDataset.__new__(ArrayDataset)
+        out.x, out.y = dataset.x[part.start:part.stop], dataset.y[part.start:part.stop]
+        return out
+    return Subset(dataset, list(part))

@@ -112,7 +112,7 @@ class TaskLoader:
         ds, start = self.datasets[task], self._cursor[task]
         if start >= len(ds):
             self._orders[task], start = self._new_order(task), 0
-        idx = self._orders[task][start:start + self.batch_size]
+        idx = shard(self._orders[task][start:start + self.batch_size])   # this process's share
         self._cursor[task] = start + self.batch_size
         return ds.x[idx], {task: ds.y[idx]}
 
@@ -128,6 +128,17 @@ class TaskLoader:
     def __iter__(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
         for task in self.task_sequence():
             yield self._next_batch(task)
+
+    def state_dict(self) -> dict:
+        """Where the loader stands between epochs (each task's order and position carry over epochs):
+        saved with run checkpoints, so a resumed run draws the same batches."""
+        return {"generator": self.generator.get_state(), "orders": {t: o.clone() for t, o in self._orders.items()},
+                "cursor": dict(self._cursor)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        self._orders = {t: o.clone() for t, o in state["orders"].items()}
+        self._cursor = dict(state["cursor"])
 
 
 def _as_array_dataset(data: Any, name: str) -> ArrayDataset:

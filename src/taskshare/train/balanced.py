@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..balancing.linear_kernel import KernelGramian, LinearCapture
 from ..balancing import (BALANCERS, Balancer, Buffers, feature_gradients, gramian_of, per_task_grads, shared_jacobian,
                          write_grads, write_weighted)
-from ..distributed import mean_across, sum_across, world
+from ..distributed import consensus, mean_across, sum_across, world
 from ..errors import TaskshareError
 from ..tasks import Task
 
@@ -40,6 +40,7 @@ class BalancedStep:
         self.representation, self.chunk, self.engine = representation, chunk, engine
         self.step, self.history, self._epoch = 0, [], []
         self.features: Tensor | None = None
+        self.share = 1.0
         self.views: dict[str, Tensor] = {}
         self.buffers = Buffers()
         if engine not in ("auto", "kernel", "batched", "sequential"):
@@ -60,6 +61,10 @@ class BalancedStep:
             self.capture = LinearCapture(model.trunk, [p for p in model.trunk.parameters() if p.requires_grad])
 
     def forward(self, model: nn.Module, x: Tensor, task_names: list[str]) -> dict[str, Tensor]:
+        # several processes: this one's share of the global batch weights every mean across them
+        self.share = consensus(len(x), device=x.device)[0] if world()[1] > 1 else 1.0
+        if getattr(self.balancer, "reduces_itself", False):
+            self.balancer.share = self.share
         if self.balancer.needs == "losses":
             return model(x, tasks=task_names)
         if self.capture is not None:
@@ -73,11 +78,25 @@ class BalancedStep:
 
     def total(self, parts: dict[str, Tensor]) -> Tensor:
         losses = torch.stack([parts[t.name] if t.name in parts else parts[next(iter(parts))] * 0 for t in self.tasks])
-        self._epoch.append(mean_across(losses.detach()))   # the same history on every process
+        self._epoch.append(mean_across(losses.detach(), self.share))   # the same history on every process
         self.step += 1
         if self.balancer.needs == "losses":
+            if world()[1] > 1 and not getattr(self.balancer, "reduces_itself", False):
+                return self._global_objective(losses)
             return self.balancer.task_loss(losses, self.step, self.history)
         return losses.sum()
+
+    def _global_objective(self, losses: Tensor) -> Tensor:
+        """Several processes: the method sees the GLOBAL task losses (the mean of the processes' means),
+        so its state (FAMO's logits, a loss history) moves the same way everywhere. Its objective f is
+        then linearised there: each local loss is weighted by df/dL_t at the global losses, and the
+        averaged gradients are exactly those of f on the whole batch, for any f (GLS, log scaling, FAMO
+        included). The method's own parameters get the gradient of f itself, the same on every process."""
+        point = mean_across(losses.detach(), self.share).requires_grad_(True)
+        objective = self.balancer.task_loss(point, self.step, self.history)
+        (slope,) = torch.autograd.grad(objective, point, retain_graph=True, allow_unused=True)
+        slope = torch.zeros_like(point) if slope is None else slope.detach()
+        return objective + (slope * (losses - losses.detach())).sum()
 
     def state_dict(self) -> dict:
         """The method's parameters and buffers, and the per-epoch loss history (DWA): for run checkpoints."""
@@ -99,7 +118,8 @@ class BalancedStep:
         previous = self.balancer.previous
         losses = torch.stack([t.loss(out[t.name], ys[t.name]).float() if t.name in ys else previous[i]
                               for i, t in enumerate(self.tasks)])
-        self.balancer.observe(losses)
+        share = consensus(len(x), device=x.device)[0] if world()[1] > 1 else 1.0
+        self.balancer.observe(mean_across(losses, share))   # the global losses: the same state on every process
 
     def end_epoch(self, record: dict) -> None:
         if self._epoch:
@@ -122,10 +142,16 @@ class BalancedStep:
         if not shared:
             return
 
+        # Under fp16 the scaled gradients may overflow: the method is then skipped and the overflow is
+        # written on, for the grad scaler to skip the step and lower its scale (at every process alike)
         def weights(K: Tensor) -> Tensor:
+            if scale != 1.0 and not torch.isfinite(K).all():
+                return torch.full((K.shape[0],), float("nan"), dtype=K.dtype, device=K.device)
             return self.balancer.task_weights(K / scale ** 2)
 
         def direction(flat: Tensor) -> Tensor:
+            if scale != 1.0 and not torch.isfinite(flat).all():
+                return flat.sum(0)
             return self.balancer.direction(flat / scale) * scale
 
         if self.representation:
@@ -133,14 +159,15 @@ class BalancedStep:
             if world()[1] > 1 and self.balancer.needs == "gramian":
                 # the samples of all processes are disjoint coordinates: the global Gramian is the sum of
                 # the local ones (each local mean loss is size x its share of the global mean)
-                K = sum_across((flat @ flat.T).double()) / world()[1] ** 2
+                scaled = flat * self.share    # the global mean loss's feature gradients, this process's rows
+                K = sum_across((scaled @ scaled.T).double()) / world()[1] ** 2
                 update = (weights(K).to(flat.dtype) @ flat).reshape(z.shape)
             else:
                 update = direction(flat).reshape(z.shape)
             torch.autograd.backward(z, update.to(z.dtype))
         elif world()[1] > 1:   # several processes: the global per-task gradients, then the same update everywhere
             stacks = per_task_grads(g_z, z, shared, "auto", self.chunk, self.buffers)
-            stacks = [mean_across(g) for g in stacks]
+            stacks = [mean_across(g, self.share) for g in stacks]
             if self.balancer.needs == "gramian":
                 write_weighted(shared, stacks, weights(gramian_of(stacks)))
             else:

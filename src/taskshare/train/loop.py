@@ -17,11 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from ..data import make_loader, to_dataset
+from ..data.loaders import rows
 from ..errors import NonFiniteError, TaskshareError
 from ..tasks import Task
 from .config import TrainConfig
 from .device import amp_dtype, autocast, resolve_device
-from ..distributed import average_gradients, is_main
+from ..distributed import average_gradients, consensus, rows_of, gather_rows, is_main, span, world
 from .progress import EpochProgress
 from .schedule import make_scheduler
 
@@ -58,9 +59,16 @@ def _to(batch: Any, device: torch.device) -> Any:
 @torch.no_grad()
 def predict(model: nn.Module, data, device: torch.device | None = None, batch_size: int = 1024,
             amp: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-    """Outputs and targets over a whole dataset or loader, in eval mode, on the CPU."""
+    """Outputs and targets over a whole dataset or loader, in eval mode, on the CPU. Under several
+    processes a Dataset is split between them (each runs its contiguous part) and every process gets
+    the whole result, in order; a loader is taken as it is."""
     device = device or next(model.parameters()).device
-    loader = data if not isinstance(data, torch.utils.data.Dataset) else make_loader(data, batch_size, shuffle=False)
+    split = isinstance(data, torch.utils.data.Dataset) and 1 < world()[1] <= len(data)  # type: ignore[arg-type]
+    if isinstance(data, torch.utils.data.Dataset):
+        part = rows(data, span(len(data))) if split else data  # type: ignore[arg-type]
+        loader = make_loader(part, batch_size, shuffle=False, sharded=False)
+    else:
+        loader = data
     was_training = model.training
     model.eval()
     outs, ys = [], []
@@ -69,7 +77,8 @@ def predict(model: nn.Module, data, device: torch.device | None = None, batch_si
             outs.append(model(_to(x, device)).float().cpu())
         ys.append(torch.as_tensor(y).cpu())
     model.train(was_training)
-    return torch.cat(outs), torch.cat(ys)
+    out, y = torch.cat(outs), torch.cat(ys)
+    return (gather_rows(out), gather_rows(y)) if split else (out, y)
 
 
 def evaluate(model: nn.Module, task: Task, data, device: torch.device | None = None, batch_size: int = 1024) -> dict[str, float]:
@@ -200,15 +209,18 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                     loss, parts = objective(model, x, y)
                     if penalty is not None:
                         loss = loss + penalty()
-                if not torch.isfinite(loss):
-                    bad = [name for name, part in parts.items() if not torch.isfinite(part)] or ["penalty"]
+                share, (nonfinite, run.stopping) = consensus(rows_of(x), [not torch.isfinite(loss), run.terminate],
+                                                             loss.device)
+                if nonfinite:                      # every process skips (or stops) together
+                    bad = [name for name, part in parts.items() if not torch.isfinite(part)] or \
+                        (["penalty"] if not torch.isfinite(loss) else ["(on another process)"])
                     where = f"epoch {epoch}, batch {batch_index}"
                     if config.nonfinite == "stop":
                         raise NonFiniteError(
-                            f"task {bad[0]!r}: loss is {loss.item()} at {where}; expected a finite loss "
+                            f"task {bad[0]!r}: loss is {loss.item()} at {where}{_rank()}; expected a finite loss "
                             f"(check inputs and lr, or set nonfinite: skip)")
                     history.skipped_steps += 1
-                    log.warning("skipped %s: loss of %s is not finite", where, ", ".join(map(repr, bad)))
+                    log.warning("skipped %s%s: loss of %s is not finite", where, _rank(), ", ".join(map(repr, bad)))
                     optimizer.zero_grad(set_to_none=True)
                     window = 0
                     continue
@@ -229,13 +241,15 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                 steps += 1
                 if (batch_index + 1) % accumulate and batch_index + 1 < len(loader):
                     continue                           # gradient accumulation: more micro-batches first
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
                 if window > 1:                         # the mean over the window's micro-batches
                     for p in trainable:
                         if p.grad is not None:
                             p.grad /= window
-                average_gradients(trainable)          # several processes: every replica, the same update
+                # several processes: every replica, the same update. Before the scaler's unscale, so an
+                # overflow at any process reaches all of them and every one skips the same step
+                average_gradients(trainable, share)
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
                 if config.clip_grad is not None:
                     torch.nn.utils.clip_grad_norm_(trainable, config.clip_grad)
                 if scaler is not None:
@@ -281,6 +295,11 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
     return history
 
 
+def _rank() -> str:
+    rank, size = world()
+    return f" (process {rank} of {size})" if size > 1 else ""
+
+
 class _Run:
     """Run checkpoints inside train_loop (no-ops without config.checkpoint_dir)."""
 
@@ -292,26 +311,35 @@ class _Run:
         self.reading = config.checkpoint_dir is not None                # every rank resumes from them
         self.store = RunCheckpoints(config.checkpoint_dir, config.keep_checkpoints) if self.enabled else None
         self.loader_state = None
-        self.terminate = False
+        self.terminate = False     # SIGTERM arrived at this process
+        self.stopping = False      # ... at any process, as of the last step's check (all agree)
         self.generator = getattr(loader, "generator", None)
-        if self.enabled and not isinstance(self.generator, torch.Generator):
-            log.warning("this loader has no torch.Generator: a resumed run will see a different data order")
+        if not isinstance(self.generator, torch.Generator):
             self.generator = None
+        if self.enabled and self.generator is None and not hasattr(loader, "load_state_dict"):
+            log.warning("this loader has no torch.Generator: a resumed run will see a different data order")
 
     def due(self, step: int) -> bool:
+        if self.stopping or (self.terminate and world()[1] == 1):
+            return True
         if not self.enabled:
             return False
-        if self.terminate:
-            return True
         return self.config.checkpoint_every > 0 and step % self.config.checkpoint_every == 0
 
+    def _loader_position(self):
+        """The loader's own state where it has one (order and cursor across epochs), else its generator's."""
+        if hasattr(self.loader, "state_dict"):
+            return self.loader.state_dict()
+        return self.generator.get_state() if self.generator is not None else None
+
     def begin_epoch(self) -> None:
-        if self.generator is not None:
-            self.loader_state = self.generator.get_state()
+        self.loader_state = self._loader_position()
 
     def save(self, epoch, batch, step, history, best_state, bad_epochs, loss_sum, steps, epoch_end=False) -> None:
         from .resume import rng_state
         if not self.enabled:
+            if self.stopping or self.terminate:
+                raise SystemExit(143)          # rank 0 saves the run; the others leave with it
             return
         state = {"epoch": epoch, "batch": batch, "step": step, "history": history.to_dict(),
                  "best_state": best_state, "bad_epochs": bad_epochs, "loss_sum": loss_sum.detach().cpu(),
@@ -319,10 +347,9 @@ class _Run:
                  "scheduler": self.scheduler.state_dict(), "rng": rng_state(),
                  "scaler": self.scaler.state_dict() if self.scaler is not None else None,
                  "stateful": {k: v.state_dict() for k, v in self.stateful.items()},
-                 "loader": (self.generator.get_state() if epoch_end else self.loader_state)
-                 if self.generator is not None else None}
+                 "loader": self._loader_position() if epoch_end else self.loader_state}
         path = self.store.save(state)
-        if self.terminate:
+        if self.terminate or self.stopping:
             log.warning("SIGTERM: saved %s; exiting", path)
             raise SystemExit(143)
 
@@ -353,16 +380,19 @@ class _Run:
         return state
 
     def restore_epoch(self, state: dict) -> None:
-        if self.generator is not None and state.get("loader") is not None:
-            self.generator.set_state(state["loader"])
-        self.loader_state = state.get("loader")
+        position = state.get("loader")
+        if position is not None and hasattr(self.loader, "load_state_dict") and isinstance(position, dict):
+            self.loader.load_state_dict(position)
+        elif position is not None and self.generator is not None and isinstance(position, torch.Tensor):
+            self.generator.set_state(position)
+        self.loader_state = position
 
     def sigterm(self):
         import contextlib
         import signal
         import threading
-        if not self.enabled or threading.current_thread() is not threading.main_thread():
-            return contextlib.nullcontext()
+        if not self.reading or threading.current_thread() is not threading.main_thread():
+            return contextlib.nullcontext()     # every process catches it; they stop at the same step
 
         @contextlib.contextmanager
         def handler():

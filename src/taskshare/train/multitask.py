@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from ..data import to_dataset
 from ..data.multitask import MultiTaskDataset, MultiTaskLoader, TaskLoader
+from ..distributed import gather_rows, span, world
 from ..errors import TaskshareError
 from ..tasks import Task
 from .config import TrainConfig
@@ -47,28 +48,35 @@ def check_multitask_data(tasks: Sequence[Task], data: Any, where: str) -> None:
 @torch.no_grad()
 def evaluate_multitask(model: nn.Module, tasks: Sequence[Task], data: Any, batch_size: int = 1024,
                        device: torch.device | None = None) -> dict[str, dict[str, float]]:
-    """Each task's metrics over its known labels."""
+    """Each task's metrics over its known labels. Under several processes each runs its contiguous
+    part of the inputs and the outputs are gathered, so every process computes the same metrics."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
     by_name = {t.name: t for t in tasks}
     results: dict[str, dict[str, float]] = {}
     if isinstance(data, MultiTaskDataset):
-        outs: dict[str, list[Tensor]] = {t: [] for t in by_name}
-        for start in range(0, len(data), batch_size):
-            out = model(data.x[start:start + batch_size].to(device), tasks=list(by_name))
-            for t in by_name:
-                outs[t].append(out[t].float().cpu())
+        outs = _outputs(model, data.x, list(by_name), batch_size, device)
         for t, task in by_name.items():
-            results[t] = task.metrics(torch.cat(outs[t]), data.labels[t])
+            results[t] = task.metrics(outs[t], data.labels[t])
     else:
         for t, task in by_name.items():
             ds = to_dataset(data[t], f"data of task {t!r}")
-            chunks = [model(ds.x[s:s + batch_size].to(device), tasks=[t])[t].float().cpu()
-                      for s in range(0, len(ds), batch_size)]
-            results[t] = task.metrics(torch.cat(chunks), ds.y)
+            results[t] = task.metrics(_outputs(model, ds.x, [t], batch_size, device)[t], ds.y)
     model.train(was_training)
     return results
+
+
+def _outputs(model: nn.Module, x: Tensor, names: list[str], batch_size: int, device) -> dict[str, Tensor]:
+    """Each task's outputs for every row of x, on the CPU; split between processes when there are several."""
+    split = 1 < world()[1] <= len(x)
+    part = span(len(x)) if split else range(len(x))
+    chunks: dict[str, list[Tensor]] = {t: [] for t in names}
+    for start in range(part.start, part.stop, batch_size):
+        out = model(x[start:min(start + batch_size, part.stop)].to(device), tasks=names)
+        for t in names:
+            chunks[t].append(out[t].float().cpu())
+    return {t: gather_rows(torch.cat(c)) if split else torch.cat(c) for t, c in chunks.items()}
 
 
 def selection_score(tasks: Sequence[Task], metrics: Mapping[str, Mapping[str, float]]) -> float:

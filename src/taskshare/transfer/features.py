@@ -10,20 +10,27 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data import ArrayDataset, make_loader
+from ..data.loaders import rows
+from ..distributed import gather_rows, span, world
 
 
 @torch.no_grad()
 def compute_features(trunk: nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 1024) -> ArrayDataset:
-    """Trunk outputs for every example, kept on `device`, paired with the labels."""
+    """Trunk outputs for every example, kept on `device`, paired with the labels. Under several
+    processes each computes its contiguous part and every process gets all of them."""
     was_training = trunk.training
     trunk.eval()
+    split = 1 < world()[1] <= len(dataset)  # type: ignore[arg-type]
+    part = rows(dataset, span(len(dataset))) if split else dataset  # type: ignore[arg-type]
     feats, labels = [], []
-    for x, y in make_loader(dataset, batch_size, shuffle=False):
+    for x, y in make_loader(part, batch_size, shuffle=False, sharded=False):
         feats.append(trunk(x.to(device)).float())
         labels.append(torch.as_tensor(y).to(device))
     trunk.train(was_training)
     out = ArrayDataset.__new__(ArrayDataset)
     out.x, out.y = torch.cat(feats), torch.cat(labels)
+    if split:
+        out.x, out.y = gather_rows(out.x), gather_rows(out.y)
     return out
 
 

@@ -6,6 +6,7 @@ sharing, 4 tasks). The same code runs under torchrun; see the README's "Scaling 
 """
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 import time
@@ -19,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, publish  # noqa: E402
 
 EPOCHS = 2
+REPEATS = 3   # medians of alternated runs
 
 
 def job(name: str):
@@ -50,6 +52,7 @@ def worker(rank: int, world: int, store: str, name: str, out: str) -> None:
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     torch.manual_seed(0)
     run, steps = job(name)
+    run()                                      # warm-up: one-time costs (allocations, kernels) off the clock
     if world > 1:
         dist.barrier()
     t0 = time.perf_counter()
@@ -73,11 +76,17 @@ def measure(name: str, world: int) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    lines = [f"Measured on {machine()}, one thread per process; global batch 128, {EPOCHS} epochs, gloo.", "",
+    lines = [f"Measured on {machine()}, one thread per process; global batch 128, {EPOCHS} epochs timed after "
+             f"{EPOCHS} warm-up epochs, gloo; "
+             f"medians of {REPEATS} alternated runs.", "",
              "| model | 1 process, steps/s | 2 processes, steps/s | speed-up |", "|---|---|---|---|"]
     for name, label in (("mnist1d", "MNIST-1D MLP 256x3 (10,000 signals)"),
                         ("scenes", "digit scenes CNN, hard sharing, 4 tasks (2,400 canvases)")):
-        one, two = measure(name, 1), measure(name, 2)
+        ones, twos = [], []
+        for _ in range(REPEATS):               # alternated, so a slow spell of the machine hits both
+            ones.append(measure(name, 1))
+            twos.append(measure(name, 2))
+        one, two = statistics.median(ones), statistics.median(twos)
         lines.append(f"| {label} | {one:.1f} | {two:.1f} | {two / one:.2f}x |")
         print(lines[-1], flush=True)
     publish("distributed", lines)

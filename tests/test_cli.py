@@ -277,3 +277,28 @@ def test_results_follow_the_config_seeds_not_the_global_random_state(tmp_path):
         rows = json.loads((tmp_path / f"t{global_seed}" / "results.json").read_text())["results"]
         accuracies.append([r["test"]["accuracy"] for r in rows])
     assert accuracies[0] == accuracies[1]
+
+
+def test_run_stopped_by_sigterm_resumes_to_the_results_of_an_uninterrupted_run(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    cfg = {"mode": "multitask", "data": {"builtin": "digit_scenes", "scenes": 300},
+           "multitask": {"modes": ["single", "hard"], "train": {"epochs": 3, "min_steps": 0, "progress": False,
+                                                                "device": "cpu", "checkpoint_every": 1}},
+           "output": str(tmp_path / "out")}
+    (tmp_path / "mt.yaml").write_text(yaml.safe_dump(cfg))
+    command = [sys.executable, "-m", "taskshare.cli", "run", str(tmp_path / "mt.yaml")]
+    subprocess.run(command + ["--out", str(tmp_path / "whole")], check=True, capture_output=True, timeout=300)
+    proc = subprocess.Popen(command + ["--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((tmp_path / "out" / "checkpoints").glob("seed0/single/*/step-*.pt")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143                      # stopped in the middle, a checkpoint saved
+    assert not (tmp_path / "out" / "multitask_results.json").exists()
+    subprocess.run(command + ["--resume"], check=True, capture_output=True, timeout=300)
+    whole = json.loads((tmp_path / "whole" / "multitask_results.json").read_text())["results"]
+    resumed = json.loads((tmp_path / "out" / "multitask_results.json").read_text())["results"]
+    assert [r["main"] for r in resumed] == [r["main"] for r in whole]

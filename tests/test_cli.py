@@ -244,9 +244,7 @@ def test_run_resume_restores_finished_runs_and_gives_the_same_results(tmp_path, 
 def test_run_under_two_processes_gives_the_one_process_results_and_rank0_alone_writes(tmp_path):
     import tempfile
 
-    import torch.multiprocessing as mp
-
-    from tests.train.ddp_worker import worker_cli
+    from tests.train.ddp_worker import spawn, worker_cli
     path = _npz_config(tmp_path, shots=[5, 20], strategies=["linear_probe", "lp_ft"])
     cfg = yaml.safe_load(path.read_text())
     for part in ("pretrain", "transfer"):
@@ -254,8 +252,7 @@ def test_run_under_two_processes_gives_the_one_process_results_and_rank0_alone_w
     path.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(path), "--out", str(tmp_path / "one")]) == 0
     scratch_before = set(Path(tempfile.gettempdir()).glob("taskshare-rank-*"))
-    mp.spawn(worker_cli, args=(2, str(tmp_path / "store"), ["run", str(path), "--out", str(tmp_path / "two")],
-                               str(tmp_path)), nprocs=2, join=True)
+    spawn(worker_cli, (2, str(tmp_path / "store"), ["run", str(path), "--out", str(tmp_path / "two")], str(tmp_path)))
     assert [(tmp_path / f"cli{r}.txt").read_text() for r in (0, 1)] == ["0", "0"]
     one = json.loads((tmp_path / "one" / "results.json").read_text())["results"]
     two = json.loads((tmp_path / "two" / "results.json").read_text())["results"]

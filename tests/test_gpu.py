@@ -134,12 +134,10 @@ def test_fp16_run_on_cuda_resumes_to_the_same_parameters(tmp_path):
 @pytest.mark.parametrize("case", ["plain", "famo", "upgrad", "mgda-rep", "upgrad@fp16"])
 def test_two_processes_on_one_gpu_match_one(tmp_path, case):
     """gloo between two processes whose tensors live on the one GPU (NCCL needs a GPU per process)."""
-    import torch.multiprocessing as mp
-
-    from tests.train.ddp_worker import train, worker
+    from tests.train.ddp_worker import spawn, train, worker
     case = case if "@" in case else case + "@cuda"
     single = train(case)
-    mp.spawn(worker, args=(2, str(tmp_path / "store"), case, str(tmp_path)), nprocs=2, join=True)
+    spawn(worker, (2, str(tmp_path / "store"), case, str(tmp_path)))
     tol = 5e-3 if case.endswith("fp16") else 1e-4
     for rank in (0, 1):
         replica = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)

@@ -143,6 +143,20 @@ def consensus(rows: int, flags: Sequence[bool] = (), device: torch.device | str 
     return rows * size / max(values[0], 1.0), [v > 0 for v in values[1:]]
 
 
+def shares(counts: Sequence[int], device: torch.device | str = "cpu") -> list[float]:
+    """For each count (rows, or one task's known labels, in this process's shard): count * world /
+    its total over processes, in one all-reduce. A per-sample mean over the shard, weighted by its
+    share, averages across processes to the mean over the global batch. 1.0 each when alone; 0.0 where
+    the total is 0."""
+    size = world()[1]
+    if size == 1:
+        return [1.0] * len(counts)
+    t = torch.tensor([float(c) for c in counts], dtype=torch.float64, device=device)
+    t = t.to(_collective_device(t))
+    dist.all_reduce(t)
+    return [c * size / total if total > 0 else 0.0 for c, total in zip(counts, t.tolist())]
+
+
 def rows_of(batch) -> int:
     """How many samples a batch holds: a tensor's length, or that of the first tensor inside."""
     if isinstance(batch, Tensor):

@@ -24,6 +24,10 @@ def train(case: str) -> list[torch.Tensor]:
     torch.manual_seed(0)
     x, ya, yb = data()
     tr, va = slice(0, 128), slice(128, None)
+    if case == "accumulate":         # 121 rows: the last batch (25) splits 13 / 12, inside a window of 2
+        model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2))
+        fit(model, Task("a", num_classes=2), (x[:121], ya[:121]), (x[va], ya[va]), TrainConfig(**cfg, accumulate=2))
+        return [p.detach().cpu().clone() for p in model.parameters()]
     if case in ("plain", "dataset"):
         model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2))
         train_data = (x[tr], ya[tr]) if case == "plain" else torch.utils.data.TensorDataset(x[tr], ya[tr])
@@ -36,6 +40,11 @@ def train(case: str) -> list[torch.Tensor]:
         fit_multitask(model, tasks, train_data, {"a": (x[va], ya[va]), "b": (x[va], yb[va])}, TrainConfig(**cfg),
                       sampler="temperature")
         return [p.detach().cpu().clone() for p in model.parameters()]
+    if case.endswith("-missing"):     # labels missing at random: shards hold different numbers of them
+        case = case.removesuffix("-missing")
+        g = torch.Generator().manual_seed(1)
+        ya = torch.where(torch.rand(len(ya), generator=g) < 0.3, -1, ya)
+        yb = torch.where(torch.rand(len(yb), generator=g) < 0.5, float("nan"), yb)
     method = build_balancer(case.removesuffix("-rep"), 2)
     fit_multitask(model, tasks, MultiTaskDataset(x[tr], {"a": ya[tr], "b": yb[tr]}),
                   MultiTaskDataset(x[va], {"a": ya[va], "b": yb[va]}), TrainConfig(**cfg),
@@ -122,3 +131,29 @@ def _leave() -> None:
         dist.barrier()
     finally:
         dist.destroy_process_group()
+
+
+def spawn(fn, args: tuple, nprocs: int = 2, timeout: float = 180.0) -> None:
+    """torch.multiprocessing.spawn with a time bound: a hang (a collective one process never joins)
+    fails the test instead of stalling the suite; the processes are stopped."""
+    import time
+
+    import torch.multiprocessing as mp
+    context = mp.start_processes(fn, args=args, nprocs=nprocs, join=False, start_method="spawn")
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1.0):
+        if time.monotonic() > deadline:
+            for p in context.processes:
+                if p.is_alive():
+                    p.kill()
+            raise TimeoutError(f"{nprocs} processes of {fn.__name__} still running after {timeout:.0f} s")
+
+
+def worker_hang(rank: int, world: int, store: str) -> None:
+    """Rank 0 waits in a barrier that rank 1 never reaches."""
+    import time
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    if rank == 0:
+        dist.barrier()
+    else:
+        time.sleep(600)

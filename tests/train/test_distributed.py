@@ -4,24 +4,26 @@ task, loss-weighting methods (linear, nonlinear, stateful) and gradient methods;
 between the processes and its metrics gathered, so early stopping and best weights agree."""
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from taskshare.distributed import shard, world
-from tests.train.ddp_worker import train, worker
+from tests.train.ddp_worker import spawn, train, worker
 
 
-CASES = ["plain", "dataset", "per-task", "uncertainty", "famo", "gradnorm", "gls", "upgrad", "mgda-rep",
-         "plain@cpu-fp16", "upgrad@cpu-fp16"]
+CASES = ["plain", "dataset", "accumulate", "per-task", "uncertainty", "famo", "gradnorm", "gls", "upgrad", "mgda-rep",
+         "plain@cpu-fp16", "upgrad@cpu-fp16", "equal-missing", "famo-missing", "upgrad-missing", "mgda-rep-missing"]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_two_processes_match_one_with_the_full_batch(tmp_path, case):
     single = train(case)
-    mp.spawn(worker, args=(2, str(tmp_path / "store"), case, str(tmp_path)), nprocs=2, join=True)
+    spawn(worker, (2, str(tmp_path / "store"), case, str(tmp_path)))
     for rank in (0, 1):
         replica = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
-        for a, b in zip(single, replica):      # half precision rounds half batches differently
-            assert torch.allclose(a, b, atol=1e-2 if "fp16" in case else 1e-5), (case, rank, (a - b).abs().max())
+        # half precision rounds half batches differently; FAMO's Adam on its logits divides by tiny
+        # second moments, which magnifies float rounding (1e-3 off without the label weighting)
+        tol = 1e-2 if "fp16" in case else 1e-4 if "famo" in case else 1e-5
+        for a, b in zip(single, replica):
+            assert torch.allclose(a, b, atol=tol), (case, rank, (a - b).abs().max())
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert all(torch.equal(a, b) for a, b in zip(r0, r1))     # replicas stay identical
@@ -35,7 +37,7 @@ def test_alone_the_shard_is_the_whole_batch():
 def test_sigterm_at_one_process_stops_all_at_the_same_step_and_the_run_resumes(tmp_path):
     from tests.train.ddp_worker import train_interrupted, worker_interrupt
     single = train_interrupted(str(tmp_path / "single"), None, False)
-    mp.spawn(worker_interrupt, args=(2, str(tmp_path / "store"), "sigterm", str(tmp_path)), nprocs=2, join=True)
+    spawn(worker_interrupt, (2, str(tmp_path / "store"), "sigterm", str(tmp_path)))
     assert [(tmp_path / f"code{r}.txt").read_text() for r in (0, 1)] == ["143", "143"]
     assert (tmp_path / "ckpt" / "step-000000005.pt").exists()    # saved at the agreed step, resumed from it
     for rank in (0, 1):
@@ -49,8 +51,18 @@ def test_a_nonfinite_loss_at_one_process_is_skipped_by_all(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="taskshare"):
         single = train_interrupted(str(tmp_path / "single"), None, False, skip_poison=True)
     assert caplog.text.count("is not finite") == 3             # row 77's batch, once per epoch
-    mp.spawn(worker_interrupt, args=(2, str(tmp_path / "store"), "poison", str(tmp_path)), nprocs=2, join=True)
+    spawn(worker_interrupt, (2, str(tmp_path / "store"), "poison", str(tmp_path)))
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     assert all(torch.equal(a, b) for a, b in zip(r0, r1))
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(single, r0))
+
+
+def test_a_hang_fails_within_the_time_bound(tmp_path):
+    import time
+
+    from tests.train.ddp_worker import worker_hang
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="still running after 5 s"):
+        spawn(worker_hang, (2, str(tmp_path / "store")), timeout=5)
+    assert time.monotonic() - started < 60

@@ -116,10 +116,14 @@ class BalancedStep:
         """Methods that learn from the effect of a step (FAMO) see the same batch's losses after it."""
         out = model(x, tasks=list(ys))
         previous = self.balancer.previous
-        losses = torch.stack([t.loss(out[t.name], ys[t.name]).float() if t.name in ys else previous[i]
-                              for i, t in enumerate(self.tasks)])
-        share = consensus(len(x), device=x.device)[0] if world()[1] > 1 else 1.0
-        self.balancer.observe(mean_across(losses, share))   # the global losses: the same state on every process
+        parts = {t.name: t.loss(out[t.name], ys[t.name]).float() for t in self.tasks if t.name in ys}
+        share = 1.0
+        if world()[1] > 1:               # the global losses: the same state on every process
+            from .shares import label_weighted
+            parts = label_weighted(parts, ys, len(x), {t.name: t for t in self.tasks})
+            share = consensus(len(x), device=x.device)[0]
+        losses = torch.stack([parts[t.name] if t.name in parts else previous[i] for i, t in enumerate(self.tasks)])
+        self.balancer.observe(mean_across(losses, share))
 
     def end_epoch(self, record: dict) -> None:
         if self._epoch:

@@ -175,7 +175,7 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
         raise TaskshareError("nothing to train: every parameter of the model is frozen")
     epochs, patience = _budget(config, len(loader))
     optimizer = make_adamw(param_groups, config.lr, config.weight_decay)
-    accumulate, window = config.accumulate, 0
+    accumulate, window, window_share = config.accumulate, 0, 1.0
     scheduler = make_scheduler(optimizer, epochs * -(-len(loader) // accumulate), config.schedule, config.warmup)
     dtype = amp_dtype(config.amp, device)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
@@ -227,6 +227,13 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                 if batch_index % accumulate == 0:
                     optimizer.zero_grad(set_to_none=True)
                     window = 0
+                elif window and share != window_share:
+                    # several processes, a window whose micro-batches split unevenly: keep .grad equal to
+                    # (sum of share_i * grad_i) / share, which the averaging multiplies back by the last share
+                    for p in trainable:
+                        if p.grad is not None:
+                            p.grad *= window_share / share
+                window_share = share
                 if scaler is not None and backward is not None:
                     # scaling a unit both starts the scaler and reads its factor; the method sees unscaled gradients
                     backward(loss, parts, float(scaler.scale(torch.ones((), device=device))))

@@ -16,6 +16,7 @@ from ..tasks import Task
 from .config import TrainConfig
 from .device import resolve_device
 from .loop import History, train_loop
+from .shares import label_weighted
 
 
 def multitask_loader(data: Any, config: TrainConfig, shuffle: bool = True, sampler: str = "proportional",
@@ -124,6 +125,8 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
     def objective(m: nn.Module, x: Tensor, ys: dict[str, Tensor]):
         out = balanced.forward(m, x, list(ys)) if balanced else m(x, tasks=list(ys))
         parts = {t: by_name[t].loss(out[t], y) for t, y in ys.items()}
+        if world()[1] > 1:
+            parts = label_weighted(parts, ys, len(x), by_name)
         if balanced:
             return balanced.total(parts), parts
         total = sum(weights.get(t, 1.0) * loss for t, loss in parts.items())

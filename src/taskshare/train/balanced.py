@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..balancing.linear_kernel import KernelGramian, LinearCapture
 from ..balancing import (BALANCERS, Balancer, Buffers, feature_gradients, gramian_of, per_task_grads, shared_jacobian,
                          write_grads, write_weighted)
-from ..distributed import consensus, mean_across, sum_across, world
+from ..distributed import mean_across, sum_across, world
 from ..errors import TaskshareError
 from ..tasks import Task
 
@@ -61,10 +61,6 @@ class BalancedStep:
             self.capture = LinearCapture(model.trunk, [p for p in model.trunk.parameters() if p.requires_grad])
 
     def forward(self, model: nn.Module, x: Tensor, task_names: list[str]) -> dict[str, Tensor]:
-        # several processes: this one's share of the global batch weights every mean across them
-        self.share = consensus(len(x), device=x.device)[0] if world()[1] > 1 else 1.0
-        if getattr(self.balancer, "reduces_itself", False):
-            self.balancer.share = self.share
         if self.balancer.needs == "losses":
             return model(x, tasks=task_names)
         if self.capture is not None:
@@ -75,6 +71,13 @@ class BalancedStep:
         # one alias of the features per head: one backward then yields every task's feature gradient
         self.views = {t: self.features.view_as(self.features) for t in task_names}
         return {t: model.forward_heads(self.views[t], [t])[t] for t in task_names}
+
+    def set_share(self, share: float) -> None:
+        """Several processes: this one's share of the global batch, which weights every mean across
+        them (set by the trainer each step; 1.0 when alone)."""
+        self.share = share
+        if getattr(self.balancer, "reduces_itself", False):
+            self.balancer.share = share
 
     def total(self, parts: dict[str, Tensor]) -> Tensor:
         losses = torch.stack([parts[t.name] if t.name in parts else parts[next(iter(parts))] * 0 for t in self.tasks])
@@ -120,8 +123,7 @@ class BalancedStep:
         share = 1.0
         if world()[1] > 1:               # the global losses: the same state on every process
             from .shares import label_weighted
-            parts = label_weighted(parts, ys, len(x), {t.name: t for t in self.tasks})
-            share = consensus(len(x), device=x.device)[0]
+            parts, share = label_weighted(parts, ys, len(x), {t.name: t for t in self.tasks})
         losses = torch.stack([parts[t.name] if t.name in parts else previous[i] for i, t in enumerate(self.tasks)])
         self.balancer.observe(mean_across(losses, share))
 

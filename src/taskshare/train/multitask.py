@@ -126,7 +126,9 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
         out = balanced.forward(m, x, list(ys)) if balanced else m(x, tasks=list(ys))
         parts = {t: by_name[t].loss(out[t], y) for t, y in ys.items()}
         if world()[1] > 1:
-            parts = label_weighted(parts, ys, len(x), by_name)
+            parts, share = label_weighted(parts, ys, len(x), by_name)
+            if balanced:
+                balanced.set_share(share)
         if balanced:
             return balanced.total(parts), parts
         total = sum(weights.get(t, 1.0) * loss for t, loss in parts.items())

@@ -299,3 +299,30 @@ def test_run_stopped_by_sigterm_resumes_to_the_results_of_an_uninterrupted_run(t
     whole = json.loads((tmp_path / "whole" / "multitask_results.json").read_text())["results"]
     resumed = json.loads((tmp_path / "out" / "multitask_results.json").read_text())["results"]
     assert [r["main"] for r in resumed] == [r["main"] for r in whole]
+
+
+def test_torchrun_two_processes_run_the_readme_command(tmp_path):
+    """`torchrun ... -m taskshare.cli run config.yaml`, as the README's "Scaling out" says (gloo, CPU):
+    rank 0 writes the results, and they are the one-process results."""
+    import os
+    import subprocess
+    import sys
+    cfg = {"mode": "multitask", "data": {"builtin": "digit_scenes", "scenes": 300},
+           "model": {"name": "mlp", "args": {"hidden": [32]}},
+           "multitask": {"modes": ["single", "hard"], "balancer": "famo",
+                         "train": {"epochs": 2, "min_steps": 0, "progress": False, "device": "cpu"}},
+           "output": str(tmp_path / "out")}
+    (tmp_path / "mt.yaml").write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    subprocess.run([sys.executable, "-m", "taskshare.cli", "run", str(tmp_path / "mt.yaml"), "--out",
+                    str(tmp_path / "one")], check=True, capture_output=True, timeout=300, env=env)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           "-m", "taskshare.cli", "run", str(tmp_path / "mt.yaml")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one = json.loads((tmp_path / "one" / "multitask_results.json").read_text())["results"]
+    two = json.loads((tmp_path / "out" / "multitask_results.json").read_text())["results"]
+    for a, b in zip(one, two):
+        assert a["mode"] == b["mode"]
+        for task, value in a["main"].items():
+            assert abs(value - b["main"][task]) < 1e-6, (a["mode"], task, value, b["main"][task])

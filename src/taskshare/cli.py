@@ -224,7 +224,7 @@ def _run(config, out: Path, console: Console, command: str, pretrained_path: str
                         on_result=lambda r: console.print(
                             f"  k={r['labels_per_class']!s:>4} seed={r['seed']} {r['strategy']:<34} "
                             f"test acc {r['test']['accuracy'] * 100:5.1f}%  {r['seconds']:5.1f}s"
-                            + (" cached" if r["cached"] else ""), highlight=False), out_dir=out)
+                            + (" cached" if r["cached"] else ""), highlight=False, soft_wrap=True), out_dir=out)
     summary = summarize(rows)
     title = f"{config.model.name}: transfer A -> B"
     print_summary(console, summary, title)

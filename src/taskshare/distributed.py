@@ -127,6 +127,13 @@ def _all_reduce(t: Tensor) -> None:
     t.copy_(moved)
 
 
+def _summed(values: Sequence[float], device: torch.device | str) -> list[float]:
+    """Each value summed over processes, in one all-reduce (float64, exact for counts)."""
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    _all_reduce(t)
+    return t.tolist()
+
+
 def consensus(rows: int, flags: Sequence[bool] = (), device: torch.device | str = "cpu") -> tuple[float, list[bool]]:
     """One small all-reduce per step: this process's share of the global batch, rows * world /
     global rows (1 when the shards are equal; the last batch of an epoch seldom splits evenly), and
@@ -136,11 +143,8 @@ def consensus(rows: int, flags: Sequence[bool] = (), device: torch.device | str 
     size = world()[1]
     if size == 1:
         return 1.0, [bool(f) for f in flags]
-    t = torch.tensor([float(rows)] + [float(bool(f)) for f in flags], dtype=torch.float64, device=device)
-    t = t.to(_collective_device(t))
-    dist.all_reduce(t)
-    values = t.tolist()
-    return rows * size / max(values[0], 1.0), [v > 0 for v in values[1:]]
+    total, *raised = _summed([rows, *map(bool, flags)], device)
+    return rows * size / max(total, 1.0), [v > 0 for v in raised]
 
 
 def shares(counts: Sequence[int], device: torch.device | str = "cpu") -> list[float]:
@@ -151,10 +155,7 @@ def shares(counts: Sequence[int], device: torch.device | str = "cpu") -> list[fl
     size = world()[1]
     if size == 1:
         return [1.0] * len(counts)
-    t = torch.tensor([float(c) for c in counts], dtype=torch.float64, device=device)
-    t = t.to(_collective_device(t))
-    dist.all_reduce(t)
-    return [c * size / total if total > 0 else 0.0 for c, total in zip(counts, t.tolist())]
+    return [c * size / total if total > 0 else 0.0 for c, total in zip(counts, _summed(counts, device))]
 
 
 def rows_of(batch) -> int:
@@ -173,6 +174,12 @@ def span(n: int) -> range:
     of processes 0, 1, ... are in order, cover range(n) once and differ in length by one at most."""
     rank, size = world()
     return range(rank * n // size, (rank + 1) * n // size)
+
+
+def evaluation_part(n: int) -> range | None:
+    """The rows of an n-row evaluation this process runs when the processes split it (several of
+    them, at least one row each; gather the results with gather_rows); None: run all n rows here."""
+    return span(n) if 1 < world()[1] <= n else None
 
 
 def gather_rows(t: Tensor) -> Tensor:

@@ -22,7 +22,7 @@ from ..errors import NonFiniteError, TaskshareError
 from ..tasks import Task
 from .config import TrainConfig
 from .device import amp_dtype, autocast, resolve_device
-from ..distributed import average_gradients, consensus, rows_of, gather_rows, is_main, span, world
+from ..distributed import average_gradients, consensus, evaluation_part, gather_rows, is_main, rows_of, world
 from .progress import EpochProgress
 from .schedule import make_scheduler
 
@@ -63,10 +63,9 @@ def predict(model: nn.Module, data, device: torch.device | None = None, batch_si
     processes a Dataset is split between them (each runs its contiguous part) and every process gets
     the whole result, in order; a loader is taken as it is."""
     device = device or next(model.parameters()).device
-    split = isinstance(data, torch.utils.data.Dataset) and 1 < world()[1] <= len(data)  # type: ignore[arg-type]
+    part = evaluation_part(len(data)) if isinstance(data, torch.utils.data.Dataset) else None  # type: ignore[arg-type]
     if isinstance(data, torch.utils.data.Dataset):
-        part = rows(data, span(len(data))) if split else data  # type: ignore[arg-type]
-        loader = make_loader(part, batch_size, shuffle=False, sharded=False)
+        loader = make_loader(rows(data, part) if part is not None else data, batch_size, shuffle=False, sharded=False)
     else:
         loader = data
     was_training = model.training
@@ -78,7 +77,7 @@ def predict(model: nn.Module, data, device: torch.device | None = None, batch_si
         ys.append(torch.as_tensor(y).cpu())
     model.train(was_training)
     out, y = torch.cat(outs), torch.cat(ys)
-    return (gather_rows(out), gather_rows(y)) if split else (out, y)
+    return (gather_rows(out), gather_rows(y)) if part is not None else (out, y)
 
 
 def evaluate(model: nn.Module, task: Task, data, device: torch.device | None = None, batch_size: int = 1024) -> dict[str, float]:

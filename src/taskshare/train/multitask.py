@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..data import to_dataset
 from ..data.multitask import MultiTaskDataset, MultiTaskLoader, TaskLoader
-from ..distributed import gather_rows, span, world
+from ..distributed import evaluation_part, gather_rows, world
 from ..errors import TaskshareError
 from ..tasks import Task
 from .config import TrainConfig
@@ -70,14 +70,14 @@ def evaluate_multitask(model: nn.Module, tasks: Sequence[Task], data: Any, batch
 
 def _outputs(model: nn.Module, x: Tensor, names: list[str], batch_size: int, device) -> dict[str, Tensor]:
     """Each task's outputs for every row of x, on the CPU; split between processes when there are several."""
-    split = 1 < world()[1] <= len(x)
-    part = span(len(x)) if split else range(len(x))
+    split = evaluation_part(len(x))
+    part = split if split is not None else range(len(x))
     chunks: dict[str, list[Tensor]] = {t: [] for t in names}
     for start in range(part.start, part.stop, batch_size):
         out = model(x[start:min(start + batch_size, part.stop)].to(device), tasks=names)
         for t in names:
             chunks[t].append(out[t].float().cpu())
-    return {t: gather_rows(torch.cat(c)) if split else torch.cat(c) for t, c in chunks.items()}
+    return {t: gather_rows(torch.cat(c)) if split is not None else torch.cat(c) for t, c in chunks.items()}
 
 
 def selection_score(tasks: Sequence[Task], metrics: Mapping[str, Mapping[str, float]]) -> float:

@@ -11,7 +11,7 @@ from torch.utils.data import Dataset
 
 from ..data import ArrayDataset, make_loader
 from ..data.loaders import rows
-from ..distributed import gather_rows, span, world
+from ..distributed import evaluation_part, gather_rows
 
 
 @torch.no_grad()
@@ -20,16 +20,15 @@ def compute_features(trunk: nn.Module, dataset: Dataset, device: torch.device, b
     processes each computes its contiguous part and every process gets all of them."""
     was_training = trunk.training
     trunk.eval()
-    split = 1 < world()[1] <= len(dataset)  # type: ignore[arg-type]
-    part = rows(dataset, span(len(dataset))) if split else dataset  # type: ignore[arg-type]
+    part = evaluation_part(len(dataset))  # type: ignore[arg-type]
     feats, labels = [], []
-    for x, y in make_loader(part, batch_size, shuffle=False, sharded=False):
+    for x, y in make_loader(rows(dataset, part) if part is not None else dataset, batch_size, shuffle=False, sharded=False):
         feats.append(trunk(x.to(device)).float())
         labels.append(torch.as_tensor(y).to(device))
     trunk.train(was_training)
     out = ArrayDataset.__new__(ArrayDataset)
     out.x, out.y = torch.cat(feats), torch.cat(labels)
-    if split:
+    if part is not None:
         out.x, out.y = gather_rows(out.x), gather_rows(out.y)
     return out
 

@@ -28,13 +28,18 @@ class TensorLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        n = len(self.x)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else None
-        order = order if order is not None else torch.arange(n)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            idx = shard(idx) if self.sharded else idx          # this process's share of the batch
+        for idx in batch_indices(len(self.x), self.batch_size, len(self), self.shuffle, self.generator, self.sharded):
             yield self.x[idx], self.y[idx]
+
+
+def batch_indices(n: int, batch_size: int, batches: int, shuffle: bool, generator: torch.Generator,
+                  sharded: bool = True) -> Iterator[Tensor]:
+    """The row indices of an epoch's first `batches` batches of one order (shuffled from `generator`),
+    each cut to this process's share when `sharded` and there are several processes."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for b in range(batches):
+        idx = order[b * batch_size:(b + 1) * batch_size]
+        yield shard(idx) if sharded else idx
 
 
 class ShardedBatches(Sampler):
@@ -48,10 +53,8 @@ class ShardedBatches(Sampler):
         return -(-self.n // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else torch.arange(self.n)
-        for b in range(len(self)):
-            idx = order[b * self.batch_size:(b + 1) * self.batch_size]
-            yield (shard(idx) if self.sharded else idx).tolist()
+        for idx in batch_indices(self.n, self.batch_size, len(self), self.shuffle, self.generator, self.sharded):
+            yield idx.tolist()
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0, num_workers: int = 0,

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 from ..errors import TaskshareError
 from ..distributed import shard
 from .arrays import ArrayDataset, as_tensor, check_finite, to_dataset
+from .loaders import batch_indices
 
 SAMPLERS = ("round_robin", "proportional", "temperature", "uniform")
 
@@ -62,10 +63,7 @@ class MultiTaskLoader:
         return -(-len(self.dataset) // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
-        n = len(self.dataset)
-        order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
-        for b in range(len(self)):
-            idx = shard(order[b * self.batch_size:(b + 1) * self.batch_size])   # this process's share
+        for idx in batch_indices(len(self.dataset), self.batch_size, len(self), self.shuffle, self.generator):
             yield self.dataset.x[idx], {t: y[idx] for t, y in self.dataset.labels.items()}
 
 

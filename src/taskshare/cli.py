@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from .distributed import is_main, leave, setup_from_env
     import torch.distributed as dist
-    joined = not (dist.is_available() and dist.is_initialized())
+    in_group = dist.is_available() and dist.is_initialized()
     setup_from_env()                      # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
-    joined = joined and dist.is_available() and dist.is_initialized()
+    joined = not in_group and dist.is_available() and dist.is_initialized()
     console = Console(quiet=not is_main())
     logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[RichHandler(console=console, show_path=False)])
     try:

@@ -7,7 +7,6 @@ number of labels per class and seed, against the scratch baseline.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from .data import Splits, few_shot, split
 from .errors import ConfigError, TaskshareError
 from .models import build_model, transfer_model
 from .tasks import Task
+from .train.checkpoint import safe_name
 from .train.config import under
 from .train import TrainConfig, evaluate, fit, load_into, read_meta, save
 from .transfer import compare
@@ -223,7 +223,7 @@ def _model_saver(config: ExperimentConfig, task: Task, out_dir: Path | None, sho
         meta = {"strategy": result.strategy, "labels_per_class": shot, "seed": seed, "test": result.test,
                 "val_score": result.val_score, "task": task.describe(), "source_model": to_dict(config.model)}
         if mode == "all":
-            name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", result.strategy).strip("_")
+            name = safe_name(result.strategy)
             save(out_dir / "models" / f"k{shot}_seed{seed}_{name}.safetensors", model, meta)
         elif best["score"] is None or sign * result.val_score > sign * best["score"]:
             best["score"] = result.val_score

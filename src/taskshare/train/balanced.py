@@ -13,6 +13,7 @@ from ..balancing import (BALANCERS, Balancer, Buffers, feature_gradients, gramia
 from ..distributed import mean_across, sum_across, world
 from ..errors import TaskshareError
 from ..tasks import Task
+from .shares import label_weighted
 
 
 def build_balancer(spec: Any, num_tasks: int) -> Balancer:
@@ -122,7 +123,6 @@ class BalancedStep:
         parts = {t.name: t.loss(out[t.name], ys[t.name]).float() for t in self.tasks if t.name in ys}
         share = 1.0
         if world()[1] > 1:               # the global losses: the same state on every process
-            from .shares import label_weighted
             parts, share = label_weighted(parts, ys, len(x), {t.name: t for t in self.tasks})
         losses = torch.stack([parts[t.name] if t.name in parts else previous[i] for i, t in enumerate(self.tasks)])
         self.balancer.observe(mean_across(losses, share))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,11 @@ from torch import nn
 from ..errors import TaskshareError
 
 FORMAT = "taskshare-checkpoint-1"
+
+
+def safe_name(text: object) -> str:
+    """`text` as one file or folder name: runs of anything but letters, digits and _.=- become "_"."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(text)).strip("_") or "_"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -65,6 +65,6 @@ def under(config: TrainConfig, *names: object) -> TrainConfig:
         return config
     from dataclasses import replace
     from pathlib import Path
-    import re
-    parts = [re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(n)).strip("_") or "_" for n in names]
-    return replace(config, checkpoint_dir=str(Path(config.checkpoint_dir, *parts)))
+
+    from .checkpoint import safe_name
+    return replace(config, checkpoint_dir=str(Path(config.checkpoint_dir, *map(safe_name, names))))

@@ -136,3 +136,17 @@ def test_per_task_datasets_resume_to_the_same_batches(tmp_path):
     train(2, tmp_path)
     resumed = train(5, tmp_path, resume=True)
     assert all(torch.equal(p, q) for p, q in zip(full.parameters(), resumed.parameters()))
+
+
+def test_resuming_with_another_model_names_the_checkpoint(tmp_path):
+    from torch import nn
+
+    from taskshare import Task, TaskshareError, TrainConfig, fit
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    cfg = dict(epochs=1, batch_size=16, min_steps=0, progress=False, device="cpu", checkpoint_dir=str(tmp_path))
+    fit(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), Task("a", num_classes=2), (x, y), None,
+        TrainConfig(**cfg))
+    wider = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
+    with pytest.raises(TaskshareError, match=r"(?s)step-000000002\.pt was written by another model: .*size mismatch"):
+        fit(wider, Task("a", num_classes=2), (x, y), None, TrainConfig(**cfg, resume=True))

@@ -373,7 +373,8 @@ class _Run:
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as err:
-            raise TaskshareError(f"{state['path']} was written by another model: {str(err).splitlines()[0]}") from None
+            detail = "; ".join(line.strip() for line in str(err).splitlines()[1:] if line.strip()) or str(err)
+            raise TaskshareError(f"{state['path']} was written by another model: {detail}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):

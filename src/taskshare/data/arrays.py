@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from ..errors import NonFiniteError, TaskshareError
 
@@ -76,5 +76,10 @@ def labels_of(dataset: Dataset) -> Tensor:
     """All targets of a dataset (read once; cheap for ArrayDataset)."""
     if isinstance(dataset, ArrayDataset):
         return dataset.y
+    # Datasets that know their labels (image files) answer without decoding a single input.
+    if isinstance(getattr(dataset, "targets", None), Tensor):
+        return dataset.targets  # type: ignore[attr-defined]
+    if isinstance(dataset, Subset) and isinstance(getattr(dataset.dataset, "targets", None), Tensor):
+        return dataset.dataset.targets[torch.as_tensor(dataset.indices, dtype=torch.long)]  # type: ignore[attr-defined]
     ys = [torch.as_tensor(dataset[i][1]) for i in range(len(dataset))]  # type: ignore[arg-type]
     return torch.stack(ys)

@@ -65,7 +65,12 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int = 0,
         return TensorLoader(dataset.x, dataset.y, batch_size, shuffle, seed, sharded=sharded)
     generator = torch.Generator().manual_seed(seed)
     batches = ShardedBatches(len(dataset), batch_size, shuffle, generator, sharded)  # type: ignore[arg-type]
-    return DataLoader(dataset, batch_sampler=batches, generator=generator, num_workers=num_workers)
+    # A dataset that decodes files asks for its own workers (image sources); pinned memory only pays
+    # when batches go to a GPU.
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    num_workers = max(num_workers, getattr(base, "loader_options", {}).get("num_workers", 0))
+    return DataLoader(dataset, batch_sampler=batches, generator=generator, num_workers=num_workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
 
 
 def rows(dataset: Dataset, part: range) -> Dataset:

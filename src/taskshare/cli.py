@@ -43,6 +43,14 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild a run's reports (report.md, report.html) from its saved results")
     rep.add_argument("run_dir", help="a run's output folder")
     sub.add_parser("strategies", help="list the transfer strategies")
+    pred = sub.add_parser("predict", help="predict with a run's model: one row per input, every task's class and probabilities")
+    pred.add_argument("run_dir", help="a run folder holding run.json and model.safetensors")
+    pred.add_argument("inputs", help="a folder of images, an image, a file list (.txt), a CSV, or a text/JSONL file")
+    pred.add_argument("--out", default="predictions.csv", help="where the CSV goes (default: predictions.csv)")
+    exp = sub.add_parser("export", help="export a run's model with its preprocessing inside, checked against PyTorch")
+    exp.add_argument("run_dir", help="a run folder holding run.json and model.safetensors")
+    exp.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="the file format (default: onnx)")
+    exp.add_argument("--out", default=None, help="the file to write (default: RUN_DIR/model.onnx or model.torchscript.pt)")
     return p
 
 
@@ -111,6 +119,9 @@ def _dispatch(args, console: Console) -> int:
             from .evaluate.rebuild import rebuild
             rebuild(args.out)
         return status
+    if args.command in ("predict", "export"):
+        from .serve.command import run_serve_command
+        return run_serve_command(args, console)
     if args.command == "report":
         from .distributed import is_main
         if not is_main():
@@ -128,6 +139,10 @@ def _dispatch(args, console: Console) -> int:
         return 0
     from .config import load_yaml
     raw = load_yaml(args.config)
+    from .own_experiment import is_own_config
+    if is_own_config(raw):                # your own data source, or a pretrained model family
+        from .own_experiment import run_own_command
+        return run_own_command(args, raw, console)
     if raw.get("mode") == "multitask":
         if args.command != "run":
             raise TaskshareError(f"'taskshare {args.command}' is for transfer configs; run a multi-task config with 'taskshare run'")

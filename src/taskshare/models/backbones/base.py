@@ -39,7 +39,10 @@ class ImagePreprocess(nn.Module):
             raise TaskshareError(f"this backbone takes 1 or {channels} channels; got {x.shape[1]} (shape {tuple(x.shape)})")
         x = x.float()
         if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=True)
+            # Antialiasing only changes a shrink (enlarging gives the same pixels to 1e-6), and
+            # leaving it off when enlarging keeps the model exportable to ONNX.
+            shrink = x.shape[-2] > self.size[0] or x.shape[-1] > self.size[1]
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=bool(shrink))
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:

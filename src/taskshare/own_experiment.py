@@ -1,0 +1,200 @@
+"""Your own data, your own (or a hub's) model: the experiment behind `taskshare run` when a config
+names a data source (image_folder, csv, parquet, jsonl, hf_dataset) or a pretrained model family
+(torchvision, timm, hf).
+
+transfer: a pretrained model goes straight to the target (no source stage); a built-in model is
+first pretrained on `source`. Every strategy runs against scratch at each number of labels per
+class and seed, as in the built-in experiment, and the model best on validation at the last entry
+of `shots` (first seed) is saved for `taskshare predict` and `export`.
+multitask: one label column per task (blank cells unknown); one model per task against the sharing
+modes; the hard-sharing model is saved for use.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import from_dict, to_dict
+from .data import few_shot, split
+from .data.sources import SOURCES, SourceData, read_source
+from .data.splits import stratified_indices
+from .errors import ConfigError, TaskshareError
+from .experiment import PretrainSpec, TransferSpec
+from .models.backbones.spec import family, preprocessing_of
+from .multitask_experiment import MultiTaskSpec
+from .serve.models import backbone_for, builtin_net
+from .tasks import Task
+from .train import evaluate, fit
+from .train.config import under
+
+log = logging.getLogger("taskshare")
+MODES = ("transfer", "multitask")
+
+
+@dataclass
+class OwnExperiment:
+    mode: str = "transfer"            # transfer: strategies against scratch | multitask: sharing against one model per task
+    target: dict[str, Any] | None = None   # transfer: the data source, e.g. {image_folder: photos}
+    data: dict[str, Any] | None = None     # multitask: a source with one label column per task ({csv: f, labels: [a, b]})
+    source: dict[str, Any] | None = None   # built-in models are pretrained on this source first
+    test: dict[str, Any] | None = None     # a separate test source (default: test_fraction of the data held out)
+    test_fraction: float = 0.2        # stratified by the first task's labels
+    val_fraction: float = 0.15        # multitask: rows held out for model selection
+    split_seed: int = 0               # seeds the test hold-out, fixed across strategies and seeds
+    model: dict[str, Any] = field(default_factory=lambda: {"name": "mlp"})  # {torchvision|timm|hf: ...} or {name, args}
+    augment: Any = "none"             # images: none | light | standard | {preset, flip: false} | [transform names]
+    num_workers: int = 0              # DataLoader workers that decode images (0: the main process decodes)
+    feature_cache: str = "disk"       # disk: memory-mapped under OUT/features, shared by strategies and seeds | memory
+    pretrain: PretrainSpec = field(default_factory=PretrainSpec)
+    transfer: TransferSpec = field(default_factory=TransferSpec)
+    multitask: MultiTaskSpec = field(default_factory=lambda: MultiTaskSpec(modes=["single", "hard"]))
+    output: str = "runs/own"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"mode = {self.mode!r}; expected one of {MODES}")
+        data = self.target if self.mode == "transfer" else self.data
+        if data is None:
+            raise ConfigError(f"a {self.mode} config needs '{'target' if self.mode == 'transfer' else 'data'}': "
+                              f"a data source ({', '.join(SOURCES.names())})")
+        fam = family(self.model)
+        if fam is None and "name" not in self.model:
+            raise ConfigError(f"model = {self.model!r}; expected a pretrained family ({{torchvision: name}}, "
+                              f"{{timm: name}}, {{hf: name}}) or a built-in ({{name: mlp, args: {{...}}}})")
+        if self.mode == "transfer" and fam is None and self.source is None and not self.pretrain.checkpoint:
+            raise ConfigError("a built-in model has no pretrained weights: give 'source' (data to pretrain on) "
+                              "or a pretrained model (model: {torchvision: ...}, {timm: ...}, {hf: ...})")
+        if self.feature_cache not in ("disk", "memory"):
+            raise ConfigError(f"feature_cache = {self.feature_cache!r}; expected disk or memory")
+
+
+def is_own_config(raw: dict[str, Any]) -> bool:
+    """Whether a config is for this experiment: it names a source other than npz/builtin, or a
+    pretrained model family."""
+    for key in ("target", "data", "source", "test"):
+        spec = raw.get(key)
+        if isinstance(spec, dict) and any(k in SOURCES and k != "npz" for k in spec):
+            return True
+    model = raw.get("model")
+    return isinstance(model, dict) and any(k in ("torchvision", "timm", "hf") for k in model)
+
+
+def load_own(raw: dict[str, Any]) -> OwnExperiment:
+    return from_dict(OwnExperiment, raw, "config")
+
+
+def read_data(spec: dict[str, Any], image_size, where: str) -> SourceData:
+    data = read_source(spec, where)
+    if data.kind == "image" and data.encoding.get("size") is None:
+        data.encoding["size"] = list(image_size)   # the model's own input size unless the source states one
+    return data
+
+
+def input_info(data: SourceData, tokenizer=None) -> dict[str, Any]:
+    info: dict[str, Any] = {"kind": data.kind, "encoding": data.encoding}
+    if data.kind in ("table", "array"):
+        info["features"] = int(np.asarray(data.inputs).reshape(len(data.inputs), -1).shape[1])
+    if data.kind == "text" and tokenizer is not None:
+        info["max_length"] = tokenizer.max_length
+    return info
+
+
+def check_classes(data: SourceData, task: str, shots: list, val_per_class: int | None) -> None:
+    """Stop before training, naming the class, when a class is too small for the shots asked for
+    or the data hold a single class."""
+    names, y = data.class_names[task], data.labels[task]
+    counts = np.bincount(y[y >= 0], minlength=len(names))
+    present = [n for n, c in zip(names, counts) if c > 0]
+    if len(present) < 2:
+        raise TaskshareError(f"{data.origin}: task {task!r} has a single class ({present[0] if present else 'none'!r}); "
+                             f"expected examples of at least 2 classes")
+    for shot in shots:
+        if shot == "all":
+            continue
+        need = shot + (val_per_class or shot)
+        for name, count in zip(names, counts):
+            if count < need:
+                raise TaskshareError(f"class {name!r} of task {task!r} has {count} training examples; shots={shot} "
+                                     f"needs {need} ({shot} to train + {val_per_class or shot} to validate)")
+
+
+def hold_out(data: SourceData, test_spec, fraction: float, seed: int, image_size, task: str):
+    if test_spec is not None:
+        test = read_data(test_spec, image_size, "test")
+        return data, test
+    y = data.labels[task]
+    train_idx, test_idx = stratified_indices(np.where(y >= 0, y, len(data.class_names[task])), fraction, seed)
+    return data.select(train_idx), data.select(test_idx)
+
+
+def model_size(config: OwnExperiment):
+    """The backbone (pretrained families) and the image size its preprocessing expects."""
+    if family(config.model) is None:
+        return None, (32, 32)
+    backbone = backbone_for(config.model, pretrained=True)
+    pre = preprocessing_of(backbone)
+    return backbone, tuple(pre["size"]) if pre else (224, 224)
+
+
+def run_own(config: OwnExperiment, out: Path, console) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    import yaml
+    from .train.checkpoint import atomic_write_bytes
+    atomic_write_bytes(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
+    if config.mode == "multitask":
+        from .own_multitask import run_own_multitask
+        return run_own_multitask(config, out, console)
+    from .own_transfer import run_own_transfer
+    return run_own_transfer(config, out, console)
+
+
+def pretrain_builtin(config: OwnExperiment, image_size, console) -> tuple[torch.nn.Module, dict[str, Any], int]:
+    """A built-in model trained on the configured source; returns it, the source's input record and
+    its number of classes."""
+    source = read_data(config.source, image_size, "source")  # type: ignore[arg-type]
+    task_name = source.tasks[0]
+    keep = np.flatnonzero(source.labels[task_name] >= 0)
+    source = source.select(keep)
+    n_classes = len(source.class_names[task_name])
+    info = input_info(source)
+    net = builtin_net(config.model, info, n_classes)
+    task = Task("source", "multiclass", num_classes=n_classes)
+    splits = split(source.dataset(task_name, num_workers=config.num_workers), config.pretrain.val_fraction,
+                   seed=config.pretrain.train.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.pretrain.train.seed)
+        fit(net, task, splits.train, splits.val, under(config.pretrain.train, "pretrain"))
+    metrics = evaluate(net, task, splits.val)
+    console.print(f"pretrained {config.model['name']} on the source ({len(source)} examples, {n_classes} classes): "
+                  f"validation accuracy {metrics['accuracy'] * 100:.1f}%")
+    return net, info, n_classes
+
+
+def with_cache_note(config: OwnExperiment, augment) -> None:
+    if augment is not None:
+        log.info("augmentation %s is on: the feature cache is off for every strategy (a frozen trunk sees new "
+                 "crops each epoch, so its outputs cannot be computed once)", augment.names)
+    else:
+        log.info("no augmentation: probing stages train on cached trunk features (%s)", config.feature_cache)
+
+
+def few_shot_splits(dataset, test_dataset, shot, seed, val_per_class):
+    return few_shot(dataset, shot, seed=seed, val_per_class=val_per_class, test=test_dataset)
+
+
+def replace_train(spec, **changes):
+    return replace(spec, train=replace(spec.train, **changes))
+
+
+def run_own_command(args, raw: dict[str, Any], console) -> int:
+    """`taskshare run CONFIG` for these configs (pretrain/transfer have no separate stages here)."""
+    if args.command != "run":
+        raise TaskshareError(f"'taskshare {args.command}' is for built-in data; a config with your own data source "
+                             f"or a pretrained model runs with 'taskshare run'")
+    config = load_own(raw)
+    return run_own(config, Path(args.out or config.output), console)

@@ -1,0 +1,91 @@
+"""Multi-task learning on your own data: one label column per task (a blank cell is an unknown
+label), one model per task against the sharing modes, and the hard-sharing model saved for use."""
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import to_dict
+from .data.multitask import MultiTaskDataset
+from .data.splits import stratified_indices
+from .errors import TaskshareError
+from .models.backbones.spec import preprocessing_of
+from .multitask import compare_sharing
+from .multitask_experiment import write_multitask_reports
+from .own_experiment import OwnExperiment, input_info, model_size, read_data
+from .serve.bundle import write_bundle
+from .serve.models import multitask_net
+from .tasks import Task
+from .train.config import under
+from .train.multitask import evaluate_multitask, fit_multitask
+
+
+def _inputs(data, tokenizer) -> torch.Tensor:
+    if data.kind == "text":
+        return tokenizer(list(data.inputs))
+    if data.kind == "image":
+        from .data.sources import decode
+        return torch.stack([decode(p, tuple(data.encoding["size"]), data.encoding.get("mode", "RGB")) for p in data.inputs])
+    return torch.as_tensor(np.asarray(data.inputs, np.float32))
+
+
+def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
+    from .evaluate.sharing_report import print_sharing
+    started = time.perf_counter()
+    backbone, size = model_size(config)
+    data = read_data(config.data, size, "data")  # type: ignore[arg-type]
+    tokenizer = getattr(backbone, "tokenizer", None)
+    if data.kind == "text" and tokenizer is None:
+        raise TaskshareError(f"{data.origin} holds text: it needs a text model (model: {{hf: ...}})")
+    tasks = []
+    for name in data.tasks:
+        known = data.labels[name][data.labels[name] >= 0]
+        present = np.unique(known)
+        if len(present) < 2:
+            raise TaskshareError(f"task {name!r} has {'a single class' if len(present) else 'no known label'} "
+                                 f"in {data.origin}; expected examples of at least 2 classes")
+        tasks.append(Task(name, "multiclass", num_classes=len(data.class_names[name])))
+    dataset = MultiTaskDataset(_inputs(data, tokenizer), data.labels, data.origin)
+    n = len(dataset)
+    rest, test = stratified_indices(np.zeros(n, np.int64), config.test_fraction, config.split_seed)
+    train, val = stratified_indices(np.zeros(len(rest), np.int64), config.val_fraction / (1 - config.test_fraction),
+                                    config.split_seed + 1)
+    train_set, val_set, test_set = dataset.subset(rest[train]), dataset.subset(rest[val]), dataset.subset(test)
+    known = {t.name: int((train_set.labels[t.name] >= 0).sum()) for t in tasks}
+    console.print(f"multi-task data {data.origin}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
+                  f"rows, {len(tasks)} tasks; known training labels per task: {known}")
+    record = {"mode": "multitask", "model": config.model, "input": input_info(data, tokenizer),
+              "tasks": [{**t.describe(), "class_names": data.class_names[t.name]} for t in tasks]}
+    if backbone is not None:
+        record["preprocessing"] = preprocessing_of(backbone)
+
+    def factory():
+        return multitask_net(record, tasks, pretrained=True).trunk
+
+    spec = config.multitask
+    rows = []
+    for seed in spec.seeds:
+        train_cfg = under(replace(spec.train, seed=seed), f"seed{seed}")
+        for r in compare_sharing(factory, tasks, train_set, val_set, test_set, spec.modes, train_cfg, spec.coupling,
+                                 spec.layers, spec.sampler, spec.temperature, spec.weights, spec.balancer,
+                                 spec.representation):
+            rows.append(r)
+            dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"
+            console.print(f"  seed={seed} {r.mode:<13} mean accuracy {np.mean(list(r.main.values())):.3f}{dm}", highlight=False)
+    write_multitask_reports(out, tasks, rows, to_dict(config))
+    print_sharing(console, tasks, rows, "multi-task on your data: one model per task vs sharing")
+    with torch.random.fork_rng(devices=[]):   # the deployable model: hard sharing, first seed
+        torch.manual_seed(spec.seeds[0])
+        model = multitask_net(record, tasks, pretrained=True)
+        fit_multitask(model, tasks, train_set, val_set, under(replace(spec.train, seed=spec.seeds[0]), "deploy"),
+                      spec.weights, spec.sampler, spec.temperature, spec.balancer, spec.representation)
+    test_metrics = evaluate_multitask(model, tasks, test_set, spec.train.eval_batch_size)
+    record.update(strategy="hard sharing", test=test_metrics)
+    write_bundle(out, model, record)
+    console.print(f"kept the hard-sharing model -> {out / 'model.safetensors'}; done in "
+                  f"{time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
+    return 0

@@ -1,0 +1,119 @@
+"""Transfer on your own data: the target read from its source, the pretrained model from its family
+(or a built-in pretrained on the source), every strategy against scratch, the reports, and the
+deployable model with what using it needs (run.json)."""
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import to_dict
+from .data.augment import build_augment
+from .own_experiment import (OwnExperiment, check_classes, few_shot_splits, hold_out, input_info, model_size,
+                             pretrain_builtin, read_data, with_cache_note)
+from .models.backbones.spec import preprocessing_of
+from .serve.bundle import write_bundle
+from .serve.models import transfer_net
+from .tasks import Task
+from .train import resolve_device
+from .train.config import under
+from .transfer import STRATEGIES
+from .transfer.features import FeatureCache
+from .transfer.run import build_strategy, run_strategy
+
+
+def _cache(config: OwnExperiment, base, out: Path):
+    trunk = copy.deepcopy(base.trunk)
+    device = resolve_device(config.transfer.train.device)
+    if config.feature_cache == "disk":
+        from .transfer.disk_cache import DiskFeatureCache
+        return DiskFeatureCache(trunk, device, out / "features", config.transfer.train.eval_batch_size)
+    return FeatureCache(trunk, device, config.transfer.train.eval_batch_size)
+
+
+def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
+    from .evaluate import summarize
+    from .evaluate.report import print_summary, write_reports
+    started = time.perf_counter()
+    backbone, size = model_size(config)
+    source_net, source_outputs, record = None, None, {"mode": "transfer", "model": config.model}
+    if backbone is None:
+        source_net, _, source_outputs = pretrain_builtin(config, size, console)
+        record["source_outputs"] = source_outputs
+    else:
+        record["preprocessing"] = preprocessing_of(backbone)
+    data = read_data(config.target, size, "target")  # type: ignore[arg-type]
+    task_name = data.tasks[0]
+    data = data.select(np.flatnonzero(data.labels[task_name] >= 0))   # unknown labels cannot train one task
+    train_data, test_data = hold_out(data, config.test, config.test_fraction, config.split_seed, size, task_name)
+    check_classes(train_data, task_name, config.transfer.shots, config.transfer.val_per_class)
+    names = data.class_names[task_name]
+    task = Task(task_name, "multiclass", num_classes=len(names))
+    tokenizer = getattr(backbone, "tokenizer", None)
+    record["input"] = input_info(data, tokenizer)
+    console.print(f"target {data.origin}: {len(train_data)} training / {len(test_data)} test examples, "
+                  f"{len(names)} classes ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''})"
+                  + (f"; {len(data.skipped)} unreadable file(s) skipped" if data.skipped else ""))
+    train_ds = train_data.dataset(task_name, tokenizer, config.num_workers)
+    test_ds = test_data.dataset(task_name, tokenizer, config.num_workers)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = transfer_net(record, task, source_net, pretrained=True) if backbone is None else backbone.with_head(task)
+    size_hw = tuple(data.encoding["size"]) if data.kind == "image" else None
+    augment = build_augment(config.augment, size_hw, data.kind)
+    with_cache_note(config, augment)
+    cache = _cache(config, base, out) if augment is None else None
+    strategies = [build_strategy(s) for s in config.transfer.strategies]
+    if not any(s.reinit for s in strategies):
+        strategies.insert(0, STRATEGIES.get("scratch")())
+    rows, deploy = [], {"score": None}
+    for shot in config.transfer.shots:
+        for seed in config.transfer.seeds:
+            splits = few_shot_splits(train_ds, test_ds, shot, seed, config.transfer.val_per_class)
+            train_cfg = under(replace_seed(config.transfer.train, seed), f"k{shot}-seed{seed}")
+            for strategy in strategies:
+                model, result = run_strategy(base, task, splits, strategy, train_cfg, None, augment,
+                                             cache if cache is not None else False, shot, config.transfer.train_frozen_bn)
+                row = result.to_dict()
+                for stage in row["stages"]:
+                    stage["curve"] = [e.get("val_score", float("nan")) for e in stage.pop("history", None) or []]
+                rows.append(row)
+                console.print(f"  k={shot!s:>4} seed={seed} {row['strategy']:<34} test acc "
+                              f"{row['test']['accuracy'] * 100:5.1f}%  {row['seconds']:5.1f}s"
+                              + (" cached" if row["cached"] else ""), highlight=False, soft_wrap=True)
+                if shot == config.transfer.shots[-1] and seed == config.transfer.seeds[0]:
+                    _keep_best(deploy, model, result)
+    summary = summarize(rows)
+    title = f"{_model_name(config)}: transfer to {Path(data.origin).name}"
+    print_summary(console, summary, title)
+    paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
+    record.update(tasks=[{**task.describe(), "class_names": names}], strategy=deploy["strategy"],
+                  val_score=deploy["score"], test=deploy["test"], labels_per_class=config.transfer.shots[-1])
+    write_bundle(out, deploy["model"], record)
+    console.print(f"kept {deploy['strategy']} (best on validation at k={config.transfer.shots[-1]}) -> "
+                  f"{out / 'model.safetensors'}; use it with 'taskshare predict {out} INPUTS'")
+    console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
+    return 0
+
+
+def _keep_best(deploy: dict, model, result) -> None:
+    if any("lora_" in k for k in model.state_dict()):
+        return   # adapters are saved by the strategy's own means; the deployable file holds plain weights
+    if deploy["score"] is None or result.val_score > deploy["score"]:
+        deploy.update(score=result.val_score, model=model, strategy=result.strategy, test=result.test)
+
+
+def _model_name(config: OwnExperiment) -> str:
+    spec = config.model
+    for key in ("torchvision", "timm", "hf", "name"):
+        if key in spec:
+            return str(spec[key])
+    return "model"
+
+
+def replace_seed(train, seed: int):
+    from dataclasses import replace
+    return replace(train, seed=seed)

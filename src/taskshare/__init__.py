@@ -9,7 +9,15 @@ from .train.multitask import evaluate_multitask, fit_multitask
 from .transfer import STRATEGIES, compare, run_strategy
 
 __version__ = "0.1.0"
+
+
+def load(run_dir, device="cpu"):
+    """A run folder's trained model with its preprocessing, tasks and class names (taskshare.serve)."""
+    from .serve import load as load_run
+    return load_run(run_dir, device)
+
+
 __all__ = ["ConfigError", "CrossStitch", "HardSharing", "MultiTaskDataset", "NonFiniteError", "STRATEGIES",
            "SoftSharing", "TaskshareError", "Task", "TrainConfig", "TrunkHead", "compare", "evaluate",
-           "evaluate_multitask", "fit", "fit_multitask", "layer_groups", "run_strategy", "split_head",
+           "evaluate_multitask", "fit", "fit_multitask", "layer_groups", "load", "run_strategy", "split_head",
            "transfer_model"]

@@ -36,6 +36,7 @@ def run_dir(tmp_path_factory):
     return image_run(tmp_path_factory.mktemp("own"))
 
 
+@pytest.mark.slow
 def test_run_folder_holds_what_using_it_needs(run_dir):
     run = taskshare.load(run_dir)
     assert run.class_names == {"label": ["dark", "light"]} and run.kind == "image"
@@ -48,6 +49,7 @@ def test_run_folder_holds_what_using_it_needs(run_dir):
     assert torch.equal(run.model(x), again.model(x))
 
 
+@pytest.mark.slow
 def test_predict_writes_one_row_per_input_with_class_names(run_dir, tmp_path):
     out = tmp_path / "p.csv"
     assert main(["predict", str(run_dir), str(run_dir.parent / "pics"), "--out", str(out)]) == 0
@@ -65,6 +67,7 @@ def test_predict_writes_one_row_per_input_with_class_names(run_dir, tmp_path):
     assert len(list(csv.DictReader(out.open()))) == 3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_export_matches_pytorch(run_dir, tmp_path, fmt):
     if fmt == "onnx":
@@ -83,11 +86,12 @@ def test_export_matches_pytorch(run_dir, tmp_path, fmt):
     assert np.abs(got - expected).max() < 1e-4     # real images, not only the check's sample
 
 
+@pytest.mark.slow
 def test_csv_with_two_label_columns_trains_two_tasks(tmp_path):
     data = table_csv(tmp_path / "t.csv", n=160)
     config = {"mode": "multitask", "data": {"csv": str(data), "labels": ["big", "shade"]},
               "model": {"name": "mlp", "args": {"hidden": [32]}}, "output": str(tmp_path / "mt"),
-              "multitask": {"modes": ["single", "hard"], "train": {**FAST, "epochs": 30, "lr": 0.01}}}
+              "multitask": {"modes": ["single", "hard"], "train": {**FAST, "epochs": 15, "batch_size": 32, "lr": 0.02}}}
     assert main(["run", str(write_config(tmp_path / "mt.yaml", **config))]) == 0
     assert (tmp_path / "mt" / "multitask_report.md").exists()
     out = tmp_path / "p.csv"
@@ -99,6 +103,7 @@ def test_csv_with_two_label_columns_trains_two_tasks(tmp_path):
     assert big > 0.85 and shade > 0.85      # both tasks learnt, the half-blank one from its known half
 
 
+@pytest.mark.slow
 def test_augmentation_turns_the_feature_cache_off(tmp_path, caplog):
     with caplog.at_level("INFO", logger="taskshare"):
         run = image_run(tmp_path, augment={"preset": "light", "flip": False})
@@ -134,6 +139,7 @@ def test_strict_stops_at_the_truncated_file(tmp_path, capsys):
     assert "2.pngisunreadable" in text and "strict" in text
 
 
+@pytest.mark.slow
 def test_predict_reports_labels_the_model_never_saw(run_dir, tmp_path, caplog):
     write_image(tmp_path / "x.png", True, "RGB")
     (tmp_path / "in.csv").write_text("path,label\nx.png,light\nx.png,purple\n")

@@ -110,7 +110,7 @@ def _model_name(config: OwnExperiment) -> str:
     spec = config.model
     for key in ("torchvision", "timm", "hf", "name"):
         if key in spec:
-            return str(spec[key])
+            return Path(str(spec[key])).name or str(spec[key])
     return "model"
 
 

@@ -151,3 +151,29 @@ def test_predict_reports_labels_the_model_never_saw(run_dir, tmp_path, caplog):
 def test_predict_needs_a_run_folder(tmp_path, capsys):
     assert main(["predict", str(tmp_path), str(tmp_path)]) == 2
     assert "run.json" in capsys.readouterr().out
+
+
+def test_builtin_model_pretrained_on_a_source_table_then_a_separate_test_table(tmp_path):
+    source = table_csv(tmp_path / "source.csv", n=200, seed=1)
+    target = table_csv(tmp_path / "target.csv", n=120, seed=2)
+    test = table_csv(tmp_path / "test.csv", n=60, seed=3)
+    config = {"source": {"csv": str(source), "label": "big"}, "target": {"csv": str(target), "label": "big"},
+              "test": {"csv": str(test), "label": "big"}, "model": {"name": "mlp", "args": {"hidden": [16]}},
+              "pretrain": {"train": {**FAST, "epochs": 20, "lr": 0.01}}, "output": str(tmp_path / "run"),
+              "transfer": {"shots": [5, "all"], "strategies": ["linear_probe"], "train": {**FAST, "epochs": 20, "lr": 0.01}}}
+    assert main(["run", str(write_config(tmp_path / "c.yaml", **config))]) == 0
+    run = taskshare.load(tmp_path / "run")
+    assert run.record["input"]["encoding"]["columns"][0]["mean"] == pytest.approx(
+        float(np.mean([float(r["x1"]) for r in csv.DictReader(source.open())])), abs=1e-3)  # the source's scaling
+    results = yaml.safe_load((tmp_path / "run" / "results.json").read_text())["results"]
+    probe_all = next(r for r in results if r["strategy"] == "linear_probe" and r["labels_per_class"] == "all")
+    assert probe_all["test"]["accuracy"] > 0.85          # 60 rows of the separate test file
+
+
+def test_test_source_with_a_class_training_lacks_is_named(tmp_path, capsys):
+    pics = image_folder(tmp_path / "pics", per_class=6)
+    other = image_folder(tmp_path / "other", per_class=2, classes=("dark", "grey"))
+    config = {"target": {"image_folder": str(pics)}, "test": {"image_folder": str(other)}, "model": TINY,
+              "output": str(tmp_path / "run"), "transfer": {"shots": [2], "train": FAST}}
+    assert main(["run", str(write_config(tmp_path / "c.yaml", **config))]) == 2
+    assert "['grey']" in capsys.readouterr().out

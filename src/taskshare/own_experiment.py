@@ -12,7 +12,7 @@ modes; the hard-sharing model is saved for use.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,11 +125,29 @@ def check_classes(data: SourceData, task: str, shots: list, val_per_class: int |
 
 def hold_out(data: SourceData, test_spec, fraction: float, seed: int, image_size, task: str):
     if test_spec is not None:
-        test = read_data(test_spec, image_size, "test")
-        return data, test
+        if data.kind == "table":    # scaled and one-hot encoded as the training table was
+            test_spec = {**test_spec, "encoding": data.encoding}
+        return data, align_classes(read_data(test_spec, image_size, "test"), data)
     y = data.labels[task]
     train_idx, test_idx = stratified_indices(np.where(y >= 0, y, len(data.class_names[task])), fraction, seed)
     return data.select(train_idx), data.select(test_idx)
+
+
+def align_classes(test: SourceData, train: SourceData) -> SourceData:
+    """Test labels re-indexed by the training classes (a test folder may lack a class, or order
+    them differently); a class the training data do not have stops the run, named."""
+    labels = {}
+    for task, names in train.class_names.items():
+        if task not in test.labels:
+            raise TaskshareError(f"the test source {test.origin} has no labels for task {task!r}; it has {test.tasks}")
+        extra = [c for c in test.class_names[task] if c not in names]
+        if extra:
+            raise TaskshareError(f"the test source {test.origin} has classes {extra} that the training data "
+                                 f"({train.origin}) do not have; expected some of {names}")
+        lookup = np.array([names.index(c) for c in test.class_names[task]] + [-1], np.int64)
+        labels[task] = lookup[test.labels[task]]   # -1 (unknown) indexes the appended -1
+    return SourceData(test.kind, test.inputs, labels, train.class_names, train.encoding if test.kind == "image"
+                      else test.encoding, test.origin, test.skipped)
 
 
 def model_size(config: OwnExperiment):
@@ -185,10 +203,6 @@ def with_cache_note(config: OwnExperiment, augment) -> None:
 
 def few_shot_splits(dataset, test_dataset, shot, seed, val_per_class):
     return few_shot(dataset, shot, seed=seed, val_per_class=val_per_class, test=test_dataset)
-
-
-def replace_train(spec, **changes):
-    return replace(spec, train=replace(spec.train, **changes))
 
 
 def run_own_command(args, raw: dict[str, Any], console) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +42,10 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     backbone, size = model_size(config)
     source_net, source_outputs, record = None, None, {"mode": "transfer", "model": config.model}
     if backbone is None:
-        source_net, _, source_outputs = pretrain_builtin(config, size, console)
+        source_net, source_info, source_outputs = pretrain_builtin(config, size, console)
         record["source_outputs"] = source_outputs
+        if source_info["kind"] == "table":   # the network learnt the source's scaling and categories
+            config = replace(config, target={**config.target, "encoding": source_info["encoding"]})
     else:
         record["preprocessing"] = preprocessing_of(backbone)
     data = read_data(config.target, size, "target")  # type: ignore[arg-type]
@@ -86,6 +89,8 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
                               + (" cached" if row["cached"] else ""), highlight=False, soft_wrap=True)
                 if shot == config.transfer.shots[-1] and seed == config.transfer.seeds[0]:
                     _keep_best(deploy, model, result)
+    if hasattr(cache, "close"):
+        cache.close()
     summary = summarize(rows)
     title = f"{_model_name(config)}: transfer to {Path(data.origin).name}"
     print_summary(console, summary, title)
@@ -115,5 +120,4 @@ def _model_name(config: OwnExperiment) -> str:
 
 
 def replace_seed(train, seed: int):
-    from dataclasses import replace
     return replace(train, seed=seed)

@@ -76,6 +76,13 @@ class DiskFeatureCache(FeatureCache):
         out.flush()
         return np.load(path, mmap_mode="r")
 
+    def close(self) -> None:
+        """Drop the maps and delete their files (they can be large; a run writes them afresh)."""
+        import shutil
+        self._full.clear()
+        self._subsets.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def _wrap(self, features: np.ndarray, labels: torch.Tensor) -> ArrayDataset:
         out = ArrayDataset.__new__(ArrayDataset)
         # from_numpy on a read-only map would warn; the map is never written through this tensor

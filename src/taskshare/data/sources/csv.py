@@ -18,7 +18,8 @@ def require_pandas():
 
 @SOURCES.register("csv")
 def csv(path: str | Path, label: str | None = None, labels: list[str] | None = None, features: list[str] | None = None,
-        categorical: list[str] = (), image_size=None, mode: str = "RGB", strict: bool = False) -> SourceData:
+        categorical: list[str] = (), image_size=None, mode: str = "RGB", strict: bool = False,
+        encoding: dict | None = None) -> SourceData:
     file = existing(path, "CSV file")
     pd = require_pandas()
     try:
@@ -26,4 +27,4 @@ def csv(path: str | Path, label: str | None = None, labels: list[str] | None = N
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TaskshareError(f"{file} is not a readable CSV file ({exc})") from None
     return from_frame(frame, str(file), file.parent, label, labels, features, categorical,
-                      image_size=image_size, mode=mode, strict=strict)
+                      image_size=image_size, mode=mode, strict=strict, encoding=encoding)

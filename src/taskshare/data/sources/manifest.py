@@ -28,7 +28,9 @@ def label_columns(frame, label: str | None, labels: Sequence[str] | None, where:
 def from_frame(frame, where: str, base: Path, label: str | None = None, labels: Sequence[str] | None = None,
                features: Sequence[str] | None = None, categorical: Sequence[str] = (), path_column: str = "path",
                text_column: str = "text", image_size=None, mode: str = "RGB", strict: bool = False,
-               class_names: dict[str, list[str]] | None = None) -> SourceData:
+               class_names: dict[str, list[str]] | None = None, encoding: dict | None = None) -> SourceData:
+    """encoding: a table encoding saved by an earlier read (a training set's), applied as it is
+    instead of fitting one, so a test table is scaled by the training statistics."""
     names = label_columns(frame, label, labels, where)
     if len(frame) == 0:
         raise TaskshareError(f"{where} has no rows")
@@ -41,13 +43,15 @@ def from_frame(frame, where: str, base: Path, label: str | None = None, labels: 
         texts = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in frame[text_column]]
         return SourceData("text", texts, ys, classes, {"text_column": text_column}, where)
     columns = list(features) if features is not None else [c for c in frame.columns if c not in names]
+    if encoding is not None:
+        columns = [c["name"] for c in encoding["columns"]]
     absent = [c for c in columns if c not in frame.columns]
     if absent:
         raise TaskshareError(f"{where} has no feature column {absent[0]!r}; its columns: {list(frame.columns)}")
     if not columns:
         raise TaskshareError(f"{where}: no input column; expected {path_column!r} (image files), {text_column!r} "
                              f"or feature columns besides the labels {names}")
-    encoding = fit_encoding(frame, columns, categorical)
+    encoding = encoding or fit_encoding(frame, columns, categorical)
     return SourceData("table", encode(frame, encoding, where), ys, classes, encoding, where)
 
 

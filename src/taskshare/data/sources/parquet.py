@@ -11,7 +11,8 @@ from .manifest import from_frame
 
 @SOURCES.register("parquet")
 def parquet(path: str | Path, label: str | None = None, labels: list[str] | None = None, features: list[str] | None = None,
-            categorical: list[str] = (), image_size=None, mode: str = "RGB", strict: bool = False) -> SourceData:
+            categorical: list[str] = (), image_size=None, mode: str = "RGB", strict: bool = False,
+            encoding: dict | None = None) -> SourceData:
     file = existing(path, "Parquet file")
     pd = require_pandas()
     try:
@@ -21,4 +22,4 @@ def parquet(path: str | Path, label: str | None = None, labels: list[str] | None
     except (OSError, ValueError) as exc:
         raise TaskshareError(f"{file} is not a readable Parquet file ({exc})") from None
     return from_frame(frame, str(file), file.parent, label, labels, features, categorical,
-                      image_size=image_size, mode=mode, strict=strict)
+                      image_size=image_size, mode=mode, strict=strict, encoding=encoding)

@@ -153,6 +153,7 @@ def test_predict_needs_a_run_folder(tmp_path, capsys):
     assert "run.json" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_builtin_model_pretrained_on_a_source_table_then_a_separate_test_table(tmp_path):
     source = table_csv(tmp_path / "source.csv", n=200, seed=1)
     target = table_csv(tmp_path / "target.csv", n=120, seed=2)

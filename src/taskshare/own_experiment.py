@@ -66,7 +66,7 @@ class OwnExperiment:
         if fam is None and "name" not in self.model:
             raise ConfigError(f"model = {self.model!r}; expected a pretrained family ({{torchvision: name}}, "
                               f"{{timm: name}}, {{hf: name}}) or a built-in ({{name: mlp, args: {{...}}}})")
-        if self.mode == "transfer" and fam is None and self.source is None and not self.pretrain.checkpoint:
+        if self.mode == "transfer" and fam is None and self.source is None:
             raise ConfigError("a built-in model has no pretrained weights: give 'source' (data to pretrain on) "
                               "or a pretrained model (model: {torchvision: ...}, {timm: ...}, {hf: ...})")
         if self.feature_cache not in ("disk", "memory"):

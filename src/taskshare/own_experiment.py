@@ -210,5 +210,8 @@ def run_own_command(args, raw: dict[str, Any], console) -> int:
     if args.command != "run":
         raise TaskshareError(f"'taskshare {args.command}' is for built-in data; a config with your own data source "
                              f"or a pretrained model runs with 'taskshare run'")
+    if getattr(args, "resume", False):
+        raise TaskshareError("--resume is not available yet for configs with your own data source or a pretrained "
+                             "model; run again without it (or set train.checkpoint_dir in Python)")
     config = load_own(raw)
     return run_own(config, Path(args.out or config.output), console)

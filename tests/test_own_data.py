@@ -211,3 +211,9 @@ def test_jsonl_text_through_a_hub_style_folder_then_predict_a_text_file(tmp_path
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "new.txt"), "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [r["topic"] for r in rows] == ["sport", "food"]
+
+
+def test_resume_is_refused_with_a_message_not_ignored(tmp_path, capsys):
+    config = {"target": {"image_folder": str(tmp_path)}, "model": TINY}
+    assert main(["run", str(write_config(tmp_path / "c.yaml", **config)), "--resume"]) == 2
+    assert "--resume is not available yet" in " ".join(capsys.readouterr().out.split())

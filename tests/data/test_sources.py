@@ -129,3 +129,11 @@ def test_spec_errors_name_the_problem(tmp_path):
         read_source({"csv": str(tmp_path / "t.csv"), "colour": 1})
     with pytest.raises(TaskshareError, match="no label column 'kind'"):
         read_source({"csv": str(tmp_path / "t.csv"), "label": "kind"})
+
+
+def test_decoding_in_worker_processes_gives_the_same_batches(tmp_path):
+    data = read_source({"image_folder": str(image_folder(tmp_path / "pics", per_class=4)), "image_size": 8})
+    inline = [x for x, _ in make_loader(data.dataset(), 4, shuffle=False)]
+    loader = make_loader(data.dataset(num_workers=2), 4, shuffle=False)
+    assert loader.num_workers == 2
+    assert all(torch.equal(a, b) for a, b in zip(inline, (x for x, _ in loader)))

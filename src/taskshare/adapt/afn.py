@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import ADAPTERS, DomainMethod, method_dataclass
+
+
+def adaptive_feature_norm(features: Tensor, step: float = 1.0) -> Tensor:
+    """Stepwise adaptive feature norm (SAFN, Xu et al., ICCV 2019): (||f|| - (||f||.detached + step))^2
+    averaged over samples. Its value is always step^2; its gradient grows every norm by `step`."""
+    norms = features.float().norm(dim=1)
+    return (norms - (norms.detach() + step)).pow(2).mean()
+
+
+@ADAPTERS.register("afn")
+@method_dataclass
+class AFN(DomainMethod):
+    """AFN (Xu et al., ICCV 2019): target features with small norms carry little information for the
+    classifier; enlarging every feature norm step by step (source and target) makes the target
+    transferable without any discriminator. The paper's trade-off is 0.05."""
+
+    name = "afn"
+    default_weight = 0.05
+    step: float = 1.0
+
+    def loss(self, source, target, source_logits, target_logits, progress):
+        return adaptive_feature_norm(torch.cat([source, target]), self.step)

@@ -87,7 +87,7 @@ class PairedLoader:
 
 def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: Any = None,
                    config: TrainConfig | None = None, method: Any = None, weight: float | None = None,
-                   selection: str = "source", target_test: Any = None, pull_limit: float | None = 1.0,
+                   selection: str = "source", target_test: Any = None, pull_limit: float | None = 0.2,
                    source_only_score: float | None = None) -> History:
     """Train `model` (trunk + head) on labelled `source` data while adapting to unlabelled `target`
     inputs with `method` (None = source only, the baseline), its loss times `weight` (default: the

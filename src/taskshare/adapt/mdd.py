@@ -33,12 +33,13 @@ class MDD(DomainMethod):
     hidden: int = 256
     margin: float = 4.0
     gamma: float = 10.0
+    reversal: float = 0.1      # the reversal's final strength; the paper's code ramps it to 0.1, not 1
 
     def build(self, feature_dim: int, num_classes: int) -> None:
         self.adversary = nn.Sequential(nn.Linear(feature_dim, self.hidden), nn.ReLU(), nn.Linear(self.hidden, num_classes))
 
     def loss(self, source, target, source_logits, target_logits, progress):
-        z = reverse_gradient(torch.cat([source, target]), dann_schedule(progress, self.gamma))
+        z = reverse_gradient(torch.cat([source, target]), self.reversal * dann_schedule(progress, self.gamma))
         adv = self.adversary(z.float())
         n = len(source)
         return margin_disparity(source_logits, adv[:n], target_logits, adv[n:], self.margin)

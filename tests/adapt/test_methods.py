@@ -109,3 +109,25 @@ def test_dev_and_iwv_by_hand():
     eta2 = -float(((wl2 - wl2.mean()) * (w2 - w2.mean())).sum() / 3) / float(w2.var())
     assert dev_score(losses, w2) == pytest.approx(float(wl2.mean()) + eta2 * 0.25)
     assert dev_score(losses, w2) != pytest.approx(iwv_score(losses, w2))
+
+
+@pytest.mark.slow
+def test_pada_learns_which_source_classes_the_target_lacks():
+    from torch import nn
+
+    from taskshare import Task, TrainConfig
+    from taskshare.adapt import fit_adaptation
+    from taskshare.models.trunk_head import TrunkHead
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[3.0, 0.0], [-3.0, 0.0], [0.0, 3.0]])
+    y = torch.randint(0, 3, (300,), generator=g)
+    x = centres[y] + 0.5 * torch.randn(300, 2, generator=g)
+    yt = torch.randint(0, 2, (200,), generator=g)            # the target holds classes 0 and 1 only
+    xt = centres[yt] + 0.5 * torch.randn(200, 2, generator=g) + 0.3
+    torch.manual_seed(0)
+    model = TrunkHead(nn.Sequential(nn.Linear(2, 16), nn.ReLU()), nn.Linear(16, 3))
+    method = PADA(momentum=0.9)
+    fit_adaptation(model, Task("c", num_classes=3), (x, y), xt, None,
+                   TrainConfig(epochs=20, batch_size=32, lr=5e-3, min_steps=0, progress=False, device="cpu"), method=method)
+    w = method.class_weights()
+    assert float(w[2]) < 0.2 < 0.6 < float(w[0]) and float(w[1]) > 0.6, w

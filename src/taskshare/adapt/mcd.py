@@ -35,6 +35,8 @@ class MCD(DomainMethod):
         self.first, self.second = head(), head()
 
     def loss(self, source, target, source_logits, target_logits, progress, labels=None):
-        fit = F.cross_entropy(self.first(source.float()), labels.long()) + F.cross_entropy(self.second(source.float()), labels.long())
+        y = labels.long()          # unknown labels (-1) add nothing, as in the task loss
+        fit = F.cross_entropy(self.first(source.float()), y, ignore_index=-1) + \
+            F.cross_entropy(self.second(source.float()), y, ignore_index=-1)
         z = reverse_gradient(target.float(), dann_schedule(progress, self.gamma))
         return fit - classifier_discrepancy(self.first(z), self.second(z))

@@ -35,10 +35,11 @@ class PADA(DomainMethod):
         with torch.no_grad():
             batch = torch.softmax(target_logits.detach().float(), 1).mean(0)
             self.mean_prediction.mul_(self.momentum).add_((1 - self.momentum) * batch)
-        w = self.class_weights()[labels.long()]
+        known = labels.long() >= 0          # an unknown label (-1) weighs 0 in the domain loss
+        w = self.class_weights()[labels.long().clamp_min(0)] * known
         z = reverse_gradient(torch.cat([source, target]), dann_schedule(progress, self.gamma))
         d = self.discriminator(z.float()).squeeze(1)
         n = len(source)
-        s = (w * F.binary_cross_entropy_with_logits(d[:n], torch.ones_like(d[:n]), reduction="none")).sum() / w.sum()
+        s = (w * F.binary_cross_entropy_with_logits(d[:n], torch.ones_like(d[:n]), reduction="none")).sum() / w.sum().clamp_min(1e-12)
         t = F.binary_cross_entropy_with_logits(d[n:], torch.zeros_like(d[n:]))
         return 0.5 * (s + t)

@@ -180,7 +180,8 @@ def adaptation_objective(task: Task, method: DomainMethod | None, weight: float,
         logits = m.head(f)
         class_weights = method.class_weights()
         if class_weights is not None and task.kind == "multiclass":
-            loss = torch.nn.functional.cross_entropy(logits[:n].float(), y.long(), weight=class_weights.to(logits.device))
+            loss = torch.nn.functional.cross_entropy(logits[:n].float(), y.long(), weight=class_weights.to(logits.device),
+                                                     ignore_index=-1)
         else:
             loss = task.loss(logits[:n], y)
         p = progress.fraction

@@ -129,14 +129,18 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
     raw = proxy_a_distance(val[0][:n].reshape(n, -1), x_t[:n].reshape(n, -1)) if n >= 4 else float("nan")
     console.print(f"how different are these domains: proxy A-distance {raw:.2f} on the raw inputs "
                   f"(0 = indistinguishable, 2 = separable)")
-    rows = []
+    rows, reference = [], None
     for method in config.adapt.methods:
         torch.manual_seed(seed)
         model = make_model(config, train[0], task.out_dim)
         spec = None if method == "source_only" else {"name": method, **config.adapt.options.get(method, {})}
-        fit_adaptation(model, task, train, x_t, val, under(config.adapt.train, method), method=spec, weight=config.adapt.weight,
-                       selection=config.adapt.selection)
+        history = fit_adaptation(model, task, train, x_t, val, under(config.adapt.train, method), method=spec,
+                                 weight=config.adapt.weight, selection=config.adapt.selection, source_only_score=reference)
         row = {"method": method, "source_val": evaluate(model, task, to_dataset(val, "source validation"))[task.main_metric]}
+        if method == "source_only":
+            reference = row["source_val"]      # later methods are checked against it
+        if getattr(history, "warning", None):
+            row["warning"] = history.warning
         if test is not None:
             row["target"] = evaluate(model, task, test)[task.main_metric]
         if method == "source_only":

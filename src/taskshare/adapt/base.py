@@ -17,6 +17,8 @@ class DomainMethod(nn.Module):
     name: ClassVar[str] = ""
     needs_classes: ClassVar[bool] = False   # reads class predictions: classification tasks only
     default_weight: ClassVar[float] = 1.0    # the trade-off against the source loss when none is given
+    ramps_itself: ClassVar[bool] = False     # ramps its gradient reversal; the trainer then leaves the weight flat
+    needs_labels: ClassVar[bool] = False     # loss() also takes labels= (the source labels of the batch)
 
     def __post_init__(self) -> None:
         nn.Module.__init__(self)
@@ -27,6 +29,10 @@ class DomainMethod(nn.Module):
     def loss(self, source: Tensor, target: Tensor, source_logits: Tensor, target_logits: Tensor,
              progress: float) -> Tensor:
         raise NotImplementedError
+
+    def class_weights(self) -> Tensor | None:
+        """Weights of the source classes in the classification loss (partial adaptation); None: equal."""
+        return None
 
     def extra_repr(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]

@@ -19,6 +19,7 @@ class CDAN(DomainMethod):
     small. `entropy_weighting` (CDAN+E) weights each sample by 1 + exp(-entropy of its prediction)."""
 
     name = "cdan"
+    ramps_itself = True
     needs_classes = True
     hidden: int = 256
     gamma: float = 10.0

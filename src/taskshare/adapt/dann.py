@@ -22,6 +22,7 @@ class DANN(DomainMethod):
     trunk learns features the discriminator cannot tell apart."""
 
     name = "dann"
+    ramps_itself = True
     hidden: int = 256
     gamma: float = 10.0
 

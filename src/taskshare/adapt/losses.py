@@ -16,17 +16,23 @@ def _check_pair(source: Tensor, target: Tensor, what: str) -> None:
         raise TaskshareError(f"{what}: needs at least 2 samples per domain, got {len(source)} and {len(target)}")
 
 
-def multi_kernel_mmd(source: Tensor, target: Tensor, multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)) -> Tensor:
-    """Squared MMD with a sum of Gaussian kernels (DAN, Long et al., ICML 2015), bandwidths = the
-    mean pairwise squared distance times each multiplier; the biased estimator (>= 0, 0 for identical
-    samples)."""
-    _check_pair(source, target, "mmd")
-    z = torch.cat([source, target]).float()
+def gaussian_kernels(z: Tensor, multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)) -> Tensor:
+    """Sum of Gaussian kernel matrices over the rows of z, bandwidths = the mean pairwise squared
+    distance times each multiplier. The bandwidth stays in the graph: the kernels are then exactly
+    invariant to the features' scale, so their gradient has no component that shrinks the features.
+    (Detached, it had one: shrinking every feature lowered the loss, the next batch's bandwidth
+    followed, and the pull, growing as 1 / scale, collapsed an unnormalised trunk's features.)"""
     d2 = torch.cdist(z, z).pow(2)
     n = len(z)
-    base = d2.sum() / (n * n - n)
-    base = base.detach().clamp_min(1e-12)
-    k = sum(torch.exp(-d2 / (base * m)) for m in multipliers)
+    base = (d2.sum() / (n * n - n)).clamp_min(1e-12)
+    return sum(torch.exp(-d2 / (base * m)) for m in multipliers)
+
+
+def multi_kernel_mmd(source: Tensor, target: Tensor, multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)) -> Tensor:
+    """Squared MMD with a sum of Gaussian kernels (DAN, Long et al., ICML 2015), the biased estimator
+    (>= 0, 0 for identical samples); kernels from `gaussian_kernels`."""
+    _check_pair(source, target, "mmd")
+    k = gaussian_kernels(torch.cat([source, target]).float(), multipliers)
     s = len(source)
     return k[:s, :s].mean() + k[s:, s:].mean() - 2 * k[:s, s:].mean()
 

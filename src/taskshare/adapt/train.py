@@ -14,11 +14,12 @@ from ..models.trunk_head import TrunkHead
 from ..tasks import Task
 from ..train.config import TrainConfig
 from ..train.device import resolve_device
-from ..train.loop import History, _budget, evaluate, predict, train_loop
+from ..train.loop import History, _budget, evaluate, train_loop
 from .base import ADAPTERS, DomainMethod
-from .shift import domain_weights
+from .safety import Progress, bound_gradient, check_source_score, ramp, source_pull
+from .selection import dev_score, importance_weighted_loss, iwv_score, weighted_losses  # noqa: F401
 
-SELECTIONS = ("source", "iwv")
+SELECTIONS = ("source", "iwv", "dev")
 
 
 def build_method(spec: Any) -> DomainMethod | None:
@@ -86,19 +87,29 @@ class PairedLoader:
 
 def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: Any = None,
                    config: TrainConfig | None = None, method: Any = None, weight: float | None = None,
-                   selection: str = "source", target_test: Any = None) -> History:
+                   selection: str = "source", target_test: Any = None, pull_limit: float | None = 0.2,
+                   source_only_score: float | None = None) -> History:
     """Train `model` (trunk + head) on labelled `source` data while adapting to unlabelled `target`
     inputs with `method` (None = source only, the baseline), its loss times `weight` (default: the
-    method's own default, 1 for most). `val`: labelled SOURCE validation data
-    for early stopping and selection; `selection`: "source" (plain source validation score) or "iwv"
-    (importance-weighted validation loss, weights from a source-vs-target classifier on the trunk's
-    features; Sugiyama et al., JMLR 2007). `target_test`: labelled target data used only to report
-    target metrics in the history (never for selection)."""
+    method's own default, 1 for most) times a ramp from 0 to 1 over training (methods with a gradient
+    reversal ramp the reversal instead). `pull_limit`: the adaptation gradient reaching the features is
+    at most this many times the source loss's gradient there (its largest so far; None: unbounded),
+    so the source task is learned whatever the method's scale. `val`: labelled SOURCE validation data for early
+    stopping and selection; `selection`: "source" (plain source validation score), "iwv"
+    (importance-weighted validation loss; Sugiyama et al., JMLR 2007) or "dev" (deep embedded
+    validation, the same with a control variate; You et al., ICML 2019), weights from a
+    source-vs-target classifier on the trunk's features. `target_test`: labelled target data used only
+    to report target metrics in the history (never for selection). `source_only_score`: the
+    source-only model's source validation score; when given, a run ending more than 0.1 below it
+    logs a warning naming the method (as does one near chance without it), and the history's
+    `warning` says why."""
     config = config or TrainConfig()
     if selection not in SELECTIONS:
         raise TaskshareError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     if not isinstance(model, TrunkHead):
         raise TaskshareError(f"domain adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
+    if pull_limit is not None and not pull_limit > 0:
+        raise TaskshareError(f"pull_limit = {pull_limit!r}; expected a positive number or None (unbounded)")
     method = build_method(method)
     source = to_dataset(source, "source data")
     x_target = target_inputs(target)
@@ -120,25 +131,10 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
             model.train(was)
         method.build(width, task.out_dim)
         method.to(device)
-    total_steps = max(1, _budget(config, len(loader))[0] * len(loader))
+    progress = Progress(_budget(config, len(loader))[0] * len(loader))
     if weight is None:
         weight = method.default_weight if method is not None else 0.0
-    step = [0]
-
-    def objective(m: nn.Module, xs, y):
-        x_s, x_t = xs
-        n = len(x_s)
-        if method is None:
-            loss = task.loss(m(x_s), y)
-            return loss, {task.name: loss}
-        f = m.trunk(torch.cat([x_s, x_t]))
-        logits = m.head(f)
-        f = f.reshape(len(f), -1)
-        loss = task.loss(logits[:n], y)
-        extra = method.loss(f[:n], f[n:], logits[:n], logits[n:], step[0] / total_steps)
-        step[0] += 1
-        return loss + weight * extra, {task.name: loss, method.name: extra}
-
+    objective = adaptation_objective(task, method, weight, progress, pull_limit)
     val_ds = to_dataset(val, "source validation data") if val is not None else None
     test_ds = to_dataset(target_test, "target test data") if target_test is not None else None
 
@@ -148,32 +144,57 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
             metrics.update({f"target_{k}": v for k, v in evaluate(m, task, test_ds, device, config.eval_batch_size).items()})
         if selection == "source":
             return metrics[task.main_metric], metrics
-        score = -importance_weighted_loss(m, task, val_ds, x_target, device)
-        metrics["iw_loss"] = -score
-        return score, metrics
+        losses, weights = weighted_losses(m, task, val_ds, x_target, device)
+        metrics["iw_loss"] = iwv_score(losses, weights)
+        metrics["dev_loss"] = dev_score(losses, weights)
+        return -metrics[f"{'iw' if selection == 'iwv' else 'dev'}_loss"], metrics
 
     higher = task.higher_is_better if selection == "source" else True
-    return train_loop(model, loader, objective, validate if val_ds is not None else None, config, higher,
-                      label=f"adapt {method.name if method else 'source only'}", metric=task.main_metric,
-                      extra_params=list(method.parameters()) if method is not None else ())
+    stateful = {"adapt_progress": progress}
+    if method is not None:
+        stateful["adapt_method"] = method      # discriminators, extra classifiers, running estimates
+    history = train_loop(model, loader, objective, validate if val_ds is not None else None, config, higher,
+                         label=f"adapt {method.name if method else 'source only'}", metric=task.main_metric,
+                         extra_params=[p for p in method.parameters() if p.requires_grad] if method is not None else (),
+                         stateful=stateful)
+    if method is not None and history.best_epoch >= 0 and val_ds is not None:
+        score = history.epochs[history.best_epoch].get(f"val_{task.main_metric}", float("nan"))
+        message = check_source_score(method.name, score, source_only_score, task.higher_is_better,
+                                     task.out_dim if task.kind == "multiclass" else None)
+        if message:
+            history.warning = message      # type: ignore[attr-defined]
+    return history
 
 
-@torch.no_grad()
-def importance_weighted_loss(model: TrunkHead, task: Task, val: Any, x_target: Tensor, device) -> float:
-    """The source validation loss with each sample weighted by p_target / p_source of its features."""
-    was = model.training
-    model.eval()
-    xs = torch.stack([torch.as_tensor(val[i][0]) for i in range(len(val))]) if not hasattr(val, "x") else val.x
-    fs = torch.cat([model.trunk(xs[i:i + 1024].to(device)).reshape(len(xs[i:i + 1024]), -1).float().cpu()
-                    for i in range(0, len(xs), 1024)])
-    xt = x_target[torch.randperm(len(x_target), generator=torch.Generator().manual_seed(0))[:len(xs)]]
-    ft = torch.cat([model.trunk(xt[i:i + 1024].to(device)).reshape(len(xt[i:i + 1024]), -1).float().cpu()
-                    for i in range(0, len(xt), 1024)])
-    weights = domain_weights(fs, ft)
-    out, y = predict(model, val, device)
-    if task.kind == "multiclass":
-        per_sample = torch.nn.functional.cross_entropy(out.float(), y.long(), reduction="none")
-    else:
-        per_sample = torch.stack([task.loss(out[i:i + 1], y[i:i + 1]) for i in range(len(y))])
-    model.train(was)
-    return float((weights * per_sample).mean())
+def adaptation_objective(task: Task, method: DomainMethod | None, weight: float, progress: Progress,
+                         pull_limit: float | None):
+    """The per-step loss: the source task loss plus the ramped, bounded adaptation term."""
+
+    def objective(m: nn.Module, xs, y):
+        x_s, x_t = xs
+        n = len(x_s)
+        if method is None:
+            loss = task.loss(m(x_s), y)
+            return loss, {task.name: loss}
+        f = m.trunk(torch.cat([x_s, x_t]))
+        logits = m.head(f)
+        class_weights = method.class_weights()
+        if class_weights is not None and task.kind == "multiclass":
+            loss = torch.nn.functional.cross_entropy(logits[:n].float(), y.long(), weight=class_weights.to(logits.device),
+                                                     ignore_index=-1)
+        else:
+            loss = task.loss(logits[:n], y)
+        p = progress.fraction
+        if pull_limit is not None and torch.is_grad_enabled():
+            f_adapt = bound_gradient(f, progress.limit(source_pull(loss, f), pull_limit))
+            logits_adapt = m.head(f_adapt)      # gradients through predictions are bounded too
+        else:
+            f_adapt, logits_adapt = f, logits
+        flat = f_adapt.reshape(len(f_adapt), -1)
+        kwargs = {"labels": y} if method.needs_labels else {}
+        extra = method.loss(flat[:n], flat[n:], logits_adapt[:n], logits_adapt[n:], p, **kwargs)
+        progress.step += 1
+        scale = weight if method.ramps_itself else weight * ramp(p)
+        return loss + scale * extra, {task.name: loss, method.name: extra}
+
+    return objective

@@ -20,6 +20,7 @@ from ..train import TrainConfig, evaluate, fit, resolve_device
 from .auto import Auto
 from .base import STRATEGIES, DataFacts, Stage, Strategy
 from .features import FeatureCache
+from .probe_stage import convex_blocker, run_convex_stage
 
 log = logging.getLogger("taskshare")
 
@@ -115,6 +116,11 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
     use_cache = k == 1 and stage.only is None and cache is not None and augment is None and penalty is None and not train_frozen_bn
     if k == 1 and augment is not None:
         log.info("feature cache off for stage %r: inputs are augmented, so trunk features change every epoch", stage.name)
+    if stage.solver == "convex":
+        why = convex_blocker(model, stage, k == 1, augment, train_frozen_bn, penalty)
+        if why is None:
+            return run_convex_stage(model, task, splits, stage, cache, resolve_device(config.device)), cache is not None
+        log.info("stage %r: trained by SGD, not solved exactly: %s", stage.name, why)
     if use_cache:
         history = fit(model.head, task, cache.get(splits.train), cache.get(splits.val), stage_config, pg)
     else:

@@ -137,6 +137,7 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
     """Train a copy of `pretrained` on `task` with one strategy; returns the model and its result.
 
     Model selection uses `splits.val` only; `splits.test` (if any) is evaluated once at the end.
+    The head is redrawn from config.seed, so a result depends on the seed, the trunk and the data only.
     cache: True builds a feature cache for probing stages; a FeatureCache shares one across calls.
     train_frozen_bn: BatchNorm statistics in frozen groups keep updating (default: frozen, eval mode).
     """
@@ -155,6 +156,8 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
         model = copy.deepcopy(pretrained).to(device)
         if chosen.reinit:
             reinitialize(model)
+        else:  # the new head starts from the seed alone, not from the caller's random state when it was made
+            model.head.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
         if cache is True and not chosen.reinit:
             cache = new_cache(pretrained, config)
         stages, used_cache = [], False

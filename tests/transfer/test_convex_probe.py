@@ -12,7 +12,7 @@ from taskshare import Task, TaskshareError, TrainConfig, TrunkHead
 from taskshare.data import few_shot
 from taskshare.transfer import run_strategy
 from taskshare.transfer.convex_probe import ConvexProbeConfig, solve_probe, standardizer
-from taskshare.transfer.convex_solvers import logistic_lbfgs
+from taskshare.transfer.convex_solvers import logistic_path
 
 from ..conftest import blobs
 
@@ -31,7 +31,8 @@ def _standardised(x):
 
 
 def _fixed(c):
-    return ConvexProbeConfig(default_c=c)  # without validation labels the probe uses default_c
+    # without validation labels the probe uses default_c; solved tightly, to compare optima
+    return ConvexProbeConfig(default_c=c, tol=1e-8, max_iter=2000)
 
 
 @pytest.mark.parametrize("c", [0.01, 1.0, 30.0])
@@ -125,8 +126,7 @@ def test_head_is_a_plain_linear_equal_to_the_standardised_solve():
     xt = torch.tensor(x)
     mean, scale = standardizer(xt)
     z = (xt - mean) / scale
-    zeros = torch.zeros(3, x.shape[1], dtype=torch.float64)
-    w, b, _ = logistic_lbfgs(task, z, torch.tensor(y), 2.0, zeros, torch.zeros(3, dtype=torch.float64), 1e-9, 1000)
+    ((w, b, _),) = logistic_path(task, z, torch.tensor(y), [2.0], 1e-9, 1000)
     assert torch.allclose(sol.head(xt.float()).double(), z @ w.T + b, atol=1e-3)
 
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..errors import TaskshareError
 from ..tasks import Task
-from .convex_solvers import logistic_lbfgs, ridge_path
+from .convex_solvers import logistic_path, ridge_path
 
 # Half-decades from 1e-3 (nearly constant predictions) to 1e3 (nearly unregularised on
 # standardised features); beyond that the optimum hardly moves on data of probe size.
@@ -33,8 +33,8 @@ DEFAULT_GRID = tuple(round(10 ** (e / 2), 6) for e in range(-6, 7))
 class ConvexProbeConfig:
     grid: tuple[float, ...] = DEFAULT_GRID  # values of C tried, strongest penalty (smallest C) first
     default_c: float = 1.0     # C used when validation has no known label (scikit-learn's default)
-    tol: float = 1e-6          # L-BFGS stops when every gradient entry is below this (mean-loss units)
-    max_iter: int = 300        # L-BFGS iterations per grid point; warm starts keep most far below
+    tol: float = 1e-5          # L-BFGS stops when every (preconditioned) gradient entry is below this
+    max_iter: int = 100        # L-BFGS iterations per grid point (warm starts keep most below it)
 
     def __post_init__(self) -> None:
         if not self.grid or any(not c > 0 for c in self.grid):
@@ -117,7 +117,7 @@ def solve_probe(task: Task, train_x: Tensor, train_y: Tensor, val_x: Tensor | No
     if task.kind == "regression":
         solutions = [(w, b, 0) for w, b in ridge_path(z, y, task.known(y), [1.0 / c for c in grid])]
     else:
-        solutions = _logistic_path(task, z, y, grid, config)
+        solutions = logistic_path(task, z, y, grid, config.tol, config.max_iter)
     best, best_key, path = None, None, []
     for c, (w, b, iters) in zip(grid, solutions):
         key = _scores(task, zv @ w.T + b, yv) if has_val else (float("nan"), float("nan"))
@@ -128,13 +128,3 @@ def solve_probe(task: Task, train_x: Tensor, train_y: Tensor, val_x: Tensor | No
     head = fold(w, b, mean, scale, like)
     return ProbeSolution(head, c, best_key[0], sum(p["iterations"] for p in path), time.perf_counter() - started,
                          path, note)
-
-
-def _logistic_path(task: Task, z: Tensor, y: Tensor, grid: list[float], config: ConvexProbeConfig):
-    """Solutions along the grid, each warm-started from the last (the lazy generator keeps only one
-    solve in flight)."""
-    w = torch.zeros(task.out_dim, z.shape[1], dtype=z.dtype, device=z.device)
-    b = torch.zeros(task.out_dim, dtype=z.dtype, device=z.device)
-    for c in grid:
-        w, b, iters = logistic_lbfgs(task, z, y, c, w, b, config.tol, config.max_iter)
-        yield w, b, iters

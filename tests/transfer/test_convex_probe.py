@@ -95,7 +95,7 @@ def test_strength_is_the_validation_best_of_the_grid():
     train, val = slice(0, 60), slice(60, 400)   # few training rows, many features: the penalty matters
     task, grid = Task("t", num_classes=3), (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
     sol = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]),
-                      ConvexProbeConfig(grid=grid))
+                      ConvexProbeConfig(grid=grid, patience=None))
     scores = []
     for c in grid:                              # each C solved on its own from zero, scored by hand
         one = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), config=_fixed(c))
@@ -104,6 +104,12 @@ def test_strength_is_the_validation_best_of_the_grid():
     assert max(scores) - min(scores) > 0.05     # the grid matters on these data
     assert scores[grid.index(sol.c)] >= max(scores) - 1.5 / 340
     assert sol.val_score == max(p["val_score"] for p in sol.path)
+    # with patience the path stops after that many C in a row fail to beat the best, and keeps the best so far
+    short = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]),
+                        torch.tensor(y[val]), ConvexProbeConfig(grid=grid, patience=1))
+    walked = [p["c"] for p in short.path]
+    assert walked == list(grid[:len(walked)]) and len(walked) == min(len(grid), grid.index(short.c) + 2)
+    assert short.val_score == max(p["val_score"] for p in short.path)
 
 
 def test_unknown_labels_change_nothing():

@@ -4,7 +4,7 @@ an SGD run that stops somewhere near one.
 Features are standardised with the training split's statistics; the L2 strength is chosen on the
 validation split from a log grid of C (scikit-learn's convention: the penalty is ||W||^2 / 2 against
 C times the summed loss, the bias unpenalised), solved from the strongest penalty to the weakest,
-each solve warm-started from the previous one. Multiclass: the multinomial logistic loss; binary and
+each solve warm-started from the previous one, until `patience` values in a row fail to beat the best. Multiclass: the multinomial logistic loss; binary and
 multi-label: a logistic loss per label; regression: ridge in closed form (alpha = 1 / C). Unknown
 labels (-1 / NaN) are left out. The standardisation is folded into the returned nn.Linear, so the
 head takes raw features and the model stays a plain module.
@@ -35,12 +35,17 @@ class ConvexProbeConfig:
     default_c: float = 1.0     # C used when validation has no known label (scikit-learn's default)
     tol: float = 1e-5          # L-BFGS stops when every (preconditioned) gradient entry is below this
     max_iter: int = 100        # L-BFGS iterations per grid point (warm starts keep most below it)
+    patience: int | None = 3   # stop the path after this many C in a row that do not beat the best on
+                               # validation: weak penalties cost the most iterations and rarely win late
+                               # (None: the whole grid)
 
     def __post_init__(self) -> None:
         if not self.grid or any(not c > 0 for c in self.grid):
             raise TaskshareError(f"convex probe: grid must be a non-empty list of positive C values, got {self.grid!r}")
         if not self.default_c > 0:
             raise TaskshareError(f"convex probe: default_c must be > 0, got {self.default_c!r}")
+        if self.patience is not None and self.patience < 1:
+            raise TaskshareError(f"convex probe: patience must be >= 1 or None, got {self.patience!r}")
         if not self.tol > 0 or self.max_iter < 1:
             raise TaskshareError(f"convex probe: tol must be > 0 and max_iter >= 1, got {self.tol!r}, {self.max_iter!r}")
 
@@ -118,12 +123,16 @@ def solve_probe(task: Task, train_x: Tensor, train_y: Tensor, val_x: Tensor | No
         solutions = [(w, b, 0) for w, b in ridge_path(z, y, task.known(y), [1.0 / c for c in grid])]
     else:
         solutions = logistic_path(task, z, y, grid, config.tol, config.max_iter)
-    best, best_key, path = None, None, []
+    best, best_key, path, stale = None, None, [], 0
     for c, (w, b, iters) in zip(grid, solutions):
         key = _scores(task, zv @ w.T + b, yv) if has_val else (float("nan"), float("nan"))
         path.append({"c": c, "val_score": key[0], "val_loss": key[1], "iterations": iters})
         if has_val and _better(task, key, best_key) or best is None:
-            best, best_key = (c, w, b), key
+            best, best_key, stale = (c, w, b), key, 0
+        else:
+            stale += 1
+            if config.patience is not None and stale >= config.patience:
+                break   # the generator is left unfinished: no further solve runs
     c, w, b = best
     head = fold(w, b, mean, scale, like)
     return ProbeSolution(head, c, best_key[0], sum(p["iterations"] for p in path), time.perf_counter() - started,

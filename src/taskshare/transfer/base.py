@@ -36,6 +36,7 @@ class Stage:
     trunk_weight_decay: float | None = None  # override config.weight_decay for the trunk's groups
     prepare: Callable[[TrunkHead], None] | None = None  # changes the model first (e.g. adds LoRA adapters)
     only: str | None = None                # regex: of the trunk's parameters, only matching ones train
+    solver: str = "sgd"                    # "convex": a head-only stage solved exactly where it can be (else SGD)
 
 
 class Strategy:

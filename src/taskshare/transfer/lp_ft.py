@@ -1,6 +1,7 @@
 from dataclasses import dataclass
 
 from .base import STRATEGIES, DataFacts, Stage, Strategy, check_fraction
+from .linear_probe import check_solver
 
 
 @STRATEGIES.register("lp_ft")
@@ -12,9 +13,11 @@ class LPFT(Strategy):
     name = "lp_ft"
     probe_fraction: float = 0.5
     trunk_lr_scale: float = 0.1
+    probe_solver: str = "convex"   # the probe solved exactly (see linear_probe), or "sgd"
 
     def stages(self, n_groups: int, facts: DataFacts) -> list[Stage]:
         check_fraction(self.probe_fraction, "lp_ft: probe_fraction")
-        return [Stage("probe", train_last=1, epochs_fraction=self.probe_fraction),
+        check_solver(self.probe_solver, "lp_ft: probe_solver")
+        return [Stage("probe", train_last=1, epochs_fraction=self.probe_fraction, solver=self.probe_solver),
                 Stage("finetune", lr_scales=[self.trunk_lr_scale] * (n_groups - 1) + [1.0],
                       epochs_fraction=1 - self.probe_fraction)]

@@ -20,6 +20,7 @@ from ..train import TrainConfig, evaluate, fit, resolve_device
 from .auto import Auto
 from .base import STRATEGIES, DataFacts, Stage, Strategy
 from .features import FeatureCache
+from .probe_stage import convex_blocker, run_convex_stage
 
 log = logging.getLogger("taskshare")
 
@@ -115,6 +116,11 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
     use_cache = k == 1 and stage.only is None and cache is not None and augment is None and penalty is None and not train_frozen_bn
     if k == 1 and augment is not None:
         log.info("feature cache off for stage %r: inputs are augmented, so trunk features change every epoch", stage.name)
+    if stage.solver == "convex":
+        why = convex_blocker(model, stage, k == 1, augment, train_frozen_bn, penalty)
+        if why is None:
+            return run_convex_stage(model, task, splits, stage, cache, resolve_device(config.device)), cache is not None
+        log.info("stage %r: trained by SGD, not solved exactly: %s", stage.name, why)
     if use_cache:
         history = fit(model.head, task, cache.get(splits.train), cache.get(splits.val), stage_config, pg)
     else:
@@ -131,6 +137,7 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
     """Train a copy of `pretrained` on `task` with one strategy; returns the model and its result.
 
     Model selection uses `splits.val` only; `splits.test` (if any) is evaluated once at the end.
+    The head is redrawn from config.seed, so a result depends on the seed, the trunk and the data only.
     cache: True builds a feature cache for probing stages; a FeatureCache shares one across calls.
     train_frozen_bn: BatchNorm statistics in frozen groups keep updating (default: frozen, eval mode).
     """
@@ -149,6 +156,8 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
         model = copy.deepcopy(pretrained).to(device)
         if chosen.reinit:
             reinitialize(model)
+        else:  # the new head starts from the seed alone, not from the caller's random state when it was made
+            model.head.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
         if cache is True and not chosen.reinit:
             cache = new_cache(pretrained, config)
         stages, used_cache = [], False

@@ -1,0 +1,139 @@
+"""The linear probe solved exactly: a convex problem on frozen features, so it gets an optimum, not
+an SGD run that stops somewhere near one.
+
+Features are standardised with the training split's statistics; the L2 strength is chosen on the
+validation split from a log grid of C (scikit-learn's convention: the penalty is ||W||^2 / 2 against
+C times the summed loss, the bias unpenalised), solved from the strongest penalty to the weakest,
+each solve warm-started from the previous one, until `patience` values in a row fail to beat the best. Multiclass: the multinomial logistic loss; binary and
+multi-label: a logistic loss per label; regression: ridge in closed form (alpha = 1 / C). Unknown
+labels (-1 / NaN) are left out. The standardisation is folded into the returned nn.Linear, so the
+head takes raw features and the model stays a plain module.
+
+Without a validation label to choose by, C is `default_c` (1.0, scikit-learn's default), and the
+record says so.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import TaskshareError
+from ..tasks import Task
+from .convex_solvers import logistic_path, ridge_path
+
+# Half-decades from 1e-3 (nearly constant predictions) to 1e3 (nearly unregularised on
+# standardised features); beyond that the optimum hardly moves on data of probe size.
+DEFAULT_GRID = tuple(round(10 ** (e / 2), 6) for e in range(-6, 7))
+
+
+@dataclass
+class ConvexProbeConfig:
+    grid: tuple[float, ...] = DEFAULT_GRID  # values of C tried, strongest penalty (smallest C) first
+    default_c: float = 1.0     # C used when validation has no known label (scikit-learn's default)
+    tol: float = 1e-5          # L-BFGS stops when every (preconditioned) gradient entry is below this
+    max_iter: int = 100        # L-BFGS iterations per grid point (warm starts keep most below it)
+    patience: int | None = 3   # stop the path after this many C in a row that do not beat the best on
+                               # validation: weak penalties cost the most iterations and rarely win late
+                               # (None: the whole grid)
+
+    def __post_init__(self) -> None:
+        if not self.grid or any(not c > 0 for c in self.grid):
+            raise TaskshareError(f"convex probe: grid must be a non-empty list of positive C values, got {self.grid!r}")
+        if not self.default_c > 0:
+            raise TaskshareError(f"convex probe: default_c must be > 0, got {self.default_c!r}")
+        if self.patience is not None and self.patience < 1:
+            raise TaskshareError(f"convex probe: patience must be >= 1 or None, got {self.patience!r}")
+        if not self.tol > 0 or self.max_iter < 1:
+            raise TaskshareError(f"convex probe: tol must be > 0 and max_iter >= 1, got {self.tol!r}, {self.max_iter!r}")
+
+
+@dataclass
+class ProbeSolution:
+    head: nn.Linear            # takes raw (unstandardised) features
+    c: float                   # the chosen C
+    val_score: float           # the task's main metric on validation at that C (NaN without validation)
+    iterations: int            # L-BFGS iterations over the whole path (0 for ridge)
+    seconds: float
+    path: list[dict] = field(default_factory=list)   # per C: val_score, val_loss, iterations
+    note: str = ""
+
+    def record(self) -> dict:
+        """What a stage record keeps (numbers only, for reports)."""
+        return {"solver": "convex", "c": self.c, "iterations": self.iterations, "solve_seconds": self.seconds,
+                "path": self.path, "solver_note": self.note}
+
+
+def standardizer(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean and scale of each feature (scale 1 for a constant feature: it stays zero after centring)."""
+    mean, std = x.mean(0), x.std(0, unbiased=False)
+    return mean, torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))
+
+
+def fold(weight: Tensor, bias: Tensor, mean: Tensor, scale: Tensor, like: nn.Linear | None = None) -> nn.Linear:
+    """An nn.Linear on raw features equal to (weight, bias) on standardised ones."""
+    w = weight / scale
+    b = bias - w @ mean
+    head = nn.Linear(w.shape[1], w.shape[0])
+    dtype = like.weight.dtype if like is not None else torch.float32
+    with torch.no_grad():
+        head.weight.copy_(w)
+        head.bias.copy_(b)
+    return head.to(device=w.device, dtype=dtype)
+
+
+def _scores(task: Task, out: Tensor, y: Tensor) -> tuple[float, float]:
+    return task.metrics(out.float(), y)[task.main_metric], float(task.loss(out.float(), y))
+
+
+def _better(task: Task, a: tuple[float, float], b: tuple[float, float] | None) -> bool:
+    """a beats b: a better main metric, ties broken by the lower validation loss (then the earlier,
+    more regularised, C keeps its place)."""
+    if b is None:
+        return True
+    sign = 1 if task.higher_is_better else -1
+    return sign * a[0] > sign * b[0] or (a[0] == b[0] and a[1] < b[1])
+
+
+def solve_probe(task: Task, train_x: Tensor, train_y: Tensor, val_x: Tensor | None = None,
+                val_y: Tensor | None = None, config: ConvexProbeConfig | None = None,
+                like: nn.Linear | None = None) -> ProbeSolution:
+    """The exact L2-regularised linear head for `task` on these features, C chosen on validation."""
+    config = config or ConvexProbeConfig()
+    started = time.perf_counter()
+    x = train_x.detach().double().reshape(len(train_x), -1)
+    y = task.prepare_target(torch.as_tensor(train_y).to(x.device))
+    y = y if task.kind == "multiclass" else y.to(x.dtype)
+    labelled = task.known(y).reshape(len(y), -1).any(1)
+    if not labelled.any():
+        raise TaskshareError(f"task {task.name!r}: the convex probe needs known training labels; all are unknown")
+    x, y = x[labelled], y[labelled]   # rows without a label change nothing, not even the standardisation
+    mean, scale = standardizer(x)
+    z = (x - mean) / scale
+    has_val = val_x is not None and val_y is not None and len(val_y) > 0 and \
+        bool(task.known(task.prepare_target(torch.as_tensor(val_y))).any())
+    grid = sorted(config.grid) if has_val else [config.default_c]
+    note = "" if has_val else f"no validation label: C fixed at {config.default_c:g}"
+    if has_val:
+        zv = (val_x.detach().double().reshape(len(val_x), -1).to(z.device) - mean) / scale
+        yv = torch.as_tensor(val_y).to(z.device)
+    if task.kind == "regression":
+        solutions = [(w, b, 0) for w, b in ridge_path(z, y, task.known(y), [1.0 / c for c in grid])]
+    else:
+        solutions = logistic_path(task, z, y, grid, config.tol, config.max_iter)
+    best, best_key, path, stale = None, None, [], 0
+    for c, (w, b, iters) in zip(grid, solutions):
+        key = _scores(task, zv @ w.T + b, yv) if has_val else (float("nan"), float("nan"))
+        path.append({"c": c, "val_score": key[0], "val_loss": key[1], "iterations": iters})
+        if has_val and _better(task, key, best_key) or best is None:
+            best, best_key, stale = (c, w, b), key, 0
+        else:
+            stale += 1
+            if config.patience is not None and stale >= config.patience:
+                break   # the generator is left unfinished: no further solve runs
+    c, w, b = best
+    head = fold(w, b, mean, scale, like)
+    return ProbeSolution(head, c, best_key[0], sum(p["iterations"] for p in path), time.perf_counter() - started,
+                         path, note)

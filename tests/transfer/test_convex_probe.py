@@ -1,0 +1,186 @@
+"""The convex probe against answers computed another way: scikit-learn's LogisticRegression at the
+same C, per-label fits, ridge's closed form, and the validation choice redone by hand."""
+import logging
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from taskshare import Task, TaskshareError, TrainConfig, TrunkHead
+from taskshare.data import few_shot
+from taskshare.transfer import run_strategy
+from taskshare.transfer.convex_probe import ConvexProbeConfig, solve_probe, standardizer
+from taskshare.transfer.convex_solvers import logistic_path
+
+from ..conftest import blobs
+
+
+def _noisy(n=240, d=12, k=3, seed=0, noise=2.0):
+    """Overlapping classes on features of very different scales and offsets: the penalty matters."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) * rng.uniform(0.1, 10, size=d) + rng.normal(0, 5, size=d)
+    w = rng.normal(size=(d, k)) / x.std(0)[:, None]
+    y = (x @ w + noise * rng.normal(size=(n, k))).argmax(1)
+    return x, y
+
+
+def _standardised(x):
+    return (x - x.mean(0)) / x.std(0)
+
+
+def _fixed(c):
+    # without validation labels the probe uses default_c; solved tightly, to compare optima
+    return ConvexProbeConfig(default_c=c, tol=1e-8, max_iter=2000)
+
+
+@pytest.mark.parametrize("c", [0.01, 1.0, 30.0])
+def test_multiclass_optimum_matches_sklearn(c):
+    x, y = _noisy()
+    sol = solve_probe(Task("t", num_classes=3), torch.tensor(x), torch.tensor(y), config=_fixed(c))
+    sk = LogisticRegression(C=c, tol=1e-10, max_iter=10000).fit(_standardised(x), y)
+    probs = torch.softmax(sol.head(torch.tensor(x, dtype=torch.float32)), 1).detach().numpy()
+    assert np.abs(probs - sk.predict_proba(_standardised(x))).max() < 1e-4
+    weight = (sol.head.weight.detach().double() * torch.tensor(x.std(0))).numpy()  # back to standardised units
+    assert np.allclose(weight, sk.coef_, atol=1e-3 * max(1.0, np.abs(sk.coef_).max()))
+    assert sol.c == c and "no validation label" in sol.note
+
+
+def test_binary_optimum_matches_sklearn():
+    x, y = _noisy(k=2)
+    sol = solve_probe(Task("b", "binary"), torch.tensor(x), torch.tensor(y, dtype=torch.float32), config=_fixed(0.3))
+    sk = LogisticRegression(C=0.3, tol=1e-10, max_iter=10000).fit(_standardised(x), y)
+    p = torch.sigmoid(sol.head(torch.tensor(x, dtype=torch.float32)))[:, 0].detach().numpy()
+    assert np.abs(p - sk.predict_proba(_standardised(x))[:, 1]).max() < 1e-4
+
+
+def test_multilabel_matches_one_sklearn_fit_per_label_with_missing_labels():
+    x, y3 = _noisy(n=300, k=3, seed=1)
+    rng = np.random.default_rng(1)
+    y = np.stack([y3 == 0, y3 == 1, (x[:, 0] > x[:, 0].mean())], 1).astype(np.float32)
+    y[rng.random(y.shape) < 0.3] = np.nan                   # 30% unknown, different rows per label
+    x[np.isnan(y).all(1)] = 1e6                             # rows with no label at all must not matter
+    sol = solve_probe(Task("m", "multilabel", num_classes=3), torch.tensor(x), torch.tensor(y), config=_fixed(0.5))
+    labelled = ~np.isnan(y).all(1)
+    mean, std = x[labelled].mean(0), x[labelled].std(0)
+    z = (x - mean) / std
+    p = torch.sigmoid(sol.head(torch.tensor(x, dtype=torch.float32))).detach().numpy()
+    for j in range(3):
+        known = ~np.isnan(y[:, j])
+        sk = LogisticRegression(C=0.5, tol=1e-10, max_iter=10000).fit(z[known], y[known, j])
+        assert np.abs(p[labelled, j] - sk.predict_proba(z[labelled])[:, 1]).max() < 1e-4
+
+
+def test_ridge_matches_the_closed_form_per_output_with_missing_values():
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(80, 6)) * [1, 10, 0.1, 3, 1, 5] + 2.0
+    y = np.stack([x @ rng.normal(size=6), x[:, 0] - x[:, 1]], 1) + rng.normal(size=(80, 2))
+    y[rng.random(y.shape) < 0.2] = np.nan
+    c = 0.05                                                # alpha = 1 / C = 20
+    sol = solve_probe(Task("r", "regression", num_outputs=2), torch.tensor(x), torch.tensor(y), config=_fixed(c))
+    labelled = ~np.isnan(y).all(1)
+    z = (x - x[labelled].mean(0)) / x[labelled].std(0)
+    out = sol.head(torch.tensor(x, dtype=torch.float32)).detach().double().numpy()
+    for j in range(2):
+        known = ~np.isnan(y[:, j])
+        zc, yc = z[known] - z[known].mean(0), y[known, j] - y[known, j].mean()
+        w = np.linalg.solve(zc.T @ zc + np.eye(6) / c, zc.T @ yc)
+        b = y[known, j].mean() - z[known].mean(0) @ w
+        assert np.allclose(out[:, j], z @ w + b, atol=1e-3)
+
+
+def test_strength_is_the_validation_best_of_the_grid():
+    x, y = _noisy(n=400, d=40, noise=3.0, seed=3)
+    train, val = slice(0, 60), slice(60, 400)   # few training rows, many features: the penalty matters
+    task, grid = Task("t", num_classes=3), (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
+    sol = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]),
+                      ConvexProbeConfig(grid=grid, patience=None))
+    scores = []
+    for c in grid:                              # each C solved on its own from zero, scored by hand
+        one = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), config=_fixed(c))
+        scores.append((one.head(torch.tensor(x[val], dtype=torch.float32)).argmax(1).numpy() == y[val]).mean())
+    assert [p["val_score"] for p in sol.path] == pytest.approx(scores, abs=1.5 / 340)
+    assert max(scores) - min(scores) > 0.05     # the grid matters on these data
+    assert scores[grid.index(sol.c)] >= max(scores) - 1.5 / 340
+    assert sol.val_score == max(p["val_score"] for p in sol.path)
+    # with patience the path stops after that many C in a row fail to beat the best, and keeps the best so far
+    short = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]),
+                        torch.tensor(y[val]), ConvexProbeConfig(grid=grid, patience=1))
+    walked = [p["c"] for p in short.path]
+    assert walked == list(grid[:len(walked)]) and len(walked) == min(len(grid), grid.index(short.c) + 2)
+    assert short.val_score == max(p["val_score"] for p in short.path)
+
+
+def test_unknown_labels_change_nothing():
+    x, y = _noisy(seed=4)
+    task, cfg = Task("t", num_classes=3), _fixed(1.0)
+    clean = solve_probe(task, torch.tensor(x), torch.tensor(y), config=cfg)
+    rng = np.random.default_rng(4)
+    extra = rng.normal(0, 50, size=(100, x.shape[1]))        # far-off rows, labels unknown
+    mixed = solve_probe(task, torch.tensor(np.concatenate([x, extra])), torch.tensor(np.r_[y, -np.ones(100, int)]),
+                        config=cfg)
+    assert torch.allclose(clean.head.weight, mixed.head.weight, atol=1e-5)
+    assert torch.allclose(clean.head.bias, mixed.head.bias, atol=1e-5)
+
+
+def test_head_is_a_plain_linear_equal_to_the_standardised_solve():
+    x, y = _noisy(seed=5)
+    task = Task("t", num_classes=3)
+    sol = solve_probe(task, torch.tensor(x), torch.tensor(y), config=ConvexProbeConfig(default_c=2.0, tol=1e-9))
+    assert type(sol.head) is nn.Linear and sol.head.weight.dtype == torch.float32
+    xt = torch.tensor(x)
+    mean, scale = standardizer(xt)
+    z = (xt - mean) / scale
+    ((w, b, _),) = logistic_path(task, z, torch.tensor(y), [2.0], 1e-9, 1000)
+    assert torch.allclose(sol.head(xt.float()).double(), z @ w.T + b, atol=1e-3)
+
+
+def test_bad_config_is_named():
+    with pytest.raises(TaskshareError, match="grid"):
+        ConvexProbeConfig(grid=(1.0, -1.0))
+    with pytest.raises(TaskshareError, match="all are unknown"):
+        solve_probe(Task("t", num_classes=3), torch.randn(5, 2), -torch.ones(5, dtype=torch.long))
+
+
+# ---- inside run_strategy ------------------------------------------------------------------------
+def _pretrained(head=None):
+    torch.manual_seed(0)
+    trunk = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU())
+    return TrunkHead(trunk, head or nn.Linear(16, 3))
+
+
+@pytest.fixture(scope="module")
+def splits():
+    x, y = blobs(n_per_class=40, spread=2.0)
+    return few_shot((x, y), 10, seed=0, test=(x, y))
+
+
+@pytest.mark.slow
+def test_linear_probe_and_lp_ft_solve_the_probe_and_record_it(splits):
+    task, cfg = Task("t", num_classes=3), TrainConfig(epochs=2, progress=False, device="cpu")
+    model, result = run_strategy(_pretrained(), task, splits, "linear_probe", cfg)
+    (stage,) = result.stages
+    assert stage["solver"] == "convex" and stage["c"] in ConvexProbeConfig().grid and stage["iterations"] > 0
+    assert result.cached and stage["val_score"] == pytest.approx(max(p["val_score"] for p in stage["path"]), abs=0.034)
+    # the model's own validation accuracy is the recorded one
+    val_acc = (model(splits.val.x).argmax(1) == splits.val.y).float().mean().item()
+    assert val_acc == pytest.approx(stage["val_score"])
+    _, lpft = run_strategy(_pretrained(), task, splits, "lp_ft", cfg)
+    assert lpft.stages[0]["solver"] == "convex" and "solver" not in lpft.stages[1]
+
+
+@pytest.mark.slow
+def test_sgd_where_the_solve_cannot_apply_and_says_why(splits, caplog):
+    task, cfg = Task("t", num_classes=3), TrainConfig(epochs=2, progress=False, device="cpu")
+    with caplog.at_level(logging.INFO, logger="taskshare"):
+        _, aug = run_strategy(_pretrained(), task, splits, "linear_probe", cfg, augment=lambda x: x + 0.01)
+        _, mlp = run_strategy(_pretrained(nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))), task, splits,
+                              "linear_probe", cfg)
+    assert "solver" not in aug.stages[0] and aug.stages[0]["epochs"] > 0
+    assert "solver" not in mlp.stages[0]
+    assert "inputs are augmented" in caplog.text and "not a single nn.Linear" in caplog.text
+    _, sgd = run_strategy(_pretrained(), task, splits, {"name": "linear_probe", "solver": "sgd"}, cfg)
+    assert "solver" not in sgd.stages[0]
+    with pytest.raises(TaskshareError, match="solver must be one of"):
+        run_strategy(_pretrained(), task, splits, {"name": "linear_probe", "solver": "adam"}, cfg)

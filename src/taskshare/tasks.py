@@ -101,31 +101,9 @@ class Task:
         return y.reshape(len(y), -1) if y.dim() <= 2 else y
 
     def check_labels(self, y: Tensor, where: str = "training data") -> None:
-        """Raise with the offending value if labels do not fit this task."""
-        y = self.prepare_target(torch.as_tensor(y))
-        known = self.known(y)
-        if self.kind == "regression":
-            bad = torch.isinf(y)
-            if bad.any():
-                raise TaskshareError(f"task {self.name!r}: {where} has an infinite target; expected finite or NaN")
-            if y.shape[-1] != self.out_dim:
-                raise TaskshareError(
-                    f"task {self.name!r}: {where} has targets of width {y.shape[-1]}, expected {self.out_dim}"
-                )
-            return
-        values = y[known]
-        if self.kind == "multiclass":
-            bad = values[(values < 0) | (values >= self.out_dim)]
-            expected = f"integers in [0, {self.out_dim - 1}] or {MISSING} for unknown"
-        else:
-            if y.shape[-1] != self.out_dim:
-                raise TaskshareError(
-                    f"task {self.name!r}: {where} has {y.shape[-1]} label columns, expected {self.out_dim}"
-                )
-            bad = values[(values != 0) & (values != 1)]
-            expected = f"0 or 1, or {MISSING}/NaN for unknown"
-        if len(bad):
-            raise TaskshareError(f"task {self.name!r}: {where} has label {bad[0].item():g}; expected {expected}")
+        """Raise with the offending value if labels do not fit this task (taskshare.validate)."""
+        from .validate import check_labels
+        check_labels(self, y, where)
 
     # ---- loss and metrics ---------------------------------------------------------------------
     def loss(self, output: Tensor, y: Tensor) -> Tensor:

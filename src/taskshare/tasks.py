@@ -23,7 +23,7 @@ MISSING = -1
 DEFAULT_METRICS = {
     "multiclass": ["accuracy", "macro_f1"],
     "binary": ["auroc", "binary_accuracy", "f1"],
-    "multilabel": ["auroc", "binary_accuracy", "f1"],
+    "multilabel": ["auroc", "map", "auroc_micro", "binary_accuracy", "f1"],   # auroc, map: macro over labels
     "regression": ["r2", "mae", "rmse"],
 }
 
@@ -130,7 +130,7 @@ class Task:
                                  f"{len(y)} targets; expected ({len(y)}, {self.out_dim}) (is the head sized for this task?)")
 
     def metrics(self, output: Tensor, y: Tensor) -> dict[str, float]:
-        """All of the kind's metrics over known labels (flattened across columns for multilabel)."""
+        """All of the kind's metrics over known labels (multilabel: see evaluate/multilabel.py)."""
         y = self.prepare_target(y)
         known = self.known(y)
         if self.kind == "multiclass":
@@ -139,6 +139,9 @@ class Task:
         if self.kind == "regression":
             rows = known.all(-1)
             return compute_metrics(self.metric_names, output[rows], y[rows])
+        if self.kind == "multilabel":      # per label over its known entries, then the macro mean
+            from .evaluate.multilabel import multilabel_metrics
+            return multilabel_metrics(self.metric_names, output, y, known)
         return compute_metrics(self.metric_names, output[known], y[known])
 
     def describe(self) -> dict:

@@ -97,8 +97,8 @@ def check_labels(task: Any, y: Any, where: str = "training data") -> None:
         return
     columns = values.reshape(len(values), -1) if values.ndim <= 2 else values
     if columns.shape[-1] != task.out_dim:
-        what = "targets of width" if task.kind == "regression" else "label columns:"
-        raise TaskshareError(f"{name} has {what} {columns.shape[-1]}, expected {task.out_dim}")
+        what = f"targets of width {columns.shape[-1]}" if task.kind == "regression" else f"{columns.shape[-1]} label columns"
+        raise TaskshareError(f"{name} has {what}, expected {task.out_dim}")
     flat = columns.reshape(-1).astype(np.float64)
     if task.kind == "regression":
         if np.isinf(flat).any():

@@ -26,10 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="fewer samples, shots, strategies and modes (about 30 s)")
     demo.add_argument("--part", choices=["all", "transfer", "multitask"], default="all", help="which part to run")
     demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
-    for name, text in (("run", "pretrain on the source, then transfer to the target"),
+    for name, text in (("run", "run a config in its mode: transfer (the default: pretrain on the source, then transfer "
+                               "to the target), multitask (one model per task against sharing) or adapt (domain "
+                               "adaptation against source-only)"),
                        ("pretrain", "train on the source task and save pretrained.safetensors"),
                        ("transfer", "transfer a pretrained model to the target with every strategy")):
-        cmd = sub.add_parser(name, help=text)
+        cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("config", help="YAML experiment file")
         cmd.add_argument("--out", default=None, help="output folder (overrides the config's 'output')")
         if name == "transfer":
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         with _rank_outputs(args):
             return _dispatch(args, console)
     except TaskshareError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        from rich.markup import escape
+        message = escape(" ".join(str(exc).split()))  # one line whatever the terminal width (YAML errors span lines)
+        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -94,9 +98,16 @@ def _dispatch(args, console: Console) -> int:
 
     if args.command == "strategies":
         from .transfer import STRATEGIES
-        for name in STRATEGIES.names():
-            doc = (STRATEGIES.get(name).__doc__ or "").strip().split("\n")[0]
-            console.print(f"[bold]{name:18}[/] {doc}", highlight=False)
+        import inspect
+        import textwrap
+
+        from rich.markup import escape
+        for name in STRATEGIES.names():   # the docstring's first paragraph, whole, wrapped under its name
+            doc = " ".join(inspect.cleandoc(STRATEGIES.get(name).__doc__ or "").split("\n\n")[0].split())
+            lines = textwrap.wrap(doc, 78) or [""]
+            console.print(f"[bold]{name:18}[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
+            for line in lines[1:]:
+                console.print(" " * 19 + line, highlight=False, soft_wrap=True, markup=False)
         return 0
     if args.command == "demo":
         configs = resources.files("taskshare") / "configs"

@@ -148,6 +148,9 @@ def load_task_data(spec: DataSpec, generated: dict) -> TaskData:
     x, y = _relabel(np.asarray(raw["x"], np.float32), np.asarray(raw["y"]).astype(np.int64), spec.classes)
     x_test, y_test = _relabel(np.asarray(raw["x_test"], np.float32), np.asarray(raw["y_test"]).astype(np.int64), spec.classes)
     where = f"{spec.npz} ({spec.y!r})" if spec.npz else f"{spec.builtin} labels"
+    if len(y) == 0 or len(y_test) == 0:
+        raise TaskshareError(f"{where}: {len(y)} training and {len(y_test)} test examples after the split; expected "
+                             f"at least one of each (more examples, or x_test and y_test arrays)")
     n = check_dense_classes(y, where, "; or list the classes to keep, e.g. classes: [10, 11, 12, 13]")
     if len(y_test) and (y_test.max() >= n or len(x_test) != len(y_test)):
         raise TaskshareError(f"{where}: the test labels reach {y_test.max()}, but training has classes 0..{n - 1}; "

@@ -124,3 +124,13 @@ def test_the_command_refuses_targets_of_another_width_before_pretraining(tmp_pat
     out = " ".join(capsys.readouterr().out.split())
     assert "target inputs have 7 features per example but the source data have 5" in out
     assert not (tmp_path / "out" / "pretrained.safetensors").exists()
+
+
+def test_a_missing_sidecar_is_reported_with_unreadable_weights(tmp_path):
+    from taskshare.train.checkpoint import read_meta
+    (tmp_path / "w.safetensors").write_bytes(b"\x00\x01 not safetensors")
+    with pytest.raises(TaskshareError) as err:
+        read_meta(tmp_path / "w.safetensors")
+    assert "w.json is missing" in str(err.value) and "not a readable safetensors file" in str(err.value)
+    with pytest.raises(TaskshareError, match="w2.json is missing.*w2.safetensors does not exist"):
+        read_meta(tmp_path / "w2.safetensors")

@@ -155,7 +155,8 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
         rows.append(row)
         target = f", target {task.main_metric} {row['target']:.3f}" if "target" in row else ""
         console.print(f"{method:>14}: source validation {task.main_metric} {row['source_val']:.3f}{target}")
-    result = {"proxy_a_distance_raw": raw, "rows": rows, "selection": config.adapt.selection}
+    result = {"proxy_a_distance_raw": raw, "rows": rows, "selection": config.adapt.selection, "metric": task.main_metric,
+              "chance": 1 / task.out_dim if task.kind == "multiclass" else None}   # for the report's warning
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "adapt_results.json", json.dumps(result, indent=2).encode())
     return result

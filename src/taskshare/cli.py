@@ -143,6 +143,8 @@ def _dispatch(args, console: Console) -> int:
         config = _quick(config) if args.quick else config
         _guard(args, Path(args.out or config.output))
         run_advise(config, Path(args.out or config.output), console, args.pretrained, args.confirm)
+        from .evaluate.rebuild import rebuild
+        rebuild(Path(args.out or config.output))      # report.html, as every mode writes
         return 0
     from .config import load_yaml
     raw = load_yaml(args.config)
@@ -167,7 +169,11 @@ def _dispatch(args, console: Console) -> int:
         _guard(args, Path(args.out or ad.output))
         if args.resume:
             ad = replace(ad, adapt=replace(ad.adapt, train=_resumable(ad.adapt.train, args.shared_out or ad.output)))
-        run_adapt(ad, Path(args.out or ad.output), console)
+        result = run_adapt(ad, Path(args.out or ad.output), console)
+        from .evaluate.adapt_report import below_chance
+        for method in below_chance(result):
+            console.print(f"[yellow]{method}: target {result['metric']} is at or below chance "
+                          f"({result['chance'] * 100:.1f}%)[/]", highlight=False)
         from .evaluate.rebuild import rebuild
         rebuild(Path(args.out or ad.output))
         return 0
@@ -211,6 +217,10 @@ def _run_multitask(config, out: Path, console: Console) -> int:
     started = time.perf_counter()
     tasks, rows = run_multitask(config, out, console)
     print_sharing(console, tasks, rows, "multi-task: one model per task vs sharing")
+    from .distributed import is_main
+    if is_main():
+        from .evaluate.rebuild import rebuild
+        rebuild(out)                                  # report.html, as every mode writes
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
     return 0
 

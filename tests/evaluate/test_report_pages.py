@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from taskshare.evaluate.page import STYLE
@@ -85,8 +86,15 @@ def test_every_plot_renders_in_headless_chromium(tmp_path):
                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
                             f"--user-data-dir={tmp_path / 'profile'}", "--hide-scrollbars", "--window-size=900,500",
                             f"--screenshot={shot}", single.as_uri()], check=True, capture_output=True, timeout=120)
-            image = Image.open(shot).convert("RGB")
-            pixels = list(image.getdata())
-            dark = sum(1 for r, g, b in pixels if r + g + b < 300)           # text, axes, lines
-            coloured = sum(1 for r, g, b in pixels if max(r, g, b) - min(r, g, b) > 80)   # the series
+            pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+            dark = int((pixels.sum(-1) < 300).sum())                          # text, axes, lines
+            coloured = int((pixels.max(-1) - pixels.min(-1) > 80).sum())      # the series
             assert dark > 500 and coloured > 200, (mode, i, dark, coloured)
+    blank = tmp_path / "blank.html"           # the check itself: a plot that does not render fails it
+    blank.write_text('<!doctype html><html><body><figure class="plot"><svg width="10" height="10"><path d="x"/>'
+                     '</svg></figure></body></html>')
+    subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                    f"--user-data-dir={tmp_path / 'profile'}", "--window-size=900,500",
+                    f"--screenshot={tmp_path / 'blank.png'}", blank.as_uri()], check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(tmp_path / "blank.png").convert("RGB")).astype(int)
+    assert int((pixels.sum(-1) < 300).sum()) <= 500

@@ -53,7 +53,7 @@ def line_plot(series: dict[str, Sequence[float | None]], xticks: Sequence[str], 
             continue
         xs, ys = zip(*points)
         ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], markersize=5, linewidth=1.8,
-                linestyle="--" if name == baseline else "-", label=name, color="#444444" if name == baseline else None)
+                linestyle="--" if name == baseline else "-", label=name, color="#444444" if name == baseline else f"C{i}")
     ax.set_xticks(range(len(xticks)), [str(t) for t in xticks])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -72,11 +72,14 @@ def epoch_plot(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, tit
     """Curves over epochs; markers every few points keep overlapping curves apart."""
     from matplotlib.ticker import MaxNLocator, PercentFormatter
     fig, ax = _figure(7.5, 3.6)
+    longest = max((len(v) for v in series.values()), default=1)
+    offsets = _offsets(len(series), spread=min(0.3, 0.02 * longest + 0.1))
     for i, (name, values) in enumerate(series.items()):
         ys = [v * 100 if percent else v for v in values]
         every = max(1, len(ys) // 10)
-        ax.plot(range(1, len(ys) + 1), ys, marker=MARKERS[i % len(MARKERS)], markevery=(i % every, every),
-                markersize=4, linewidth=1.4, linestyle="--" if name == "scratch" else "-", label=name)
+        ax.plot([j + 1 + offsets[i] for j in range(len(ys))], ys, marker=MARKERS[i % len(MARKERS)],
+                markevery=(i % every, every), markersize=4, linewidth=1.4, label=name,
+                linestyle="--" if name == "scratch" else "-", color="#444444" if name == "scratch" else f"C{i}")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

@@ -154,7 +154,7 @@ def _random_file(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list
             y = y[:-3]
         elif c == "3 labels long":
             y = np.concatenate([y, y[:3]])
-        elif c.startswith("a label") or c == "an input NaN":
+        elif (c.startswith("a label") or c == "an input NaN") and len(y) and len(x):
             if c == "an input NaN":
                 x[i % len(x), 0] = np.nan
             elif y.dtype.kind in "iuf":

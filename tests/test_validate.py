@@ -134,3 +134,9 @@ def test_a_missing_sidecar_is_reported_with_unreadable_weights(tmp_path):
     assert "w.json is missing" in str(err.value) and "not a readable safetensors file" in str(err.value)
     with pytest.raises(TaskshareError, match="w2.json is missing.*w2.safetensors does not exist"):
         read_meta(tmp_path / "w2.safetensors")
+
+
+def test_a_path_object_is_accepted_where_a_path_string_is_declared(tmp_path):
+    assert TrainConfig(checkpoint_dir=tmp_path).checkpoint_dir == tmp_path
+    with pytest.raises(ConfigError, match="train.checkpoint_dir = 3; expected a string or null"):
+        TrainConfig(checkpoint_dir=3)

@@ -18,6 +18,7 @@ from .errors import TaskshareError
 
 OVERWRITE_HELP = "replace a previous taskshare run in the output folder (only taskshare's own files)"
 
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="taskshare", description="Transfer and multi-task learning, measured against the honest baseline.")
     sub = p.add_subparsers(dest="command", required=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import numbers
+import os
 import types
 import typing
 import zipfile
@@ -193,8 +194,8 @@ def _matches(value: Any, tp: Any) -> bool:
         return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
     if tp is float:
         return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-    if tp is str:
-        return isinstance(value, str)
+    if tp is str:              # a path object where a path string is declared works the same way
+        return isinstance(value, (str, os.PathLike))
     return True
 
 

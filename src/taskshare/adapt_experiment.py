@@ -64,6 +64,7 @@ class AdaptExperiment:
     model: dict[str, Any] = field(default_factory=lambda: {"name": "cnn1d", "args": {}})
     adapt: AdaptSpec = field(default_factory=AdaptSpec)
     output: str = "runs/adapt"
+    track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
 
     def __post_init__(self) -> None:
         if (self.data.builtin is None) == (self.data.source is None or self.data.target is None):

@@ -177,6 +177,7 @@ def _dispatch(args, console: Console) -> int:
                           f"({result['chance'] * 100:.1f}%)[/]", highlight=False)
         from .evaluate.rebuild import rebuild
         rebuild(Path(args.out or ad.output))
+        _track(ad, Path(args.out or ad.output))
         return 0
     config = load_config(args.config)
     out = Path(args.out or config.output)
@@ -197,6 +198,15 @@ def _guard(args, *folders: Path, continues: bool = False) -> None:
     for folder in dict.fromkeys(folders):
         prepare_output(folder, overwrite=getattr(args, "overwrite", False), resume=getattr(args, "resume", False),
                        continues=continues)
+
+
+def _track(config, out: Path) -> None:
+    """The run's config, metrics and reports to the trackers its YAML names (track.py); rank 0 only."""
+    from .distributed import is_main
+    if config.track and is_main():
+        from .config import to_dict
+        from .track import log_run
+        log_run(config.track, out, to_dict(config))
 
 
 def _resumable(train, out):
@@ -222,6 +232,7 @@ def _run_multitask(config, out: Path, console: Console) -> int:
     if is_main():
         from .evaluate.rebuild import rebuild
         rebuild(out)                                  # report.html, as every mode writes
+    _track(config, out)
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
     return 0
 
@@ -288,6 +299,7 @@ def _run(config, out: Path, console: Console, command: str, pretrained_path: str
     print_summary(console, summary, title)
     paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
+    _track(config, out)
     return 0
 
 

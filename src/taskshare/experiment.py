@@ -81,6 +81,7 @@ class ExperimentConfig:
     pretrain: PretrainSpec = field(default_factory=PretrainSpec)
     transfer: TransferSpec = field(default_factory=TransferSpec)
     output: str = "runs/experiment"
+    track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
 
     def __post_init__(self) -> None:
         for shot in self.transfer.shots:

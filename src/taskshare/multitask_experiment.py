@@ -75,6 +75,7 @@ class MultiTaskExperiment:
     model: dict[str, Any] = field(default_factory=lambda: {"name": "cnn2d", "args": {"channels": [8, 16, 32]}})
     multitask: MultiTaskSpec = field(default_factory=MultiTaskSpec)
     output: str = "runs/multitask"
+    track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
 
     def __post_init__(self) -> None:
         per_task = bool(self.data.tasks) and all(t.npz for t in self.data.tasks)

@@ -18,8 +18,10 @@ def check_transfer(config: Any, target: Any, source: Any = None, in_features: in
     strategies, model arguments, input width (the source's, or `in_features` of saved weights) and
     labels per class for every shot."""
     from .models.zoo import MODELS
+    from .track import check_spec
     from .transfer import build_strategy
     from .validate import model_arguments
+    check_spec(config.track)
     for i, spec in enumerate(config.transfer.strategies):
         try:
             build_strategy(spec)
@@ -53,6 +55,8 @@ def check_multitask(config: Any) -> None:
     """A multi-task experiment: the balancing method and the model's arguments resolve."""
     from .models.zoo import MODELS
     from .validate import model_arguments
+    from .track import check_spec
+    check_spec(config.track)
     spec = config.multitask
     model_arguments(config.model["name"], MODELS.get(config.model["name"]), config.model.get("args", {}))
     if spec.balancer is not None:
@@ -70,6 +74,8 @@ def check_adapt(config: Any) -> None:
     from .models.zoo import MODELS
     from .tasks import Task
     from .validate import model_arguments
+    from .track import check_spec
+    check_spec(config.track)
     allowed = {"name", "kind", "num_classes", "num_outputs"}
     unknown = [k for k in config.task if k not in allowed]
     if unknown:

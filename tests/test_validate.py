@@ -140,3 +140,14 @@ def test_a_path_object_is_accepted_where_a_path_string_is_declared(tmp_path):
     assert TrainConfig(checkpoint_dir=tmp_path).checkpoint_dir == tmp_path
     with pytest.raises(ConfigError, match="train.checkpoint_dir = 3; expected a string or null"):
         TrainConfig(checkpoint_dir=3)
+
+
+def test_a_transfer_whose_training_split_misses_a_class_is_refused_before_training():
+    from taskshare.data import split
+    from taskshare.models import transfer_model
+    from taskshare.transfer import run_strategy
+    x, y = _x(60), np.arange(60) % 3                      # classes 0-2 only, a head for 4
+    net = build_model("mlp", 5, 3, hidden=[8])
+    model = transfer_model(net, Task("t", num_classes=4), example=__import__("torch").as_tensor(x[:2]))
+    with pytest.raises(TaskshareError, match=r"class 3 never occurs in the training data \(num_classes=4\)"):
+        run_strategy(model, Task("t", num_classes=4), split((x, y), 0.2, seed=0), "linear_probe", QUIET)

@@ -42,8 +42,9 @@ def _offsets(count: int, spread: float = 0.12) -> list[float]:
 
 
 def line_plot(series: dict[str, Sequence[float | None]], xticks: Sequence[str], xlabel: str, ylabel: str,
-              title: str = "", percent: bool = True, baseline: str | None = "scratch") -> str:
-    """One line per series over categorical x positions (values as fractions when `percent`)."""
+              title: str = "", percent: bool = True, baseline: str | None = "scratch", connect: bool = True) -> str:
+    """One line per series over categorical x positions (values as fractions when `percent`);
+    `connect=False` draws markers only, for categories without an order (tasks)."""
     from matplotlib.ticker import MaxNLocator, PercentFormatter
     fig, ax = _figure()
     offsets = _offsets(len(series))
@@ -53,7 +54,8 @@ def line_plot(series: dict[str, Sequence[float | None]], xticks: Sequence[str], 
             continue
         xs, ys = zip(*points)
         ax.plot(xs, ys, marker=MARKERS[i % len(MARKERS)], markersize=5, linewidth=1.8,
-                linestyle="--" if name == baseline else "-", label=name, color="#444444" if name == baseline else f"C{i}")
+                linestyle=("--" if name == baseline else "-") if connect else "none", label=name,
+                color="#444444" if name == baseline else f"C{i}")
     ax.set_xticks(range(len(xticks)), [str(t) for t in xticks])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)

@@ -60,7 +60,7 @@ def _multitask_plot(rows: list[dict], tasks: list[str]) -> str:
     seed = rows[0].get("seed")
     series = {r["mode"]: [r["main"].get(t) for t in tasks] for r in rows if r.get("seed") == seed}
     return figure(line_plot(series, tasks, "task", "test main metric (each task's own)", f"seed {seed}",
-                            percent=False, baseline="single"))
+                            percent=False, baseline="single", connect=False))
 
 
 def _extra_sections(run_dir: Path) -> list[str]:

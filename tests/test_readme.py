@@ -40,4 +40,4 @@ def test_readme_domain_adaptation_example_runs(capsys):
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
     distance = float(out.split("how different:")[1].split()[0])
-    assert 0.0 <= distance <= 2.0
+    assert 0.5 < distance <= 2.0          # the example's domains differ, and the printed distance says so

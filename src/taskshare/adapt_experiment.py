@@ -15,6 +15,7 @@ from .adapt import ADAPTERS, fit_adaptation, proxy_a_distance
 from .config import from_dict
 from .data import to_dataset
 from .errors import ConfigError, TaskshareError
+from .validate import check_pair, check_training_labels, read_npz, typed
 from .models import build_model
 from .models.surgery import split_head
 from .models.trunk_head import TrunkHead
@@ -26,6 +27,7 @@ from .train.loop import evaluate
 
 
 @dataclass
+@typed()
 class DomainFile:
     npz: str
     x: str = "x"
@@ -33,6 +35,7 @@ class DomainFile:
 
 
 @dataclass
+@typed()
 class AdaptData:
     source: DomainFile | None = None
     target: DomainFile | None = None
@@ -43,6 +46,7 @@ class AdaptData:
 
 
 @dataclass
+@typed()
 class AdaptSpec:
     methods: list[str] = field(default_factory=lambda: ["source_only", *ADAPTERS.names()])
     options: dict[str, dict] = field(default_factory=dict)   # method -> hyperparameters
@@ -52,6 +56,7 @@ class AdaptSpec:
 
 
 @dataclass
+@typed()
 class AdaptExperiment:
     mode: str = "adapt"
     task: dict[str, Any] = field(default_factory=lambda: {"name": "label", "kind": "multiclass", "num_classes": 10})
@@ -59,16 +64,17 @@ class AdaptExperiment:
     model: dict[str, Any] = field(default_factory=lambda: {"name": "cnn1d", "args": {}})
     adapt: AdaptSpec = field(default_factory=AdaptSpec)
     output: str = "runs/adapt"
+    track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
 
     def __post_init__(self) -> None:
         if (self.data.builtin is None) == (self.data.source is None or self.data.target is None):
-            raise ConfigError("data: give 'builtin' (mnist1d_shift), or both 'source' and 'target' npz files")
+            raise ConfigError.at("data", ": give 'builtin' (mnist1d_shift), or both 'source' and 'target' npz files")
         if self.data.builtin not in (None, "mnist1d_shift"):
-            raise ConfigError(f"data.builtin = {self.data.builtin!r}; expected 'mnist1d_shift'")
+            raise ConfigError.at("data.builtin", f" = {self.data.builtin!r}; expected 'mnist1d_shift'")
         known = {"source_only", *ADAPTERS.names()}
         bad = [m for m in self.adapt.methods if m not in known]
         if bad:
-            raise ConfigError(f"adapt.methods has {bad[0]!r}; expected some of {sorted(known)}")
+            raise ConfigError.at("adapt.methods", f" has {bad[0]!r}; expected some of {sorted(known)}")
 
 
 def load_adapt(data: dict) -> AdaptExperiment:
@@ -77,15 +83,12 @@ def load_adapt(data: dict) -> AdaptExperiment:
 
 def _read(spec: DomainFile, labels_required: bool, where: str) -> tuple[np.ndarray, np.ndarray | None]:
     path = Path(spec.npz)
-    if not path.exists():
-        raise TaskshareError(f"{where} file {path} does not exist")
-    with np.load(path, allow_pickle=False) as f:
-        if spec.x not in f.files:
-            raise TaskshareError(f"{path} has no input array {spec.x!r}; it holds {f.files}")
-        y = f[spec.y] if spec.y and spec.y in f.files else None
-        if labels_required and y is None:
-            raise TaskshareError(f"{path} ({where}) has no label array {spec.y!r}; it holds {f.files}")
-        return f[spec.x].astype(np.float32), y
+    arrays = read_npz(path, [spec.x, spec.y] if labels_required else [spec.x], [spec.y] if spec.y else [], where)
+    x, y = arrays[spec.x], arrays.get(spec.y) if spec.y else None
+    if labels_required and y is None:
+        raise TaskshareError(f"{path} ({where}) needs a label array; name it with y")
+    check_pair(x, y if y is not None else x, f"{where} file {path}")
+    return x.astype(np.float32), y
 
 
 def build_domains(config: AdaptExperiment, seed: int = 0):
@@ -113,6 +116,9 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
     (xs, ys), xt, yt = build_domains(config, seed)
     task = Task(config.task.get("name", "label"), config.task.get("kind", "multiclass"),
                 config.task.get("num_classes"), config.task.get("num_outputs"))
+    check_training_labels(task, ys, "source labels")
+    if yt is not None:
+        task.check_labels(yt, "target labels")
     g = np.random.default_rng(seed)
     order = g.permutation(len(xs))
     n_val = max(1, int(len(xs) * config.data.val_fraction))
@@ -154,7 +160,8 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
         rows.append(row)
         target = f", target {task.main_metric} {row['target']:.3f}" if "target" in row else ""
         console.print(f"{method:>14}: source validation {task.main_metric} {row['source_val']:.3f}{target}")
-    result = {"proxy_a_distance_raw": raw, "rows": rows, "selection": config.adapt.selection}
+    result = {"proxy_a_distance_raw": raw, "rows": rows, "selection": config.adapt.selection, "metric": task.main_metric,
+              "chance": 1 / task.out_dim if task.kind == "multiclass" else None}   # for the report's warning
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "adapt_results.json", json.dumps(result, indent=2).encode())
     return result

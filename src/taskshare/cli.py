@@ -16,6 +16,8 @@ from rich.logging import RichHandler
 
 from .errors import TaskshareError
 
+OVERWRITE_HELP = "replace a previous taskshare run in the output folder (only taskshare's own files)"
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="taskshare", description="Transfer and multi-task learning, measured against the honest baseline.")
@@ -24,22 +26,27 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default=None, help="output folder (default: runs/demo)")
     demo.add_argument("--quick", action="store_true", help="fewer samples, shots, strategies and modes (about 30 s)")
     demo.add_argument("--part", choices=["all", "transfer", "multitask"], default="all", help="which part to run")
-    for name, text in (("run", "pretrain on the source, then transfer to the target"),
+    demo.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    for name, text in (("run", "run a config in its mode: transfer (the default: pretrain on the source, then transfer "
+                               "to the target), multitask (one model per task against sharing) or adapt (domain "
+                               "adaptation against source-only)"),
                        ("pretrain", "train on the source task and save pretrained.safetensors"),
                        ("transfer", "transfer a pretrained model to the target with every strategy")):
-        cmd = sub.add_parser(name, help=text)
+        cmd = sub.add_parser(name, help=text, description=text)
         cmd.add_argument("config", help="YAML experiment file")
         cmd.add_argument("--out", default=None, help="output folder (overrides the config's 'output')")
         if name == "transfer":
             cmd.add_argument("--pretrained", default=None, help="weights to start from (default: OUT/pretrained.safetensors)")
         cmd.add_argument("--resume", action="store_true",
                          help="checkpoint every training run under OUT/checkpoints and continue an interrupted run")
+        cmd.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     adv = sub.add_parser("advise", help="before training: data facts, transferability scores, a recommended strategy")
     adv.add_argument("config", nargs="?", default=None, help="YAML experiment file (default: the demo's)")
     adv.add_argument("--out", default=None, help="output folder (default: the config's 'output')")
     adv.add_argument("--pretrained", default=None, help="score these weights instead of pretraining")
     adv.add_argument("--confirm", action="store_true", help="confirm each recommendation by a short sweep")
     adv.add_argument("--quick", action="store_true", help="the demo's small version (fewer samples and epochs)")
+    adv.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     rep = sub.add_parser("report", help="rebuild a run's reports (report.md, report.html) from its saved results")
     rep.add_argument("run_dir", help="a run's output folder")
     sub.add_parser("strategies", help="list the transfer strategies")
@@ -67,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         with _rank_outputs(args):
             return _dispatch(args, console)
     except TaskshareError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        from rich.markup import escape
+        message = escape(" ".join(str(exc).split()))  # one line whatever the terminal width (YAML errors span lines)
+        console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
@@ -98,21 +107,30 @@ def _dispatch(args, console: Console) -> int:
 
     if args.command == "strategies":
         from .transfer import STRATEGIES
-        for name in STRATEGIES.names():
-            doc = (STRATEGIES.get(name).__doc__ or "").strip().split("\n")[0]
-            console.print(f"[bold]{name:18}[/] {doc}", highlight=False)
+        import inspect
+        import textwrap
+
+        from rich.markup import escape
+        for name in STRATEGIES.names():   # the docstring's first paragraph, whole, wrapped under its name
+            doc = " ".join(inspect.cleandoc(STRATEGIES.get(name).__doc__ or "").split("\n\n")[0].split())
+            lines = textwrap.wrap(doc, 78) or [""]
+            console.print(f"[bold]{name:18}[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
+            for line in lines[1:]:
+                console.print(" " * 19 + line, highlight=False, soft_wrap=True, markup=False)
         return 0
     if args.command == "demo":
         configs = resources.files("taskshare") / "configs"
         status = 0
+        from .config import load_yaml
+        from .multitask_experiment import load_multitask
+        config = load_config(Path(str(configs / "demo.yaml")))
+        mt = load_multitask(load_yaml(Path(str(configs / "demo_multitask.yaml"))))
+        _guard(args, *[Path(args.out or c.output) for part, c in (("transfer", config), ("multitask", mt))
+                       if args.part in ("all", part)])
         if args.part in ("all", "transfer"):
-            config = load_config(Path(str(configs / "demo.yaml")))
             config = _quick(config) if args.quick else config
             status = _run(config, Path(args.out or config.output), console, "demo", None)
         if args.part in ("all", "multitask"):
-            from .config import load_yaml
-            from .multitask_experiment import load_multitask
-            mt = load_multitask(load_yaml(Path(str(configs / "demo_multitask.yaml"))))
             mt = _quick_multitask(mt) if args.quick else mt
             status = status or _run_multitask(mt, Path(args.out or mt.output), console)
         if args.part == "all" and args.out:   # one HTML report for the whole run
@@ -135,7 +153,10 @@ def _dispatch(args, console: Console) -> int:
         path = Path(args.config) if args.config else Path(str(resources.files("taskshare") / "configs" / "demo.yaml"))
         config = load_config(path)
         config = _quick(config) if args.quick else config
+        _guard(args, Path(args.out or config.output))
         run_advise(config, Path(args.out or config.output), console, args.pretrained, args.confirm)
+        from .evaluate.rebuild import rebuild
+        rebuild(Path(args.out or config.output))      # report.html, as every mode writes
         return 0
     from .config import load_yaml
     raw = load_yaml(args.config)
@@ -148,6 +169,9 @@ def _dispatch(args, console: Console) -> int:
             raise TaskshareError(f"'taskshare {args.command}' is for transfer configs; run a multi-task config with 'taskshare run'")
         from .multitask_experiment import load_multitask
         mt = load_multitask(raw)
+        from .preflight import check_multitask
+        check_multitask(mt)
+        _guard(args, Path(args.out or mt.output))
         if args.resume:
             mt = replace(mt, multitask=replace(mt.multitask, train=_resumable(mt.multitask.train, args.shared_out or mt.output)))
         return _run_multitask(mt, Path(args.out or mt.output), console)
@@ -156,11 +180,19 @@ def _dispatch(args, console: Console) -> int:
             raise TaskshareError(f"'taskshare {args.command}' is for transfer configs; run an adaptation config with 'taskshare run'")
         from .adapt_experiment import load_adapt, run_adapt
         ad = load_adapt(raw)
+        from .preflight import check_adapt
+        check_adapt(ad)
+        _guard(args, Path(args.out or ad.output))
         if args.resume:
             ad = replace(ad, adapt=replace(ad.adapt, train=_resumable(ad.adapt.train, args.shared_out or ad.output)))
-        run_adapt(ad, Path(args.out or ad.output), console)
+        result = run_adapt(ad, Path(args.out or ad.output), console)
+        from .evaluate.adapt_report import below_chance
+        for method in below_chance(result):
+            console.print(f"[yellow]{method}: target {result['metric']} is at or below chance "
+                          f"({result['chance'] * 100:.1f}%)[/]", highlight=False)
         from .evaluate.rebuild import rebuild
         rebuild(Path(args.out or ad.output))
+        _track(ad, Path(args.out or ad.output))
         return 0
     config = load_config(args.config)
     out = Path(args.out or config.output)
@@ -168,10 +200,28 @@ def _dispatch(args, console: Console) -> int:
     if getattr(args, "resume", False):
         config = replace(config, pretrain=replace(config.pretrain, train=_resumable(config.pretrain.train, shared)),
                          transfer=replace(config.transfer, train=_resumable(config.transfer.train, shared)))
+    _guard(args, out, continues=args.command == "transfer")   # transfer continues the pretrain run's folder
     pretrained = getattr(args, "pretrained", None)
     if args.command == "transfer":
         pretrained = pretrained or config.pretrain.checkpoint or str(shared / "pretrained.safetensors")
     return _run(config, out, console, args.command, pretrained)
+
+
+def _guard(args, *folders: Path, continues: bool = False) -> None:
+    """Every output folder checked and marked before anything trains or is written (outputs.py)."""
+    from .outputs import prepare_output
+    for folder in dict.fromkeys(folders):
+        prepare_output(folder, overwrite=getattr(args, "overwrite", False), resume=getattr(args, "resume", False),
+                       continues=continues)
+
+
+def _track(config, out: Path) -> None:
+    """The run's config, metrics and reports to the trackers its YAML names (track.py); rank 0 only."""
+    from .distributed import is_main
+    if config.track and is_main():
+        from .config import to_dict
+        from .track import log_run
+        log_run(config.track, out, to_dict(config))
 
 
 def _resumable(train, out):
@@ -193,6 +243,11 @@ def _run_multitask(config, out: Path, console: Console) -> int:
     started = time.perf_counter()
     tasks, rows = run_multitask(config, out, console)
     print_sharing(console, tasks, rows, "multi-task: one model per task vs sharing")
+    from .distributed import is_main
+    if is_main():
+        from .evaluate.rebuild import rebuild
+        rebuild(out)                                  # report.html, as every mode writes
+    _track(config, out)
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
     return 0
 
@@ -205,6 +260,16 @@ def _quick(config):
     tr = replace(config.transfer, shots=[5, "all"], strategies=["scratch", "linear_probe", "finetune", "lp_ft", "auto"],
                  train=replace(config.transfer.train, epochs=10))
     return replace(config, source=src, target=tgt, pretrain=pre, transfer=tr)
+
+
+def _preflight(config, target, source=None, in_features=None) -> None:
+    from .preflight import check_transfer
+    from .validate import model_arguments
+    if target is not None:
+        check_transfer(config, target, source, in_features)
+    else:
+        from .models.zoo import MODELS
+        model_arguments(config.model.name, MODELS.get(config.model.name), config.model.args)
 
 
 def _run(config, out: Path, console: Console, command: str, pretrained_path: str | None) -> int:
@@ -221,6 +286,8 @@ def _run(config, out: Path, console: Console, command: str, pretrained_path: str
     source_size = None
     if command in ("run", "demo", "pretrain"):
         source = load_task_data(config.source, generated)
+        target = None if command == "pretrain" else load_task_data(config.target, generated)
+        _preflight(config, target, source)                 # before the source model trains
         console.print(f"source task A: {len(source.y)} training examples, {source.num_classes} classes")
         model, metrics = pretrain(config, source, out)
         source_size = len(source.y)
@@ -230,9 +297,11 @@ def _run(config, out: Path, console: Console, command: str, pretrained_path: str
             return 0
     else:
         path = Path(pretrained_path or config.pretrain.checkpoint or out / "pretrained.safetensors")
-        source_size = read_meta(path).get("source_size")
+        meta = read_meta(path)
+        source_size = meta.get("source_size")
+        target = load_task_data(config.target, generated)
+        _preflight(config, target, in_features=meta.get("model", {}).get("in_features"))
         model, _ = load_pretrained(config, path)
-    target = load_task_data(config.target, generated)
     console.print(f"target task B: {len(target.y)} training examples, {target.num_classes} classes; "
                   f"shots {config.transfer.shots}, seeds {config.transfer.seeds}")
     rows = transfer_all(config, model, target, source_size,
@@ -245,6 +314,7 @@ def _run(config, out: Path, console: Console, command: str, pretrained_path: str
     print_summary(console, summary, title)
     paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
+    _track(config, out)
     return 0
 
 

@@ -87,6 +87,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
         return cls(**kwargs)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:          # a key's own check: its whole path from the top, one spelling
+        if exc.key is None:
+            raise
+        raise ConfigError(f"{where}.{exc.key}{exc.detail}") from None
 
 
 def to_dict(obj: Any) -> Any:

@@ -8,6 +8,16 @@ class TaskshareError(ValueError):
 class ConfigError(TaskshareError):
     """A configuration file or dictionary has an unknown key or a value of the wrong type."""
 
+    def __init__(self, message: str, key: str | None = None, detail: str | None = None):
+        super().__init__(message)
+        self.key, self.detail = key, detail
+
+    @classmethod
+    def at(cls, key: str, detail: str, owner: str | None = None) -> "ConfigError":
+        """An error about one key of a config object. Reading YAML, config.from_dict puts the key's
+        whole path from the file's top in front, so every message spells a key one way."""
+        return cls(f"{owner + '.' if owner else ''}{key}{detail}", key, detail)
+
 
 class NonFiniteError(TaskshareError):
     """NaN or Inf reached an input, a loss or a gradient."""

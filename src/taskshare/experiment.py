@@ -21,6 +21,7 @@ from .models import build_model, transfer_model
 from .tasks import Task
 from .train.checkpoint import safe_name
 from .train.config import under
+from .validate import check_dense_classes, check_pair, class_labels, read_npz, typed
 from .train import TrainConfig, evaluate, fit, load_into, read_meta, save
 from .transfer import compare
 
@@ -28,6 +29,7 @@ log = logging.getLogger("taskshare")
 
 
 @dataclass
+@typed()
 class DataSpec:
     builtin: str | None = None        # "mnist1d": generated locally, no download
     npz: str | None = None            # or an .npz file holding the arrays named below
@@ -42,12 +44,14 @@ class DataSpec:
 
 
 @dataclass
+@typed()
 class ModelSpec:
     name: str = "mlp"                                    # a built-in model: mlp | cnn1d
     args: dict[str, Any] = field(default_factory=dict)   # its keyword arguments, e.g. hidden: [256, 256]
 
 
 @dataclass
+@typed()
 class PretrainSpec:
     checkpoint: str | None = None     # load these weights instead of training on the source
     val_fraction: float = 0.1
@@ -55,6 +59,7 @@ class PretrainSpec:
 
 
 @dataclass
+@typed()
 class TransferSpec:
     strategies: list[Any] = field(default_factory=lambda: [
         "scratch", "linear_probe", {"name": "last_k", "k": 1}, {"name": "finetune", "trunk_lr_scale": 1.0},
@@ -68,6 +73,7 @@ class TransferSpec:
 
 
 @dataclass
+@typed()
 class ExperimentConfig:
     source: DataSpec = field(default_factory=lambda: DataSpec(builtin="mnist1d", classes=[0, 1, 2, 3, 4]))
     target: DataSpec = field(default_factory=lambda: DataSpec(builtin="mnist1d", classes=[5, 6, 7, 8, 9]))
@@ -75,18 +81,19 @@ class ExperimentConfig:
     pretrain: PretrainSpec = field(default_factory=PretrainSpec)
     transfer: TransferSpec = field(default_factory=TransferSpec)
     output: str = "runs/experiment"
+    track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
 
     def __post_init__(self) -> None:
         for shot in self.transfer.shots:
             if shot != "all" and (not isinstance(shot, int) or isinstance(shot, bool) or shot < 1):
-                raise ConfigError(f"transfer.shots has {shot!r}; expected positive integers or 'all'")
+                raise ConfigError.at("transfer.shots", f" has {shot!r}; expected positive integers or 'all'")
         for name, spec in (("source", self.source), ("target", self.target)):
             if (spec.builtin is None) == (spec.npz is None):
-                raise ConfigError(f"{name}: give exactly one of 'builtin' (mnist1d) or 'npz' (a file path)")
+                raise ConfigError.at(name, ": give exactly one of 'builtin' (mnist1d) or 'npz' (a file path)")
             if spec.builtin is not None and spec.builtin != "mnist1d":
-                raise ConfigError(f"{name}.builtin = {spec.builtin!r}; expected 'mnist1d'")
+                raise ConfigError.at(f"{name}.builtin", f" = {spec.builtin!r}; expected 'mnist1d'")
         if self.transfer.save_models not in ("best", "all", "none"):
-            raise ConfigError(f"transfer.save_models = {self.transfer.save_models!r}; expected best, all or none")
+            raise ConfigError.at("transfer.save_models", f" = {self.transfer.save_models!r}; expected best, all or none")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
@@ -128,14 +135,12 @@ def load_task_data(spec: DataSpec, generated: dict) -> TaskData:
         raw = generated[key]
     else:
         path = Path(spec.npz)  # type: ignore[arg-type]
-        if not path.exists():
-            raise TaskshareError(f"data file {path} does not exist")
-        with np.load(path, allow_pickle=False) as f:
-            raw = {k: f[k] for k in f.files}
-        for key in (spec.x, spec.y):
-            if key not in raw:
-                raise TaskshareError(f"{path} has no array {key!r}; it holds {sorted(raw)}")
+        raw = read_npz(path, [spec.x, spec.y], [spec.x_test, spec.y_test])
         raw = {"x": raw[spec.x], "y": raw[spec.y], "x_test": raw.get(spec.x_test), "y_test": raw.get(spec.y_test)}
+        for part, inputs, labels in (("", "x", "y"), (" test", "x_test", "y_test")):
+            if raw[inputs] is not None and raw[labels] is not None:
+                check_pair(raw[inputs], raw[labels], f"{path}{part} arrays ({getattr(spec, inputs)!r}, {getattr(spec, labels)!r})")
+                raw[labels] = class_labels(raw[labels], f"array {getattr(spec, labels)!r} in {path}")
         if raw["x_test"] is None or raw["y_test"] is None:
             from .data import stratified_indices
             train_idx, test_idx = stratified_indices(raw["y"], spec.test_fraction, spec.seed)
@@ -143,6 +148,14 @@ def load_task_data(spec: DataSpec, generated: dict) -> TaskData:
                    "x_test": raw["x"][test_idx], "y_test": raw["y"][test_idx]}
     x, y = _relabel(np.asarray(raw["x"], np.float32), np.asarray(raw["y"]).astype(np.int64), spec.classes)
     x_test, y_test = _relabel(np.asarray(raw["x_test"], np.float32), np.asarray(raw["y_test"]).astype(np.int64), spec.classes)
+    where = f"{spec.npz} ({spec.y!r})" if spec.npz else f"{spec.builtin} labels"
+    if len(y) == 0 or len(y_test) == 0:
+        raise TaskshareError(f"{where}: {len(y)} training and {len(y_test)} test examples after the split; expected "
+                             f"at least one of each (more examples, or x_test and y_test arrays)")
+    n = check_dense_classes(y, where, "; or list the classes to keep, e.g. classes: [10, 11, 12, 13]")
+    if y_test.max() >= n:
+        raise TaskshareError(f"{where}: the test labels reach {y_test.max()}, but training has classes 0..{n - 1}; "
+                             f"expected test classes seen in training")
     return TaskData(x, y, x_test, y_test)
 
 

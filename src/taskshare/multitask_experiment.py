@@ -15,6 +15,7 @@ from .config import from_dict, to_dict
 from .data.multitask import MultiTaskDataset
 from .data.splits import stratified_indices
 from .errors import ConfigError, TaskshareError
+from .validate import check_pair, check_training_labels, read_npz, typed
 from .models import build_model
 from .multitask import MODES, SharingResult, compare_sharing
 from .tasks import Task
@@ -24,6 +25,7 @@ from .train.checkpoint import atomic_write_bytes
 
 
 @dataclass
+@typed()
 class TaskSpec:
     name: str
     kind: str = "binary"
@@ -34,6 +36,7 @@ class TaskSpec:
 
 
 @dataclass
+@typed()
 class MultiTaskData:
     builtin: str | None = None        # "digit_scenes": canvases of real digits, task has_<d> per digit
     images: str = "sklearn"           # digit_scenes source: sklearn (8x8, bundled) or an .npz with images, labels
@@ -50,6 +53,7 @@ class MultiTaskData:
 
 
 @dataclass
+@typed()
 class MultiTaskSpec:
     modes: list[str] = field(default_factory=lambda: list(MODES))
     coupling: float = 1e-3            # soft sharing: lambda of the distance penalty
@@ -64,25 +68,27 @@ class MultiTaskSpec:
 
 
 @dataclass
+@typed()
 class MultiTaskExperiment:
     mode: str = "multitask"
     data: MultiTaskData = field(default_factory=lambda: MultiTaskData(builtin="digit_scenes"))
     model: dict[str, Any] = field(default_factory=lambda: {"name": "cnn2d", "args": {"channels": [8, 16, 32]}})
     multitask: MultiTaskSpec = field(default_factory=MultiTaskSpec)
     output: str = "runs/multitask"
+    track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
 
     def __post_init__(self) -> None:
         per_task = bool(self.data.tasks) and all(t.npz for t in self.data.tasks)
         if sum([self.data.builtin is not None, self.data.npz is not None, per_task]) != 1:
-            raise ConfigError("data: give exactly one of 'builtin' (digit_scenes), 'npz' (one file with every "
+            raise ConfigError.at("data", ": give exactly one of 'builtin' (digit_scenes), 'npz' (one file with every "
                               "task's labels), or an 'npz' file for every entry of 'tasks'")
         if self.data.builtin not in (None, "digit_scenes"):
-            raise ConfigError(f"data.builtin = {self.data.builtin!r}; expected 'digit_scenes'")
+            raise ConfigError.at("data.builtin", f" = {self.data.builtin!r}; expected 'digit_scenes'")
         bad = [m for m in self.multitask.modes if m not in MODES]
         if bad:
-            raise ConfigError(f"multitask.modes has {bad[0]!r}; expected some of {MODES}")
+            raise ConfigError.at("multitask.modes", f" has {bad[0]!r}; expected some of {MODES}")
         if set(self.model) - {"name", "args"} or "name" not in self.model:
-            raise ConfigError(f"model: expected keys 'name' and optionally 'args', got {sorted(self.model)}")
+            raise ConfigError.at("model", f": expected keys 'name' and optionally 'args', got {sorted(self.model)}")
 
 
 def load_multitask(data: dict) -> MultiTaskExperiment:
@@ -105,21 +111,16 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
     if spec.npz is None:
         raise ConfigError("data: name an npz file, or a file per task in data.tasks")
     path = Path(spec.npz)
-    if not path.exists():
-        raise TaskshareError(f"data file {path} does not exist")
     if not spec.tasks:
         raise ConfigError("data.tasks: list the tasks held in the file (name, kind, num_classes, key)")
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in f.files}
     tasks = [Task(t.name, t.kind, t.num_classes, t.num_outputs) for t in spec.tasks]
+    arrays = read_npz(path, [spec.x, *(t.key or t.name for t in spec.tasks)])
     labels = {}
-    for t in spec.tasks:
+    for t, task in zip(spec.tasks, tasks):
         key = t.key or t.name
-        if key not in arrays:
-            raise TaskshareError(f"{path} has no array {key!r} for task {t.name!r}; it holds {sorted(arrays)}")
+        check_pair(arrays[spec.x], arrays[key], f"{path} (inputs {spec.x!r}, labels {key!r} of task {t.name!r})")
+        check_training_labels(task, arrays[key], f"array {key!r} of {path}")
         labels[t.name] = arrays[key]
-    if spec.x not in arrays:
-        raise TaskshareError(f"{path} has no input array {spec.x!r}; it holds {sorted(arrays)}")
     return tasks, MultiTaskDataset(arrays[spec.x].astype(np.float32), labels)
 
 
@@ -128,13 +129,12 @@ def _per_task_files(spec: MultiTaskData) -> tuple[list[Task], dict]:
     tasks, datasets = [], {}
     for t in spec.tasks:
         path = Path(t.npz)  # type: ignore[arg-type]
-        if not path.exists():
-            raise TaskshareError(f"data file {path} of task {t.name!r} does not exist")
-        with np.load(path, allow_pickle=False) as f:
-            if "x" not in f.files or "y" not in f.files:
-                raise TaskshareError(f"{path} (task {t.name!r}) needs arrays 'x' and 'y'; it holds {f.files}")
-            datasets[t.name] = ArrayDataset(f["x"].astype(np.float32), f["y"], f"data of task {t.name!r}")
-        tasks.append(Task(t.name, t.kind, t.num_classes, t.num_outputs))
+        task = Task(t.name, t.kind, t.num_classes, t.num_outputs)
+        f = read_npz(path, ["x", "y"], where=f"data of task {t.name!r}:")
+        check_pair(f["x"], f["y"], f"{path} (task {t.name!r})")
+        check_training_labels(task, f["y"], f"array 'y' of {path}")
+        datasets[t.name] = ArrayDataset(f["x"].astype(np.float32), f["y"], f"data of task {t.name!r}")
+        tasks.append(task)
     return tasks, datasets
 
 

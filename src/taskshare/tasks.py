@@ -23,7 +23,7 @@ MISSING = -1
 DEFAULT_METRICS = {
     "multiclass": ["accuracy", "macro_f1"],
     "binary": ["auroc", "binary_accuracy", "f1"],
-    "multilabel": ["auroc", "binary_accuracy", "f1"],
+    "multilabel": ["auroc", "map", "auroc_micro", "binary_accuracy", "f1"],   # auroc, map: macro over labels
     "regression": ["r2", "mae", "rmse"],
 }
 
@@ -101,31 +101,9 @@ class Task:
         return y.reshape(len(y), -1) if y.dim() <= 2 else y
 
     def check_labels(self, y: Tensor, where: str = "training data") -> None:
-        """Raise with the offending value if labels do not fit this task."""
-        y = self.prepare_target(torch.as_tensor(y))
-        known = self.known(y)
-        if self.kind == "regression":
-            bad = torch.isinf(y)
-            if bad.any():
-                raise TaskshareError(f"task {self.name!r}: {where} has an infinite target; expected finite or NaN")
-            if y.shape[-1] != self.out_dim:
-                raise TaskshareError(
-                    f"task {self.name!r}: {where} has targets of width {y.shape[-1]}, expected {self.out_dim}"
-                )
-            return
-        values = y[known]
-        if self.kind == "multiclass":
-            bad = values[(values < 0) | (values >= self.out_dim)]
-            expected = f"integers in [0, {self.out_dim - 1}] or {MISSING} for unknown"
-        else:
-            if y.shape[-1] != self.out_dim:
-                raise TaskshareError(
-                    f"task {self.name!r}: {where} has {y.shape[-1]} label columns, expected {self.out_dim}"
-                )
-            bad = values[(values != 0) & (values != 1)]
-            expected = f"0 or 1, or {MISSING}/NaN for unknown"
-        if len(bad):
-            raise TaskshareError(f"task {self.name!r}: {where} has label {bad[0].item():g}; expected {expected}")
+        """Raise with the offending value if labels do not fit this task (taskshare.validate)."""
+        from .validate import check_labels
+        check_labels(self, y, where)
 
     # ---- loss and metrics ---------------------------------------------------------------------
     def loss(self, output: Tensor, y: Tensor) -> Tensor:
@@ -152,7 +130,7 @@ class Task:
                                  f"{len(y)} targets; expected ({len(y)}, {self.out_dim}) (is the head sized for this task?)")
 
     def metrics(self, output: Tensor, y: Tensor) -> dict[str, float]:
-        """All of the kind's metrics over known labels (flattened across columns for multilabel)."""
+        """All of the kind's metrics over known labels (multilabel: see evaluate/multilabel.py)."""
         y = self.prepare_target(y)
         known = self.known(y)
         if self.kind == "multiclass":
@@ -161,6 +139,9 @@ class Task:
         if self.kind == "regression":
             rows = known.all(-1)
             return compute_metrics(self.metric_names, output[rows], y[rows])
+        if self.kind == "multilabel":      # per label over its known entries, then the macro mean
+            from .evaluate.multilabel import multilabel_metrics
+            return multilabel_metrics(self.metric_names, output, y, known)
         return compute_metrics(self.metric_names, output[known], y[known])
 
     def describe(self) -> dict:

@@ -82,6 +82,11 @@ def r2(pred: Tensor, y: Tensor) -> float:
     return (1 - ss_res / ss_tot).mean().item()
 
 
+def _average_precision(scores: Tensor, y: Tensor) -> float:
+    from .multilabel import average_precision
+    return average_precision(scores, y)
+
+
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
@@ -90,6 +95,8 @@ METRICS: dict[str, Metric] = {
         Metric("binary_accuracy", binary_accuracy, True),
         Metric("f1", binary_f1, True),
         Metric("auroc", auroc, True),
+        Metric("auroc_micro", auroc, True),       # multi-label: every label's scores pooled in one ranking
+        Metric("map", lambda s, y: _average_precision(s, y), True),   # multi-label: mean AP over labels
         Metric("mae", mae, False),
         Metric("rmse", rmse, False),
         Metric("r2", r2, True),

@@ -30,14 +30,14 @@ def rebuild(run_dir: str | Path) -> list[Path]:
     extras = _extra_sections(run_dir)
     if extras:
         page = run_dir / "report.html"
-        body = page.read_text() if page.exists() else ("<!doctype html><html><head><meta charset=\"utf-8\"><title>"
-                                                      f"{html.escape(run_dir.name)}</title></head><body></body></html>")
+        from .page import shell
+        body = page.read_text() if results.exists() and page.exists() else shell(f"taskshare run: {run_dir.name}")
         body = body.replace("</body></html>", "".join(extras) + "</body></html>")
         atomic_write_bytes(page, body.encode())
         written.append(page)
     if not written:
         raise TaskshareError(f"{run_dir} holds no saved results (results.json, multitask_results.json, "
-                             "adapt_results.json, affinity.json)")
+                             "adapt_results.json, advice.json, affinity.json)")
     return sorted(set(written))
 
 
@@ -51,6 +51,18 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
 
 
+def _multitask_plot(rows: list[dict], tasks: list[str]) -> str:
+    """Each mode's main metric per task (first seed), so a mode that loses on a task shows."""
+    from .figures import available, line_plot
+    from .page import figure
+    if not available() or not rows or not tasks:
+        return ""
+    seed = rows[0].get("seed")
+    series = {r["mode"]: [r["main"].get(t) for t in tasks] for r in rows if r.get("seed") == seed}
+    return figure(line_plot(series, tasks, "task", "test main metric (each task's own)", f"seed {seed}",
+                            percent=False, baseline="single", connect=False))
+
+
 def _extra_sections(run_dir: Path) -> list[str]:
     parts = []
     mt = run_dir / "multitask_results.json"
@@ -61,15 +73,19 @@ def _extra_sections(run_dir: Path) -> list[str]:
                  + ["" if r.get("delta_m") is None else f"{r['delta_m']:+.2f}"] for r in rows]
         notes = [n for r in rows for n in r.get("notes", [])]
         parts.append("<h2>Multi-task: one model per task vs sharing</h2>" + _table(["mode", "seed", *tasks, "delta_m %"], table)
-                     + "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes))
+                     + _multitask_plot(rows, tasks) + "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes))
     ad = run_dir / "adapt_results.json"
     if ad.exists():
-        data = _load(ad)
-        rows = [[r["method"], f"{r['source_val']:.3f}", "" if "target" not in r else f"{r['target']:.3f}"]
-                for r in data.get("rows", [])]
-        parts.append(f"<h2>Domain adaptation</h2><p>How different are these domains: proxy A-distance "
-                     f"{data.get('proxy_a_distance_raw', float('nan')):.2f} on the raw inputs (0 = same, 2 = separable).</p>"
-                     + _table(["method", "source validation", "target (reporting only)"], rows))
+        from .adapt_report import adapt_section
+        parts.append(adapt_section(_load(ad)))
+    advice = run_dir / "advice.json"
+    if advice.exists():
+        from .adapt_report import advice_section
+        try:
+            rows = json.loads(advice.read_text())
+        except json.JSONDecodeError as exc:
+            raise TaskshareError(f"{advice} is not valid JSON (was the run interrupted?): {exc}") from None
+        parts.append(advice_section(rows if isinstance(rows, list) else []))
     af = run_dir / "affinity.json"
     if af.exists():
         from ..advise.affinity import Affinity, affinity_svg

@@ -9,8 +9,9 @@ from rich.console import Console
 from rich.table import Table
 
 from ..train.checkpoint import atomic_write_bytes
-from .curves import curves_svg, gains_over_scratch
-from .plot import strategy_plot
+from .curves import gains_over_scratch
+from .figures import curves_figure, strategy_figure
+from .page import STYLE, figure
 from .summary import Summary
 
 
@@ -59,7 +60,7 @@ def warnings(summary: Summary) -> list[str]:
 def write_reports(out_dir: Path, rows: list[dict], summary: Summary, title: str, extra: dict | None = None) -> dict[str, Path]:
     """results.json, plot.svg, report.md and report.html in `out_dir`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    svg = strategy_plot(summary, title=title)
+    svg = strategy_figure(summary, title=title)
     paths = {"json": out_dir / "results.json", "svg": out_dir / "plot.svg",
              "md": out_dir / "report.md", "html": out_dir / "report.html"}
     atomic_write_bytes(paths["json"], json.dumps({"title": title, **(extra or {}), "results": rows}, indent=2, default=str).encode())
@@ -75,19 +76,17 @@ def write_reports(out_dir: Path, rows: list[dict], summary: Summary, title: str,
             (lambda g: f"<td class={'warn' if g[0] < 0 else 'ok'}>{g[0]:+.1f} ± {g[1]:.1f}</td>" if g else "<td></td>")(
                 gains.get((name, str(s)))) for s in summary.shots) + "</tr>"
         for name in summary.strategies if name != "scratch")
-    curves = "".join(curves_svg(rows, s) for s in summary.shots)
+    curves = "".join(figure(curves_figure(rows, s, summary.metric)) for s in summary.shots)
     rows_html = "".join(
         "<tr><td>" + html.escape(name) + "</td>" + "".join(
             f"<td{' class=best' if name == summary.best(s) else ''}>"
             f"{summary.cells[(name, s)].text() if (name, s) in summary.cells else ''}</td>" for s in summary.shots) + "</tr>"
         for name in summary.strategies)
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}
-.best{{font-weight:bold;background:#e8f5e9}}.warn{{color:#b71c1c}}.ok{{color:#1b5e20}}</style></head><body>
+<style>{STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1><p>Target test {html.escape(summary.metric)} (%), mean ± std over seeds.</p>
 <table><tr><th>strategy</th>{''.join(f'<th>{html.escape(str(s))}</th>' for s in summary.shots)}</tr>{rows_html}</table>
-{svg}
+{figure(svg)}
 <h2>Transfer gain over scratch</h2><p>Points of test {html.escape(summary.metric)}, strategy minus scratch on the
 same split and seed; mean ± standard deviation across seeds. Negative: negative transfer.</p>
 <table><tr><th>strategy</th>{''.join(f'<th>{html.escape(str(s))}</th>' for s in summary.shots)}</tr>{gain_rows}</table>

@@ -80,4 +80,12 @@ def cnn2d(in_features: int, num_outputs: int, channels: Sequence[int] = (16, 32,
 
 
 def build_model(name: str, in_features: int, num_outputs: int, **kwargs) -> nn.Module:
-    return MODELS.get(name)(in_features=in_features, num_outputs=num_outputs, **kwargs)
+    from ..errors import TaskshareError
+    from ..validate import model_arguments
+    builder = MODELS.get(name)
+    model_arguments(name, builder, kwargs)
+    try:
+        return builder(in_features=in_features, num_outputs=num_outputs, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as exc:    # a value of the wrong kind, e.g. hidden: 5
+        raise TaskshareError(f"model {name!r} cannot be built with in_features={in_features}, "
+                             f"num_outputs={num_outputs} and arguments {kwargs}: {exc}") from None

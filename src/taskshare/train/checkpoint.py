@@ -65,7 +65,12 @@ def save(path: str | Path, model: nn.Module, meta: dict[str, Any] | None = None,
 def read_meta(path: str | Path) -> dict[str, Any]:
     side = sidecar(Path(path))
     if not side.exists():
-        raise TaskshareError(f"{side} is missing: a taskshare checkpoint has a JSON sidecar next to its weights")
+        problem = f"{side} is missing: a taskshare checkpoint has a JSON sidecar next to its weights"
+        try:                         # both problems at once: fixing the sidecar alone would not help
+            load_tensors(path)
+        except TaskshareError as weights:
+            problem += f"; and {weights}"
+        raise TaskshareError(problem)
     try:
         return json.loads(side.read_text())
     except json.JSONDecodeError as exc:

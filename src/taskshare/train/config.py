@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..validate import typed
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
@@ -11,6 +12,7 @@ NONFINITE = ("stop", "skip")
 
 
 @dataclass
+@typed("train")
 class TrainConfig:
     epochs: int = 30             # upper bound; early stopping on validation usually ends sooner
     batch_size: int = 128
@@ -54,7 +56,7 @@ class TrainConfig:
         ]
         for ok, name, expected in checks:
             if not ok:
-                raise ConfigError(f"train.{name} = {getattr(self, name)!r}; expected {expected}")
+                raise ConfigError.at(name, f" = {getattr(self, name)!r}; expected {expected}", "train")
 
 
 def under(config: TrainConfig, *names: object) -> TrainConfig:

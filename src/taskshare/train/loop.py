@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..data import make_loader, to_dataset
+from ..data import ArrayDataset, make_loader, to_dataset
 from ..data.loaders import rows
 from ..errors import NonFiniteError, TaskshareError
 from ..tasks import Task
@@ -131,6 +131,7 @@ def fit(model: nn.Module, task: Task, train, val=None, config: TrainConfig | Non
         else make_loader(to_dataset(train, "training data"), config.batch_size, shuffle=True, seed=config.seed)
     if val is not None and isinstance(val, (tuple, list)):
         val = to_dataset(val, "validation data")
+    _check_data(task, train, val)
 
     def objective(m: nn.Module, x, y):
         loss = task.loss(m(x), y)
@@ -142,6 +143,19 @@ def fit(model: nn.Module, task: Task, train, val=None, config: TrainConfig | Non
 
     return train_loop(model, loader, objective, validate if val is not None else None, config, task.higher_is_better,
                       param_groups, penalty, augment, callbacks, label=task.name, metric=task.main_metric)
+
+
+def _check_data(task: Task, train, val) -> None:
+    """Labels checked against the task before anything trains (taskshare.validate): a class index
+    out of range or an all-unknown task is named here, not met as an IndexError or a division by
+    zero. Only labels held in memory are read; other datasets and loaders are trusted."""
+    from ..validate import check_labels, check_training_labels
+    if isinstance(train, (tuple, list)) and len(train) == 2:
+        check_training_labels(task, train[1], "training data", every_class=False)
+    elif isinstance(train, ArrayDataset):
+        check_training_labels(task, train.y, "training data", every_class=False)
+    if isinstance(val, ArrayDataset):
+        check_labels(task, val.y, "validation data")
 
 
 def train_loop(model: nn.Module, loader, objective: Objective, validate: Validator | None, config: TrainConfig,

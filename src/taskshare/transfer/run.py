@@ -88,6 +88,8 @@ def check_training_data(task: Task, splits: Splits) -> None:
         if len(torch.unique(known)) < 2:
             raise TaskshareError(f"task {task.name!r}: the training set has a single class ({int(known[0])}); "
                                  f"expected examples of at least 2 classes")
+    from ..validate import check_training_labels
+    check_training_labels(task, y, "training data")       # every class of the new head seen in training
 
 
 def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, config: TrainConfig,

@@ -1,0 +1,75 @@
+"""Multi-label metrics as multi-label work reports them: per label, over that label's known entries,
+then the macro mean over labels.
+
+Pooling every label's scores into one ranking (the micro AUROC) rewards knowing each label's base
+rate: constant per-label scores at prevalences 0.05 ... 0.95 rank the frequent labels' positives
+above the rare labels' negatives and score far above 0.5 while knowing nothing about any example.
+The micro figure is kept, under its own name (`auroc_micro`), never as the main metric.
+
+A label whose known entries hold a single class has no AUROC or AP; it is skipped in the means and
+counted in `labels_skipped`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .metrics import auroc
+
+
+def average_precision(scores: Tensor, y: Tensor) -> float:
+    """Area under the precision-recall curve as the step sum over distinct thresholds,
+    sum_n (R_n - R_{n-1}) P_n (tied scores form one threshold); NaN without a positive."""
+    scores, y = scores.reshape(-1).double(), (y.reshape(-1) > 0.5).double()
+    positives = float(y.sum())
+    if positives == 0 or len(y) == 0:
+        return float("nan")
+    order = torch.argsort(scores, descending=True, stable=True)
+    s, t = scores[order], y[order]
+    tps, fps = torch.cumsum(t, 0), torch.cumsum(1 - t, 0)
+    last = torch.cat([torch.nonzero(s[1:] != s[:-1]).reshape(-1), torch.tensor([len(s) - 1])])
+    tp, fp = tps[last], fps[last]
+    precision, recall = tp / (tp + fp), tp / positives
+    steps = recall - torch.cat([recall.new_zeros(1), recall[:-1]])
+    return float((steps * precision).sum())
+
+
+def per_label(scores: Tensor, y: Tensor, known: Tensor) -> dict[str, list[float]]:
+    """Each label's AUROC and AP over its known entries (both NaN where the label has one class only,
+    so the macro means skip the same labels)."""
+    scores, y, known = scores.reshape(len(y), -1), y.reshape(len(y), -1), known.reshape(len(y), -1)
+    out: dict[str, list[float]] = {"auroc": [], "ap": [], "positives": [], "known": []}
+    for j in range(y.shape[1]):
+        s, t = scores[known[:, j], j], y[known[:, j], j]
+        area = auroc(s, t)
+        out["auroc"].append(area)
+        out["ap"].append(float("nan") if math.isnan(area) else average_precision(s, t))   # skipped alike
+        out["positives"].append(float((t > 0.5).sum()))
+        out["known"].append(float(len(t)))
+    return out
+
+
+def _mean(values: list[float]) -> float:
+    kept = [v for v in values if not math.isnan(v)]
+    return sum(kept) / len(kept) if kept else float("nan")
+
+
+def multilabel_metrics(names: list[str], scores: Tensor, y: Tensor, known: Tensor) -> dict[str, float]:
+    """`auroc` (macro over labels), `map` (macro AP), `auroc_micro` (pooled), `labels_skipped`, and any
+    other named metric over the pooled known entries."""
+    from .metrics import compute_metrics
+    labels = per_label(scores, y, known)
+    out: dict[str, float] = {}
+    pooled = [n for n in names if n not in ("auroc", "map", "auroc_micro")]
+    for name in names:
+        if name == "auroc":
+            out[name] = _mean(labels["auroc"])
+        elif name == "map":
+            out[name] = _mean(labels["ap"])
+        elif name == "auroc_micro":
+            out[name] = auroc(scores[known], y[known])
+    out.update(compute_metrics(pooled, scores[known], y[known]))
+    out["labels_skipped"] = float(sum(math.isnan(v) for v in labels["auroc"]))
+    return out

@@ -1,0 +1,95 @@
+"""Checks an experiment passes before anything trains: every name resolves (strategies, balancing and
+adaptation methods, model arguments), the data fit the task and the model, and every requested number
+of labels per class exists. A typo found after an hour of pretraining is an hour lost.
+
+The command runs these right after loading the data; the same functions serve Python callers.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, TaskshareError
+
+
+def check_transfer(config: Any, target: Any, source: Any = None, in_features: int | None = None) -> None:
+    """A transfer experiment (ExperimentConfig) against its loaded data (experiment.TaskData):
+    strategies, model arguments, input width (the source's, or `in_features` of saved weights) and
+    labels per class for every shot."""
+    from .models.zoo import MODELS
+    from .track import check_spec
+    from .transfer import build_strategy
+    from .validate import model_arguments
+    check_spec(config.track)
+    for i, spec in enumerate(config.transfer.strategies):
+        try:
+            build_strategy(spec)
+        except TaskshareError as exc:
+            raise ConfigError(f"config.transfer.strategies[{i}]: {exc}") from None
+    model_arguments(config.model.name, MODELS.get(config.model.name), config.model.args)
+    width = in_features if in_features is not None else (source.x.shape[1] if source is not None else None)
+    if width is not None and target.x.shape[1] != width:
+        origin = "the pretrained weights take" if in_features is not None else "the source data have"
+        raise TaskshareError(f"the target inputs have {target.x.shape[1]} features per example but {origin} "
+                             f"{width}; source and target need inputs of the same width")
+    if source is not None and source.x.shape[1:] != target.x.shape[1:]:
+        raise TaskshareError(f"the target inputs have shape {target.x.shape[1:]} per example but the source's are "
+                             f"{source.x.shape[1:]}; expected the same shape")
+    per_class = np.bincount(target.y, minlength=target.num_classes)
+    val = config.transfer.val_per_class
+    for shot in config.transfer.shots:
+        if shot == "all":
+            continue
+        needed = shot + (val or shot)
+        if shot > per_class.min():
+            raise TaskshareError(f"shots={shot} labels per class, but the target's smallest class has "
+                                 f"{per_class.min()} training examples")
+        if needed > per_class.min():
+            raise TaskshareError(f"shots={shot} labels per class and {val or shot} validation examples per class "
+                                 f"need {needed} examples of every class, but the target's smallest class has "
+                                 f"{per_class.min()}; lower the shots or set transfer.val_per_class")
+
+
+def check_multitask(config: Any) -> None:
+    """A multi-task experiment: the balancing method and the model's arguments resolve."""
+    from .models.zoo import MODELS
+    from .validate import model_arguments
+    from .track import check_spec
+    check_spec(config.track)
+    spec = config.multitask
+    model_arguments(config.model["name"], MODELS.get(config.model["name"]), config.model.get("args", {}))
+    if spec.balancer is not None:
+        from .train.balanced import build_balancer
+        tasks = len(config.data.tasks) or len(config.data.digits)
+        try:
+            build_balancer(spec.balancer, max(tasks, 2))
+        except TaskshareError as exc:
+            raise ConfigError(f"config.multitask.balancer: {exc}") from None
+
+
+def check_adapt(config: Any) -> None:
+    """A domain-adaptation experiment: the task, each method with its options, and the model."""
+    from .adapt.train import build_method
+    from .models.zoo import MODELS
+    from .tasks import Task
+    from .validate import model_arguments
+    from .track import check_spec
+    check_spec(config.track)
+    allowed = {"name", "kind", "num_classes", "num_outputs"}
+    unknown = [k for k in config.task if k not in allowed]
+    if unknown:
+        raise ConfigError(f"config.task: unknown key {unknown[0]!r}; allowed keys: {', '.join(sorted(allowed))}")
+    Task(config.task.get("name", "label"), config.task.get("kind", "multiclass"), config.task.get("num_classes"),
+         config.task.get("num_outputs"))
+    stray = [m for m in config.adapt.options if m not in config.adapt.methods]
+    if stray:
+        raise ConfigError(f"config.adapt.options has {stray[0]!r}, which is not in adapt.methods "
+                          f"({', '.join(config.adapt.methods)})")
+    for method in config.adapt.methods:
+        if method != "source_only":
+            try:
+                build_method({"name": method, **config.adapt.options.get(method, {})})
+            except TaskshareError as exc:
+                raise ConfigError(f"config.adapt.options.{method}: {exc}") from None
+    model_arguments(config.model["name"], MODELS.get(config.model["name"]), config.model.get("args", {}))

@@ -1,0 +1,33 @@
+"""The README's multi-task YAML runs as written (only the epochs shortened), on a file holding the
+arrays it names."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from taskshare.cli import main
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.mark.slow
+def test_readme_multitask_yaml_runs(tmp_path, monkeypatch):
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S) if "mode: multitask" in b)
+    cfg = yaml.safe_load(block)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 12)).astype(np.float32)
+    digit = np.arange(300) % 10
+    digit[::7] = -1
+    label_a = (x[:, 0] > 0).astype(np.float32)
+    label_a[::5] = np.nan
+    np.savez(tmp_path / "f.npz", x=x, label_a=label_a, digit=digit, score=x[:, 1] - x[:, 2])
+    cfg["multitask"]["train"].update(epochs=1, min_steps=0, progress=False)
+    monkeypatch.chdir(tmp_path)
+    Path("mt.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", "mt.yaml"]) == 0
+    rows = json.loads((tmp_path / cfg["output"] / "multitask_results.json").read_text())["results"]
+    assert {r["mode"] for r in rows} == set(cfg["multitask"]["modes"])
+    assert all(set(r["main"]) == {"a", "digit", "score"} for r in rows)

@@ -217,3 +217,13 @@ def test_resume_is_refused_with_a_message_not_ignored(tmp_path, capsys):
     config = {"target": {"image_folder": str(tmp_path)}, "model": TINY}
     assert main(["run", str(write_config(tmp_path / "c.yaml", **config)), "--resume"]) == 2
     assert "--resume is not available yet" in " ".join(capsys.readouterr().out.split())
+
+
+def test_own_data_run_keeps_out_of_a_folder_of_other_files(tmp_path, capsys):
+    pics = image_folder(tmp_path / "pics", per_class=6)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "thesis.tex").write_text("mine")
+    config = {"target": {"image_folder": str(pics)}, "model": TINY, "output": str(tmp_path / "run"),
+              "transfer": {"shots": ["all"], "strategies": ["linear_probe"], "train": FAST}}
+    assert main(["run", str(write_config(tmp_path / "c.yaml", **config))]) == 2
+    assert "run" in capsys.readouterr().out and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["thesis.tex"]

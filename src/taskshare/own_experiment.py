@@ -214,4 +214,7 @@ def run_own_command(args, raw: dict[str, Any], console) -> int:
         raise TaskshareError("--resume is not available yet for configs with your own data source or a pretrained "
                              "model; run again without it (or set train.checkpoint_dir in Python)")
     config = load_own(raw)
-    return run_own(config, Path(args.out or config.output), console)
+    from .outputs import prepare_output    # the same output-folder rule as every other mode
+    out = Path(args.out or config.output)
+    prepare_output(out, overwrite=getattr(args, "overwrite", False), resume=False)
+    return run_own(config, out, console)

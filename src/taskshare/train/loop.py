@@ -40,6 +40,11 @@ class History:
     skipped_steps: int = 0
     seconds: float = 0.0
 
+    @property
+    def steps(self) -> int:
+        """Optimizer steps the run took."""
+        return int(self.epochs[-1].get("step", 0)) if self.epochs else 0
+
     def to_dict(self) -> dict:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "best_score": self.best_score,
                 "stopped_early": self.stopped_early, "skipped_steps": self.skipped_steps, "seconds": self.seconds}
@@ -270,8 +275,9 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                 global_step += 1
                 if run.due(global_step):
                     run.save(epoch, batch_index + 1, global_step, history, best_state, bad_epochs, loss_sum, steps)
+            # "step": optimizer steps so far in this run, so a comparison can show each run's budget
             record = {"epoch": epoch, "train_loss": (loss_sum / max(steps, 1)).item(),
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, "step": global_step}
             if validate is not None:
                 score, metrics = validate(model)
                 record.update({f"val_{k}": v for k, v in metrics.items()})

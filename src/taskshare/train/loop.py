@@ -20,7 +20,7 @@ from ..data import make_loader, to_dataset
 from ..data.loaders import rows
 from ..errors import NonFiniteError, TaskshareError
 from ..tasks import Task
-from .config import TrainConfig
+from .config import TrainConfig, patience_of
 from .device import amp_dtype, autocast, resolve_device
 from ..distributed import average_gradients, consensus, evaluation_part, gather_rows, is_main, rows_of, world
 from .progress import EpochProgress
@@ -113,7 +113,7 @@ def _budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     `min_steps` optimizer steps, epochs are repeated to reach it and patience stretches by the same
     factor, so early stopping still waits the same share of training."""
     epochs = max(config.epochs, math.ceil(config.min_steps / max(1, steps_per_epoch)))
-    return epochs, math.ceil(config.patience * epochs / config.epochs)
+    return epochs, math.ceil(patience_of(config) * epochs / config.epochs)
 
 
 Objective = Callable[[nn.Module, Any, Any], "tuple[Tensor, dict[str, Tensor]]"]

@@ -24,8 +24,8 @@ class Auto(Strategy):
     least `confirm_min_val` labels per class, every candidate trains once and the best on validation
     is kept. Where it has fewer, one split is too noisy to choose by (5 labels per class: one example
     is 20 points), so candidates are scored by stratified `folds`-fold cross-validation over train +
-    validation together, repeated up to `repeats` times (later repeats only for candidates still in
-    contention); a candidate whose mean fold score is below scratch's by more than the standard error
+    validation together, repeated up to `repeats` times while the choice is not yet clearly above
+    scratch (later repeats only for candidates still in contention); a candidate whose mean fold score is below scratch's by more than the standard error
     of their paired fold differences is never chosen; candidates within that error of the best are
     a tie, which the rule breaks; the choice is then retrained on all the labelled data for the
     median number of epochs the folds found best. `confirm=False` applies the rule alone.

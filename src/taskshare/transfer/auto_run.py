@@ -15,7 +15,7 @@ from ..train import TrainConfig, evaluate, resolve_device
 from ..train.config import under
 from .auto import Auto
 from .base import DataFacts, Strategy
-from .evidence import decide, stratified_folds
+from .evidence import Paired, decide, stratified_folds
 
 
 def choose(pretrained, task: Task, splits: Splits, auto: Auto, config: TrainConfig, facts: DataFacts, augment,
@@ -74,7 +74,7 @@ def _cross_validate(pretrained, task, splits, pool, y, folds: int, auto: Auto, c
     candidates: dict[str, Strategy] = {c.label(): c for c in auto.candidates(facts)}
     prior = auto.resolve(facts)[0].label()
     scores: dict[str, list[float]] = {name: [] for name in candidates}
-    alive, trainings = list(candidates), 0
+    alive, trainings, sign = list(candidates), 0, 1 if task.higher_is_better else -1
     decision = None
     for repeat in range(auto.repeats):
         for j, held in enumerate(stratified_folds(y, folds, seed=config.seed * 7919 + repeat)):
@@ -87,8 +87,10 @@ def _cross_validate(pretrained, task, splits, pool, y, folds: int, auto: Auto, c
                 scores[name].append(r.val_score)
                 trainings += 1
         decision = decide({n: scores[n] for n in candidates}, prior, "scratch", task.higher_is_better)
-        if len(decision.ties) == 1:
-            break        # a clear winner: another repeat would not change the choice
+        gap = Paired.of(scores[decision.choice], scores["scratch"])
+        if decision.choice == "scratch" or gap.mean * sign - gap.se > 0:
+            break   # settled against the baseline; ties among transfer candidates the rule may break
+        # transfer is not yet clearly ahead of scratch: more folds, only for what is still in contention
         alive = [n for n in candidates if n in decision.ties or n == "scratch"]
     # the choice retrains on everything the decision saw; with no data left to stop early on, it gets
     # the comparison's whole budget (the folds' best epochs are too noisy to reuse: on a dozen

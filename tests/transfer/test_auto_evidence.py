@@ -37,6 +37,8 @@ def test_the_rule_breaks_ties_only():
     assert decide(noisy, prior="lp_ft").choice == "lp_ft"
     clear = {"linear_probe": [0.70, 0.60, 0.80], "lp_ft": [0.80, 0.72, 0.91], "scratch": [0.50, 0.40, 0.45]}
     assert decide(clear, prior="linear_probe").choice == "lp_ft"            # lp_ft wins on every fold
+    tied = {"linear_probe": [0.60, 0.40, 0.50], "scratch": [0.50, 0.50, 0.45]}
+    assert decide(tied, prior="linear_probe").choice == "scratch"           # transfer has to earn its place
     lower = {"lp_ft": [0.3, 0.2, 0.25], "scratch": [0.5, 0.4, 0.45]}      # loss: lower is better
     assert decide(lower, prior="scratch", higher_is_better=False).choice == "lp_ft"
 

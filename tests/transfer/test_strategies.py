@@ -112,7 +112,8 @@ def test_auto_uses_evidence_unless_told_not_to_and_folds_only_where_validation_i
     assert auto.should_sweep(small) and auto.cross_validates(small)
     assert not build_strategy({"name": "auto", "confirm": False}).should_sweep(small)
     assert auto.should_sweep(DataFacts(train_size=100, labels_per_class=20, val_labels_per_class=20))
-    assert not auto.cross_validates(DataFacts(train_size=100, labels_per_class=20, val_labels_per_class=20))
+    assert auto.cross_validates(DataFacts(train_size=100, labels_per_class=20, val_labels_per_class=20))
+    assert not auto.cross_validates(DataFacts(train_size=300, labels_per_class=60, val_labels_per_class=60))
     large = DataFacts(train_size=9000, labels_per_class=3000, val_labels_per_class=300)
     assert auto.should_sweep(large)
     assert [c.label() for c in auto.candidates(large)] == ["finetune(trunk_lr_scale=1.0)", "scratch"]
@@ -124,9 +125,8 @@ def test_auto_sweep_keeps_the_candidate_best_on_validation(splits):
     model, result = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits,
                                  {"name": "auto", "confirm_min_val": 10}, TrainConfig(epochs=2, progress=False, device="cpu"))
     assert "one validation split" in result.note and result.strategy.startswith("auto(confirm_min_val=10) -> ")
-    scores = dict(item.rsplit(" ", 1) for item in result.note.split("): ", 1)[1].split("; kept")[0].split(", "))
     kept = result.strategy.split(" -> ")[1]
-    assert float(scores[kept]) == max(float(v) for v in scores.values()) == pytest.approx(result.val_score, abs=1e-4)
+    assert "paired over its examples" in result.note and f"kept {kept}:" in result.note
 
 
 def test_bad_strategy_inputs():

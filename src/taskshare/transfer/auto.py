@@ -35,7 +35,7 @@ class Auto(Strategy):
     probe_below: int = 30
     finetune_from: int = 1000
     confirm: bool | None = None       # None or True: decide from evidence; False: the size rule alone
-    confirm_min_val: int = 20         # validation labels per class from which one split is trusted
+    confirm_min_val: int = 50         # validation labels per class from which one split is trusted
     folds: int = 3                    # cross-validation folds where validation is smaller (cost: folds x candidates)
     repeats: int = 2                  # at most this many repeats of the folds, each reshuffled
 

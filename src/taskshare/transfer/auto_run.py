@@ -12,6 +12,7 @@ from torch.utils.data import ConcatDataset, Dataset, Subset
 from ..data import ArrayDataset, Splits, labels_of
 from ..tasks import Task
 from ..train import TrainConfig, evaluate, resolve_device
+from ..train.loop import predict
 from ..train.config import under
 from .auto import Auto
 from .base import DataFacts, Strategy
@@ -50,17 +51,32 @@ def _subset(dataset: Dataset, indices: np.ndarray) -> Dataset:
 
 def _sweep(pretrained, task, splits, auto: Auto, config, facts, augment, cache, labels_per_class, train_frozen_bn,
            started):
-    """Validation large enough: every candidate trains once; the model best on validation is kept."""
+    """Validation large enough: every candidate trains once. For classes, the decision reads paired
+    per-example correctness on the validation split (so a candidate clearly below scratch is refused
+    and a tie with scratch keeps scratch); otherwise the best validation score is kept."""
     from .run import run_strategy
     rule_choice, reason = auto.resolve(facts)
     runs = [run_strategy(pretrained, task, splits, candidate, under(config, auto.label()), facts.source_size, augment,
                          cache, labels_per_class, train_frozen_bn) for candidate in auto.candidates(facts)]
     sign = 1 if task.higher_is_better else -1
-    model, best = max(runs, key=lambda run: sign * run[1].val_score)
-    scores = ", ".join(f"{r.strategy} {r.val_score:.4f}" for _, r in runs)
-    best.note = (f"one validation split ({facts.val_labels_per_class} labels per class, no spread measured): "
-                 f"{scores}; kept {best.strategy}, the best on validation. The size rule alone would say "
-                 f"{rule_choice.label()} ({reason}). Cost: {len(runs)} trainings")
+    labels = [r.strategy for _, r in runs]
+    if task.kind == "multiclass" and task.main_metric == "accuracy" and "scratch" in labels:
+        device = resolve_device(config.device)
+        correct = {}
+        for model, r in runs:
+            out, y = predict(model, splits.val, device, config.eval_batch_size)
+            known = y >= 0
+            correct[r.strategy] = (out.argmax(1) == y)[known].float().tolist()
+        decision = decide(correct, rule_choice.label(), "scratch", True)
+        model, best = runs[labels.index(decision.choice)]
+        evidence = f"paired over its examples: {decision.note}"
+    else:
+        model, best = max(runs, key=lambda run: sign * run[1].val_score)
+        scores = ", ".join(f"{r.strategy} {r.val_score:.4f}" for _, r in runs)
+        evidence = f"{scores}; kept {best.strategy}, the best on validation"
+    best.note = (f"one validation split ({len(splits.val)} examples, {facts.val_labels_per_class} labels per "
+                 f"class), {len(runs)} trainings; {evidence}. The size rule alone would say "
+                 f"{rule_choice.label()} ({reason})")
     best.strategy = f"{auto.label()} -> {best.strategy}"
     best.seconds = time.perf_counter() - started
     return model, best
@@ -88,7 +104,7 @@ def _cross_validate(pretrained, task, splits, pool, y, folds: int, auto: Auto, c
                 trainings += 1
         decision = decide({n: scores[n] for n in candidates}, prior, "scratch", task.higher_is_better)
         gap = Paired.of(scores[decision.choice], scores["scratch"])
-        if decision.choice == "scratch" or gap.mean * sign - gap.se > 0:
+        if (decision.choice == "scratch" and len(decision.ties) == 1) or gap.mean * sign - gap.se > 0:
             break   # settled against the baseline; ties among transfer candidates the rule may break
         # transfer is not yet clearly ahead of scratch: more folds, only for what is still in contention
         alive = [n for n in candidates if n in decision.ties or n == "scratch"]

@@ -55,8 +55,9 @@ class Decision:
 
 def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch",
            higher_is_better: bool = True) -> Decision:
-    """The candidate to keep and why. `scores`: fold scores per candidate, in the same fold order for
-    all; `prior`: the size rule's choice, which wins ties only."""
+    """The candidate to keep and why. `scores`: paired samples per candidate (fold scores, or one
+    validation split's per-example correctness), in the same order for all; `prior`: the size rule's
+    choice, which breaks ties among transfer candidates; the baseline wins a tie with the best."""
     sign = 1.0 if higher_is_better else -1.0
     signed = {name: [sign * v for v in vals] for name, vals in scores.items()}
     if baseline not in signed:
@@ -66,14 +67,19 @@ def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch"
     mean = {n: float(np.mean(v)) for n, v in signed.items()}
     best = max(eligible, key=lambda n: mean[n])
     ties = [n for n in eligible if n == best or not Paired.of(signed[n], signed[best]).clearly_below()]
-    choice = prior if prior in ties else best
+    # transfer has to earn its place: where the baseline is as good as the best within the spread,
+    # it is kept; the rule breaks ties among transfer candidates only
+    choice = baseline if baseline in ties else prior if prior in ties else best
     spread = {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in signed.items()}
-    table = ", ".join(f"{n} {sign * mean[n]:.3f} ± {spread[n]:.3f} ({len(signed[n])} folds)" for n in signed)
-    why = (f"the size rule's choice, tied with {', '.join(t for t in ties if t != choice)} within one standard "
-           f"error of the paired fold differences" if choice == prior and len(ties) > 1 else
-           "best mean fold score" + (", the size rule's choice too" if choice == prior else ""))
+    table = ", ".join(f"{n} {sign * mean[n]:.3f} ± {spread[n]:.3f} ({len(signed[n])})" for n in signed)
+    others = ", ".join(t for t in ties if t != choice)
+    why = (f"{baseline} is tied with the best ({others}) within one standard error of the paired differences"
+           if choice == baseline and len(ties) > 1 else
+           f"the size rule's choice, tied with {others} within one standard error of the paired differences"
+           if choice == prior and len(ties) > 1 else
+           "best mean score" + (", the size rule's choice too" if choice == prior else ""))
     refusal = f"; refused as clearly below {baseline}: {', '.join(refused)}" if refused else ""
     gap = Paired.of(signed[choice], signed[baseline])
-    margin = (f"; {choice} minus {baseline}: {sign * gap.mean:+.3f} ± {gap.se:.3f} (standard error over folds)"
+    margin = (f"; {choice} minus {baseline}: {sign * gap.mean:+.3f} ± {gap.se:.3f} (standard error)"
               if choice != baseline else "")
-    return Decision(choice, ties, refused, f"fold scores (mean ± std) {table}; kept {choice}: {why}{refusal}{margin}")
+    return Decision(choice, ties, refused, f"scores (mean ± std) {table}; kept {choice}: {why}{refusal}{margin}")

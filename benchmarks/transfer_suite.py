@@ -142,12 +142,15 @@ def main() -> None:
     base = TrainConfig(progress=False)
     if args.epochs:
         base = replace(base, epochs=args.epochs)
-    rows = []
+    rows, skipped = [], []
     for name, (source, (target, test), classes) in pairs(args.pairs).items():
         t0 = time.perf_counter()
         net = source_model(source, classes, args.hidden, replace(TrainConfig(progress=False), epochs=args.source_epochs))
         task = Task(name, num_classes=int(target[1].max()) + 1)
         for shot in shots:
+            if shot != "all" and np.bincount(target[1]).min() < 2 * shot:
+                skipped.append(f"{name} k={shot} (a class has {np.bincount(target[1]).min()} examples, fewer than 2k)")
+                continue
             for seed in args.seeds:
                 splits = few_shot(target, shot, seed=seed, test=test)
                 pre = transfer_model(net, task, example=torch.as_tensor(target[0][:2]))
@@ -161,9 +164,11 @@ def main() -> None:
                     f"{x['strategy'].split(' -> ')[-1] if not x['strategy'].startswith('auto') else x['strategy']} "
                     f"{x['accuracy']:.1f}" for x in rows[-len(STRATEGIES):]), flush=True)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=1))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=1))      # after every pair: a crash keeps what ran
     lines = report(rows, args, time.perf_counter() - started)
+    if skipped:
+        lines += ["", "Not run (too few target examples): " + "; ".join(skipped) + "."]
     if args.no_write:
         print("\n".join(lines))
     else:

@@ -7,7 +7,7 @@ from torch import nn
 
 from taskshare import Task, TaskshareError, TrainConfig, TrunkHead
 from taskshare.data import few_shot
-from taskshare.transfer import run_strategy
+from taskshare.transfer import build_strategy, run_strategy
 from taskshare.transfer.evidence import decide, stratified_folds
 
 CFG = TrainConfig(epochs=20, batch_size=32, lr=1e-2, min_steps=60, patience=20, progress=False, device="cpu")
@@ -23,6 +23,8 @@ def test_folds_partition_the_data_and_spread_every_class():
     assert not np.array_equal(np.concatenate(stratified_folds(y, 3, seed=1)), np.concatenate(folds))
     with pytest.raises(TaskshareError, match="at least 2 folds"):
         stratified_folds(y, 1, seed=0)
+    with pytest.raises(TaskshareError, match="repeats >= 1.*repeats=0"):
+        build_strategy({"name": "auto", "repeats": 0})
 
 
 def test_a_candidate_clearly_below_scratch_is_refused_even_as_the_rules_choice():

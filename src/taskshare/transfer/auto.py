@@ -1,5 +1,6 @@
 from dataclasses import dataclass
 
+from ..errors import TaskshareError
 from .base import STRATEGIES, DataFacts, Stage, Strategy
 from .finetune import Finetune
 from .gradual_unfreeze import GradualUnfreeze
@@ -38,6 +39,11 @@ class Auto(Strategy):
     confirm_min_val: int = 50         # validation labels per class from which one split is trusted
     folds: int = 3                    # cross-validation folds where validation is smaller (cost: folds x candidates)
     repeats: int = 2                  # at most this many repeats of the folds, each reshuffled
+
+    def __post_init__(self) -> None:
+        if self.folds < 2 or self.repeats < 1:
+            raise TaskshareError(f"auto: folds must be >= 2 and repeats >= 1, got folds={self.folds!r}, "
+                                 f"repeats={self.repeats!r}")
 
     def resolve(self, facts: DataFacts) -> tuple[Strategy, str]:
         """The rule's choice and its reason."""

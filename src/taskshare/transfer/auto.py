@@ -12,8 +12,9 @@ from .scratch import Scratch
 @STRATEGIES.register("auto")
 @dataclass
 class Auto(Strategy):
-    """Picks a strategy from evidence, with a stated size rule as the prior that breaks ties, and
-    reports what it chose, on what evidence and how sure it was.
+    """Picks a strategy on evidence (cross-validation or a validation split), a size rule breaking ties.
+
+    The note says what it chose, on what evidence and how sure it was.
 
     Rule (labels per class = the smallest class's count in the training split):
       - target at least as large as the source: finetune at the full rate (the pretrained weights

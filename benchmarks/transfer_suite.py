@@ -138,11 +138,11 @@ def main() -> None:
     parser.add_argument("--report-from", type=Path, default=None, help="rewrite the section from a saved run's JSON")
     parser.add_argument("--minutes", type=float, default=None, help="with --report-from: that run's wall time")
     args = parser.parse_args()
+    torch.set_num_threads(1)
     if args.report_from is not None:
         rows = json.loads(args.report_from.read_text())
         publish("transfer_suite", report(rows, args, (args.minutes or 0) * 60))
         return
-    torch.set_num_threads(1)
     shots = [s if s == "all" else int(s) for s in args.shots]
     started = time.perf_counter()
     base = TrainConfig(progress=False)

@@ -52,6 +52,15 @@ def markdown_table(summary: Summary) -> str:
     return "\n".join([head, rule, *rows])
 
 
+def steps_table(summary: Summary) -> str:
+    """Optimizer steps each strategy took (mean over seeds): one budget per comparison, shown."""
+    head = "| steps | " + " | ".join(str(s) for s in summary.shots) + " |"
+    rule = "|---|" + "---|" * len(summary.shots)
+    rows = [f"| {name} | " + " | ".join(f"{summary.cells[(name, s)].steps:.0f}" if (name, s) in summary.cells else ""
+                                       for s in summary.shots) + " |" for name in summary.strategies]
+    return "\n".join([head, rule, *rows])
+
+
 def warnings(summary: Summary) -> list[str]:
     return [f"negative transfer: {name} at {shot} labels per class is {-gain * 100:.1f} points below scratch"
             for name, shot, gain in summary.negative_transfer()]
@@ -67,7 +76,9 @@ def write_reports(out_dir: Path, rows: list[dict], summary: Summary, title: str,
     atomic_write_bytes(paths["svg"], svg.encode())
     notes = warnings(summary)
     md = [f"# {title}", "", f"Target test {summary.metric} (%), mean ± std over seeds; best per column in bold.", "",
-          markdown_table(summary), "", "![strategies against labels per class](plot.svg)", ""]
+          markdown_table(summary), "", "Optimizer steps per run (mean over seeds; the budget is shared by a "
+          "strategy's stages, early stopping may end a run sooner):", "", steps_table(summary), "",
+          "![strategies against labels per class](plot.svg)", ""]
     md += [f"- {n}" for n in notes] or ["No negative transfer: every strategy matched or beat scratch."]
     atomic_write_bytes(paths["md"], ("\n".join(md) + "\n").encode())
     gains = gains_over_scratch(rows, summary.metric)
@@ -100,5 +111,8 @@ same split and seed; mean ± standard deviation across seeds. Negative: negative
 
 def print_summary(console: Console, summary: Summary, title: str = "") -> None:
     console.print(terminal_table(summary, title))
+    console.print("optimizer steps per run: " + "; ".join(
+        f"k={shot}: " + ", ".join(f"{name} {summary.cells[(name, shot)].steps:.0f}" for name in summary.strategies
+                                  if (name, shot) in summary.cells) for shot in summary.shots), highlight=False)
     for note in warnings(summary):
         console.print(f"[yellow]{note}[/]")

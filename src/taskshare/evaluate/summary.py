@@ -12,6 +12,7 @@ class Cell:
     std: float
     n: int
     seconds: float
+    steps: float = 0.0   # optimizer steps per run, mean over seeds: the budget each strategy used
 
     def text(self, scale: float = 100.0) -> str:
         if self.n > 1:
@@ -63,7 +64,7 @@ def summarize(rows: list[dict], metric: str = "accuracy", higher_is_better: bool
     order: list[str] = []
     for r in rows:
         name = r["strategy"].split(" -> ")[0]  # auto's rows group under auto, whatever it chose
-        groups[(name, r["labels_per_class"])].append((r["test"][metric], r["seconds"]))
+        groups[(name, r["labels_per_class"])].append((r["test"][metric], r["seconds"], r.get("steps", 0)))
         if name not in order:
             order.append(name)
     if "scratch" in order:
@@ -75,5 +76,6 @@ def summarize(rows: list[dict], metric: str = "accuracy", higher_is_better: bool
         scores = [v[0] for v in values]
         mean = sum(scores) / len(scores)
         std = math.sqrt(sum((x - mean) ** 2 for x in scores) / (len(scores) - 1)) if len(scores) > 1 else 0.0
-        cells[key] = Cell(mean, std, len(scores), sum(v[1] for v in values) / len(values))
+        cells[key] = Cell(mean, std, len(scores), sum(v[1] for v in values) / len(values),
+                          sum(v[2] for v in values) / len(values))
     return Summary(metric, higher_is_better, shots, order, cells)

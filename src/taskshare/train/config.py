@@ -14,15 +14,19 @@ NONFINITE = ("stop", "skip")
 @dataclass
 @typed("train")
 class TrainConfig:
-    epochs: int = 30             # upper bound; early stopping on validation usually ends sooner
+    # The defaults train until validation stops improving: a generous cap, patience scaled to it, the
+    # best weights restored. On MNIST-1D the previous ones (30 epochs, patience 8, lr 1e-3) stopped 6-7
+    # points short of the published accuracies; these reach them (benchmarks/mnist1d_published.py).
+    epochs: int = 200            # upper bound; early stopping on validation usually ends much sooner
     batch_size: int = 128
     min_steps: int = 300         # tiny training sets repeat epochs until this many steps (patience scales too)
-    lr: float = 1e-3             # the head's rate; strategies scale the trunk's from it
+    lr: float = 3e-3             # the head's rate; strategies scale the trunk's from it
     weight_decay: float = 1e-2   # AdamW's decoupled decay; never applied to biases and norm weights
     schedule: str = "cosine"     # cosine | onecycle | constant, stepped every batch
     warmup: float = 0.05         # fraction of all steps spent warming up linearly (cosine, constant)
     clip_grad: float | None = 1.0  # max global gradient norm; None turns clipping off
-    patience: int = 8            # epochs without validation improvement before stopping
+    patience: int | None = None  # epochs without validation improvement before stopping; None: a fifth of
+                                 # `epochs`, at least 8 (a long cosine schedule improves late, a short one soon)
     seed: int = 0                # seeds initialisation, shuffling and dropout for reproducible runs
     device: str = "auto"         # auto = CUDA when present, else CPU; or any torch device string
     amp: str = "auto"            # mixed precision: auto = bf16 (or fp16) on CUDA, off on CPU
@@ -45,7 +49,7 @@ class TrainConfig:
             (self.schedule in SCHEDULES, "schedule", f"one of {SCHEDULES}"),
             (0 <= self.warmup < 1, "warmup", "a fraction in [0, 1)"),
             (self.clip_grad is None or self.clip_grad > 0, "clip_grad", "a positive number or null"),
-            (self.patience >= 1, "patience", "an integer >= 1"),
+            (self.patience is None or self.patience >= 1, "patience", "an integer >= 1 or null"),
             (self.amp in AMP_MODES, "amp", f"one of {AMP_MODES}"),
             (self.nonfinite in NONFINITE, "nonfinite", f"one of {NONFINITE}"),
             (self.eval_batch_size >= 1, "eval_batch_size", "an integer >= 1"),
@@ -57,6 +61,11 @@ class TrainConfig:
         for ok, name, expected in checks:
             if not ok:
                 raise ConfigError.at(name, f" = {getattr(self, name)!r}; expected {expected}", "train")
+
+
+def patience_of(config: TrainConfig) -> int:
+    """The patience in epochs: the configured one, or a fifth of the epoch cap (at least 8)."""
+    return config.patience if config.patience is not None else max(8, config.epochs // 5)
 
 
 def under(config: TrainConfig, *names: object) -> TrainConfig:

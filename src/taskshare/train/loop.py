@@ -20,7 +20,7 @@ from ..data import ArrayDataset, make_loader, to_dataset
 from ..data.loaders import rows
 from ..errors import NonFiniteError, TaskshareError
 from ..tasks import Task
-from .config import TrainConfig
+from .config import TrainConfig, patience_of
 from .device import amp_dtype, autocast, resolve_device
 from ..distributed import average_gradients, consensus, evaluation_part, gather_rows, is_main, rows_of, world
 from .progress import EpochProgress
@@ -39,6 +39,11 @@ class History:
     stopped_early: bool = False
     skipped_steps: int = 0
     seconds: float = 0.0
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps the run took."""
+        return int(self.epochs[-1].get("step", 0)) if self.epochs else 0
 
     def to_dict(self) -> dict:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "best_score": self.best_score,
@@ -108,7 +113,7 @@ def _budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     `min_steps` optimizer steps, epochs are repeated to reach it and patience stretches by the same
     factor, so early stopping still waits the same share of training."""
     epochs = max(config.epochs, math.ceil(config.min_steps / max(1, steps_per_epoch)))
-    return epochs, math.ceil(config.patience * epochs / config.epochs)
+    return epochs, math.ceil(patience_of(config) * epochs / config.epochs)
 
 
 Objective = Callable[[nn.Module, Any, Any], "tuple[Tensor, dict[str, Tensor]]"]
@@ -284,8 +289,9 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
                 global_step += 1
                 if run.due(global_step):
                     run.save(epoch, batch_index + 1, global_step, history, best_state, bad_epochs, loss_sum, steps)
+            # "step": optimizer steps so far in this run, so a comparison can show each run's budget
             record = {"epoch": epoch, "train_loss": (loss_sum / max(steps, 1)).item(),
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, "step": global_step}
             if validate is not None:
                 score, metrics = validate(model)
                 record.update({f"val_{k}": v for k, v in metrics.items()})

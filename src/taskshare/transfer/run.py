@@ -37,6 +37,7 @@ class TransferResult:
     cached: bool = False
     note: str = ""
     stages: list[dict] = field(default_factory=list)
+    steps: int = 0                # optimizer steps over all stages: the budget this run used
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -142,6 +143,8 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
     The head is redrawn from config.seed, so a result depends on the seed, the trunk and the data only.
     cache: True builds a feature cache for probing stages; a FeatureCache shares one across calls.
     train_frozen_bn: BatchNorm statistics in frozen groups keep updating (default: frozen, eval mode).
+    The budget (config.epochs, config.min_steps) is the strategy's in total, shared by its stages in
+    proportion to their epochs_fraction, so every strategy and scratch get the same one.
     """
     config = config or TrainConfig()
     strategy = build_strategy(strategy)
@@ -149,9 +152,30 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
     facts = data_facts(task, splits, source_size, augment is not None)
     started = time.perf_counter()
     if isinstance(strategy, Auto) and strategy.should_sweep(facts):
-        return _sweep(pretrained, task, splits, strategy, config, facts, augment, cache, labels_per_class,
+        from .auto_run import choose
+        return choose(pretrained, task, splits, strategy, config, facts, augment, cache, labels_per_class,
                       train_frozen_bn, started)
     chosen, note = strategy.resolve(facts)
+    model, stages, used_cache = train_stages(pretrained, task, splits, chosen, config, facts, augment, cache,
+                                             train_frozen_bn, (strategy.label(), chosen.label()))
+    device = resolve_device(config.device)
+    test = evaluate(model, task, splits.test, device, config.eval_batch_size) if splits.test is not None else {}
+    label = strategy.label() if chosen is strategy else f"{strategy.label()} -> {chosen.label()}"
+    result = TransferResult(label, config.seed, labels_per_class, test, stages[-1]["val_score"],
+                            time.perf_counter() - started, sum(s["epochs"] for s in stages), used_cache, note, stages,
+                            steps_of(stages))
+    return model, result
+
+
+def steps_of(stages: list[dict]) -> int:
+    """Optimizer steps over all stages (0 for a stage solved without steps)."""
+    return sum(int(s["history"][-1].get("step", 0)) if s.get("history") else int(s.get("steps", 0)) for s in stages)
+
+
+def train_stages(pretrained: TrunkHead, task: Task, splits: Splits, chosen: Strategy, config: TrainConfig,
+                 facts: DataFacts, augment, cache: FeatureCache | bool | None, train_frozen_bn: bool,
+                 names: Sequence[str]) -> tuple[TrunkHead, list[dict], bool]:
+    """A copy of `pretrained` trained by `chosen`'s stages; each stage gets its share of the budget."""
     device = resolve_device(config.device)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
@@ -166,35 +190,16 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
         for i, stage in enumerate(chosen.stages(len(model.groups()), facts)):
             # The cache holds the pretrained trunk's features: valid while the trunk is untouched.
             stage_cache = cache if (i == 0 and not chosen.reinit and isinstance(cache, FeatureCache)) else None
-            record, cached = _run_stage(model, task, splits, stage, under(config, strategy.label(), chosen.label(), f"stage{i}"), stage_cache,
-                                        augment, train_frozen_bn)
+            # min_steps is the whole strategy's floor, not each stage's: a two-stage strategy would
+            # otherwise train up to twice as many steps as a one-stage one (or scratch)
+            share = replace(under(config, *names, f"stage{i}"),
+                            min_steps=round(config.min_steps * stage.epochs_fraction))
+            record, cached = _run_stage(model, task, splits, stage, share, stage_cache, augment, train_frozen_bn)
             stages.append(record)
             used_cache |= cached
         unfreeze(model)
         model.train_frozen_bn = False
-    test = evaluate(model, task, splits.test, device, config.eval_batch_size) if splits.test is not None else {}
-    label = strategy.label() if chosen is strategy else f"{strategy.label()} -> {chosen.label()}"
-    result = TransferResult(label, config.seed, labels_per_class, test, stages[-1]["val_score"],
-                            time.perf_counter() - started, sum(s["epochs"] for s in stages), used_cache, note, stages)
-    return model, result
-
-
-def _sweep(pretrained, task, splits, auto: Auto, config, facts, augment, cache, labels_per_class,
-           train_frozen_bn, started):
-    """Train every candidate with the full budget; keep the model best on validation."""
-    rule_choice, reason = auto.resolve(facts)
-    if cache is True:
-        cache = new_cache(pretrained, config)
-    runs = [run_strategy(pretrained, task, splits, candidate, under(config, auto.label()), facts.source_size, augment, cache,
-                         labels_per_class, train_frozen_bn) for candidate in auto.candidates(facts)]
-    sign = 1 if task.higher_is_better else -1
-    model, best = max(runs, key=lambda run: sign * run[1].val_score)
-    scores = ", ".join(f"{r.strategy} {r.val_score:.4f}" for _, r in runs)
-    best.note = (f"validation sweep ({facts.val_labels_per_class} validation labels per class): {scores}; "
-                 f"kept {best.strategy}. The rule alone would say {rule_choice.label()} ({reason})")
-    best.strategy = f"{auto.label()} -> {best.strategy}"
-    best.seconds = time.perf_counter() - started
-    return model, best
+    return model, stages, used_cache
 
 
 def compare(pretrained: TrunkHead, task: Task, splits: Splits, strategies: Sequence[str | dict | Strategy],

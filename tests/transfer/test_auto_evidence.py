@@ -1,0 +1,102 @@
+"""auto decides from evidence: fold scores read as paired differences, scratch always a candidate, and
+a candidate clearly below scratch never chosen, even where the size rule would pick it."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from taskshare import Task, TaskshareError, TrainConfig, TrunkHead
+from taskshare.data import few_shot
+from taskshare.transfer import build_strategy, run_strategy
+from taskshare.transfer.evidence import decide, stratified_folds
+
+CFG = TrainConfig(epochs=20, batch_size=32, lr=1e-2, min_steps=60, patience=20, progress=False, device="cpu")
+
+
+def test_folds_partition_the_data_and_spread_every_class():
+    y = np.repeat(np.arange(4), [10, 10, 7, 3])
+    folds = stratified_folds(y, 3, seed=0)
+    assert sorted(np.concatenate(folds).tolist()) == list(range(len(y)))
+    for c, n in zip(range(4), [10, 10, 7, 3]):
+        per_fold = [int((y[f] == c).sum()) for f in folds]
+        assert max(per_fold) - min(per_fold) <= 1 and sum(per_fold) == n
+    assert not np.array_equal(np.concatenate(stratified_folds(y, 3, seed=1)), np.concatenate(folds))
+    with pytest.raises(TaskshareError, match="at least 2 folds"):
+        stratified_folds(y, 1, seed=0)
+    with pytest.raises(TaskshareError, match="repeats >= 1.*repeats=0"):
+        build_strategy({"name": "auto", "repeats": 0})
+
+
+def test_a_candidate_clearly_below_scratch_is_refused_even_as_the_rules_choice():
+    # the issue's numbers: scratch 1.00/0.96/0.96, linear probe 0.60/0.84/0.88
+    d = decide({"linear_probe": [0.60, 0.84, 0.88], "scratch": [1.00, 0.96, 0.96]}, prior="linear_probe")
+    assert d.choice == "scratch" and d.refused == ["linear_probe"] and "refused" in d.note
+
+
+def test_the_rule_breaks_ties_only():
+    noisy = {"linear_probe": [0.80, 0.70, 0.90], "lp_ft": [0.82, 0.74, 0.88], "scratch": [0.50, 0.40, 0.45]}
+    assert decide(noisy, prior="linear_probe").choice == "linear_probe"      # within the fold spread of the best
+    assert decide(noisy, prior="lp_ft").choice == "lp_ft"
+    clear = {"linear_probe": [0.70, 0.60, 0.80], "lp_ft": [0.80, 0.72, 0.91], "scratch": [0.50, 0.40, 0.45]}
+    assert decide(clear, prior="linear_probe").choice == "lp_ft"            # lp_ft wins on every fold
+    tied = {"linear_probe": [0.60, 0.40, 0.50], "scratch": [0.50, 0.50, 0.45]}
+    assert decide(tied, prior="linear_probe").choice == "scratch"           # transfer has to earn its place
+    lower = {"lp_ft": [0.3, 0.2, 0.25], "scratch": [0.5, 0.4, 0.45]}      # loss: lower is better
+    assert decide(lower, prior="scratch", higher_is_better=False).choice == "lp_ft"
+
+
+def _teacher_data(n_per_class: int, seed: int, dim: int = 16, classes: int = 4):
+    """Labels from a fixed random ReLU network: learnable, but not from a handful of examples."""
+    g = torch.Generator().manual_seed(123)
+    w1, w2 = torch.randn(dim, 64, generator=g), torch.randn(64, classes, generator=g)
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(rng.normal(size=(n_per_class * classes * 8, dim)), dtype=torch.float32)
+    y = (torch.relu(x @ w1) @ w2).argmax(1)
+    keep = rng.permutation(np.concatenate([np.flatnonzero(y.numpy() == c)[:n_per_class] for c in range(classes)]))
+    return x[keep], y[keep]
+
+
+def _net(dim: int = 16, classes: int = 4) -> TrunkHead:
+    trunk = nn.Sequential(nn.Sequential(nn.Linear(dim, 64), nn.ReLU()), nn.Sequential(nn.Linear(64, 64), nn.ReLU()))
+    return TrunkHead(trunk, nn.Linear(64, classes))
+
+
+@pytest.mark.slow
+def test_auto_refuses_a_dead_trunk_that_the_size_rule_would_probe():
+    """A source whose every ReLU is dead (its features are constant): probing it is at chance and no
+    gradient reaches the trunk, while scratch learns the task. 5 labels per class: the rule says probe."""
+    x, y = _teacher_data(60, seed=0)
+    torch.manual_seed(0)
+    pre = _net()
+    with torch.no_grad():
+        pre.trunk[0][0].bias.fill_(-100.0)
+    task = Task("t", "multiclass", num_classes=4)
+    splits = few_shot((x[:40 * 4], y[:40 * 4]), 5, seed=0, test=(x, y))
+    _, probe = run_strategy(pre, task, splits, "linear_probe", CFG)
+    _, auto = run_strategy(pre, task, splits, "auto", CFG)
+    _, scratch = run_strategy(pre, task, splits, "scratch", CFG)
+    assert probe.test["accuracy"] < 0.4 and scratch.test["accuracy"] > probe.test["accuracy"] + 0.1
+    assert auto.strategy == "auto -> scratch", auto.note
+    assert "cross-validation" in auto.note and "refused as clearly below scratch" in auto.note
+    assert "the size rule alone would say linear_probe" in auto.note.lower()
+
+
+
+@pytest.mark.slow
+def test_auto_keeps_transfer_where_it_clearly_helps():
+    """The source is the same task with plenty of labels; the target has 5 per class."""
+    x, y = _teacher_data(400, seed=1)
+    torch.manual_seed(0)
+    pre = _net()
+    from taskshare import fit
+    fit(pre, Task("s", "multiclass", num_classes=4), (x[:1400], y[:1400]), (x[1400:], y[1400:]),
+        TrainConfig(epochs=40, lr=3e-3, patience=10, progress=False, device="cpu"))
+    xt, yt = _teacher_data(60, seed=2)
+    task = Task("t", "multiclass", num_classes=4)
+    splits = few_shot((xt[:160], yt[:160]), 5, seed=0, test=(xt, yt))
+    _, auto = run_strategy(pre, task, splits, "auto", CFG)
+    _, scratch = run_strategy(pre, task, splits, "scratch", CFG)
+    assert not auto.strategy.endswith("scratch"), auto.note
+    assert auto.test["accuracy"] > scratch.test["accuracy"] + 0.1
+    assert auto.steps > 0 and "cross-validation" in auto.note and "scores (mean ± std)" in auto.note
+

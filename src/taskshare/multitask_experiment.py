@@ -16,7 +16,7 @@ from .data.multitask import MultiTaskDataset
 from .data.splits import stratified_indices
 from .errors import ConfigError, TaskshareError
 from .models import build_model
-from .multitask import MODES, SharingResult, compare_sharing
+from .multitask import MODES, SharingResult, compare_sharing, sharing_modes
 from .tasks import Task
 from .train import TrainConfig
 from .train.config import under
@@ -78,9 +78,9 @@ class MultiTaskExperiment:
                               "task's labels), or an 'npz' file for every entry of 'tasks'")
         if self.data.builtin not in (None, "digit_scenes"):
             raise ConfigError(f"data.builtin = {self.data.builtin!r}; expected 'digit_scenes'")
-        bad = [m for m in self.multitask.modes if m not in MODES]
+        bad = [m for m in self.multitask.modes if m not in sharing_modes()]
         if bad:
-            raise ConfigError(f"multitask.modes has {bad[0]!r}; expected some of {MODES}")
+            raise ConfigError(f"multitask.modes has {bad[0]!r}; expected some of {sharing_modes()}")
         if set(self.model) - {"name", "args"} or "name" not in self.model:
             raise ConfigError(f"model: expected keys 'name' and optionally 'args', got {sorted(self.model)}")
 

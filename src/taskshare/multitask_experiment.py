@@ -59,6 +59,7 @@ class MultiTaskSpec:
     weights: dict[str, float] = field(default_factory=dict)
     balancer: Any = None              # hard sharing: a balancing method by name, or {name: ..., hyperparameter: ...}
     representation: bool = False      # gradient methods on the shared features instead of the parameters
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per mode, e.g. {mmoe: {num_experts: 8}}
     seeds: list[int] = field(default_factory=lambda: [0])
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=3e-3))
 
@@ -196,7 +197,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
         spec = config.multitask
         for r in compare_sharing(factory, tasks, train, val, test, spec.modes, under(replace(spec.train, seed=seed), f"seed{seed}"),
                                  spec.coupling, spec.layers, spec.sampler, spec.temperature, spec.weights,
-                                 spec.balancer, spec.representation):
+                                 spec.balancer, spec.representation, spec.options):
             rows.append(r)
             if console:
                 dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"

@@ -144,3 +144,14 @@ def test_gradient_balancing_runs_on_what_the_architecture_shares(mode):
                                                                  device="cpu"), balancer="upgrad")
     assert all(torch.isfinite(p).all() for p in model.parameters())
     assert sum(not torch.equal(a, b) for a, b in zip(before, model.parameters())) == len(before)
+
+
+def test_yaml_modes_reach_the_registered_architectures():
+    from taskshare.errors import ConfigError
+    from taskshare.multitask_experiment import load_multitask
+    spec = load_multitask({"mode": "multitask", "multitask": {"modes": ["single", "mmoe", "ple", "mtan"],
+                                                              "options": {"mmoe": {"num_experts": 3}}}})
+    assert spec.multitask.modes == ["single", "mmoe", "ple", "mtan"]
+    assert spec.multitask.options == {"mmoe": {"num_experts": 3}}
+    with pytest.raises(ConfigError, match="multitask.modes has 'moe'"):
+        load_multitask({"mode": "multitask", "multitask": {"modes": ["moe"]}})

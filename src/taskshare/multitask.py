@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from .data.multitask import MultiTaskDataset
 from .errors import TaskshareError
 from .evaluate.delta import delta_m, relative_gains, sharing_warnings
-from .models import CrossStitch, HardSharing, SoftSharing
+from .models import SHARING, HardSharing
 from .tasks import Task
 from .train.config import under
 from .train import TrainConfig, resolve_device
@@ -75,30 +75,35 @@ def inference_ms(models: Sequence[nn.Module], data: Any, batch_size: int, rounds
     return 1000 * statistics.median(times)
 
 
+def sharing_modes() -> tuple[str, ...]:
+    """Every mode compare_sharing accepts: the single-task baseline and each registered architecture."""
+    return ("single", *SHARING.names())
+
+
 def build_sharing(mode: str, trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], example: Tensor,
-                  coupling: float = 1e-3, layers: str | None = None) -> nn.Module:
-    if mode == "hard":
-        return HardSharing(trunk_factory(), tasks, example)
+                  coupling: float = 1e-3, layers: str | None = None, **options: Any) -> nn.Module:
+    """A registered sharing architecture by name (taskshare.models.SHARING); `options` are its own
+    (num_experts for mmoe, shared_experts / task_experts for ple and cgc, ...)."""
     if mode == "soft":
-        return SoftSharing(trunk_factory(), tasks, example, coupling=coupling, layers=layers)
-    if mode == "cross_stitch":
-        return CrossStitch(trunk_factory(), tasks, example)
-    raise TaskshareError(f"unknown sharing mode {mode!r}; expected one of {MODES}")
+        options = {"coupling": coupling, "layers": layers, **options}
+    return SHARING.get(mode)(trunk_factory, tasks, example, **options)
 
 
 def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], train: Any, val: Any, test: Any,
                     modes: Sequence[str] = MODES, config: TrainConfig | None = None, coupling: float = 1e-3,
                     layers: str | None = None, sampler: str = "proportional", temperature: float = 2.0,
                     weights: Mapping[str, float] | None = None, balancer: Any = None,
-                    representation: bool = False) -> list[SharingResult]:
+                    representation: bool = False, options: Mapping[str, Mapping[str, Any]] | None = None
+                    ) -> list[SharingResult]:
     """Train each mode on the same data from the same seed; model selection on `val`, metrics on
     `test`. `trunk_factory()` returns a fresh trunk (an nn.Sequential for cross-stitch). `balancer`
-    (and `representation`) apply to hard sharing, the mode with one shared trunk."""
+    (and `representation`) apply to hard sharing, the mode with one shared trunk. `options`: each mode's
+    own settings, e.g. {"mmoe": {"num_experts": 8}}."""
     config = config or TrainConfig()
     tasks = list(tasks)
-    bad = [m for m in modes if m not in MODES]
+    bad = [m for m in modes if m not in sharing_modes()]
     if bad:
-        raise TaskshareError(f"unknown sharing mode {bad[0]!r}; expected one of {MODES}")
+        raise TaskshareError(f"unknown sharing mode {bad[0]!r}; expected one of {sharing_modes()}")
     example = _inputs(train)[0][0][:2]
     hib = {t.name: t.higher_is_better for t in tasks}
     results: list[SharingResult] = []
@@ -116,7 +121,8 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
                     test_metrics.update(evaluate_multitask(model, [task], _restrict(test, task), config.eval_batch_size))
                     models.append(model)
             else:
-                model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers)
+                model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers,
+                                      **dict((options or {}).get(mode, {})))
                 fit_multitask(model, tasks, train, val, under(config, mode), weights, sampler, temperature,
                               balancer if mode == "hard" else None, representation and mode == "hard")
                 test_metrics = evaluate_multitask(model, tasks, test, config.eval_batch_size)

@@ -17,7 +17,7 @@ from .data.splits import stratified_indices
 from .errors import ConfigError, TaskshareError
 from .validate import check_pair, check_training_labels, read_npz, typed
 from .models import build_model
-from .multitask import MODES, SharingResult, compare_sharing
+from .multitask import MODES, SharingResult, compare_sharing, sharing_modes
 from .tasks import Task
 from .train import TrainConfig
 from .train.config import under
@@ -63,6 +63,7 @@ class MultiTaskSpec:
     weights: dict[str, float] = field(default_factory=dict)
     balancer: Any = None              # hard sharing: a balancing method by name, or {name: ..., hyperparameter: ...}
     representation: bool = False      # gradient methods on the shared features instead of the parameters
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per mode, e.g. {mmoe: {num_experts: 8}}
     seeds: list[int] = field(default_factory=lambda: [0])
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15, lr=3e-3))
 
@@ -84,9 +85,9 @@ class MultiTaskExperiment:
                               "task's labels), or an 'npz' file for every entry of 'tasks'")
         if self.data.builtin not in (None, "digit_scenes"):
             raise ConfigError.at("data.builtin", f" = {self.data.builtin!r}; expected 'digit_scenes'")
-        bad = [m for m in self.multitask.modes if m not in MODES]
+        bad = [m for m in self.multitask.modes if m not in sharing_modes()]
         if bad:
-            raise ConfigError.at("multitask.modes", f" has {bad[0]!r}; expected some of {MODES}")
+            raise ConfigError.at("multitask.modes", f" has {bad[0]!r}; expected some of {sharing_modes()}")
         if set(self.model) - {"name", "args"} or "name" not in self.model:
             raise ConfigError.at("model", f": expected keys 'name' and optionally 'args', got {sorted(self.model)}")
 
@@ -196,7 +197,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
         spec = config.multitask
         for r in compare_sharing(factory, tasks, train, val, test, spec.modes, under(replace(spec.train, seed=seed), f"seed{seed}"),
                                  spec.coupling, spec.layers, spec.sampler, spec.temperature, spec.weights,
-                                 spec.balancer, spec.representation):
+                                 spec.balancer, spec.representation, spec.options):
             rows.append(r)
             if console:
                 dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"

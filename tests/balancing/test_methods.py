@@ -149,8 +149,8 @@ def test_representation_level_and_bad_combinations():
     with pytest.raises(TaskshareError, match="representation level applies to gradient methods"):
         fit_multitask(model, TWO, _data(), None, cfg, balancer="dwa", representation=True)
     soft = SoftSharing(nn.Sequential(nn.Linear(6, 16), nn.ReLU()), TWO, in_features=16)
-    with pytest.raises(TaskshareError, match="needs a HardSharing model"):
-        fit_multitask(soft, TWO, _data(), None, cfg, balancer="upgrad")
+    with pytest.raises(TaskshareError, match="representation level needs shared features"):
+        fit_multitask(soft, TWO, _data(), None, cfg, balancer="upgrad", representation=True)
     with pytest.raises(TaskshareError, match="unknown balancing method 'gradnorm2'"):
         fit_multitask(model, TWO, _data(), None, cfg, balancer="gradnorm2")
 

@@ -56,10 +56,12 @@ def active_set_qp(K: Tensor, lower: Tensor, simplex: bool, max_iter: int | None 
     return None if x is None else torch.from_numpy(x).to(K)
 
 
-def active_set(A: np.ndarray, lo: np.ndarray, simplex: bool, max_iter: int | None = None) -> np.ndarray | None:
+def active_set(A: np.ndarray, lo: np.ndarray, simplex: bool, max_iter: int | None = None,
+               linear: np.ndarray | None = None) -> np.ndarray | None:
     """The active-set iterations of `active_set_qp` on a NumPy matrix (callers solving several QPs
-    over one Gramian convert it once)."""
+    over one Gramian convert it once); `linear` adds q . v to the objective."""
     T = len(lo)
+    q = np.zeros(T) if linear is None else linear
     x = np.full(T, 1.0 / T) if simplex else lo.copy()
     fixed = np.zeros(T, bool) if simplex else np.ones(T, bool)
     tol_mult = -1e-12 * max(1.0, float(np.abs(A).max()))
@@ -69,7 +71,7 @@ def active_set(A: np.ndarray, lo: np.ndarray, simplex: bool, max_iter: int | Non
         lam = 0.0
         if free.any():
             a_ff = A[free][:, free]
-            rhs = -(A[free][:, fixed] @ lo[fixed])
+            rhs = -(A[free][:, fixed] @ lo[fixed]) - q[free]
             if simplex:
                 nf = len(a_ff)
                 kkt = np.zeros((nf + 1, nf + 1))
@@ -83,7 +85,7 @@ def active_set(A: np.ndarray, lo: np.ndarray, simplex: bool, max_iter: int | Non
         if np.abs(step).max() <= 1e-13 * max(1.0, float(np.abs(x).max())):
             if not fixed.any():
                 return x
-            mult = (A @ x - lam)[fixed]
+            mult = (A @ x + q - lam)[fixed]
             if mult.min() >= tol_mult:
                 return x
             fixed[np.flatnonzero(fixed)[int(mult.argmin())]] = False

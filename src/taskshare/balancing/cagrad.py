@@ -1,28 +1,78 @@
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..errors import TaskshareError
-from ._qp import project_simplex
+from ._qp import active_set, project_simplex, with_ridge
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
-def cagrad_inner(K: Tensor, radius: float, iters: int = 3000) -> Tensor:
-    """argmin_{w in simplex} w^T K b + radius * sqrt(w^T K w), b = 1/T: projected gradient descent
-    with a backtracking-free step 1/(2 lambda_max(K)) scaled for the square-root term."""
+def cagrad_inner(K: Tensor, radius: float, iters: int = 200) -> Tensor:
+    """argmin_{w in simplex} f(w) = w^T K b + radius * sqrt(w^T K w), b = 1/T, to float64 precision.
+
+    sqrt(x) = min_{mu > 0} x / (2 mu) + mu / 2, so min_w f = min_mu phi(mu) with
+    phi(mu) = min_w w^T K b + radius (w^T K w / (2 mu) + mu / 2): for a fixed mu a simplex QP, solved
+    exactly by the active-set method; phi is convex and its slope radius / 2 (1 - |g_w(mu)|^2 / mu^2)
+    changes sign where mu = |g_w(mu)|, found by bisection on log mu (|g_w| lies within the gradients'
+    norms). At that mu the QP's w minimises f."""
     T = K.shape[0]
-    b = K.new_full((T,), 1.0 / T)
-    w = b.clone()
-    lam = max(float(torch.linalg.eigvalsh(K).max()), 1e-30)
-    step = 1.0 / (lam * (1 + radius / max(float((b @ K @ b).clamp_min(1e-30).sqrt()), 1e-12)))
-    Kb = K @ b
+    A = with_ridge(K.detach().double().cpu()).numpy()
+    Kb = A.mean(1)
+    diag = np.clip(np.diag(A), 0, None)
+    hi = float(np.sqrt(diag.max()))
+    if T == 1 or hi == 0:
+        return K.new_full((T,), 1.0 / T)
+    lo = hi * 1e-12
+    lower = np.zeros(T)
+
+    def inner(mu: float) -> np.ndarray:
+        w = active_set((radius / mu) * A, lower, True, linear=Kb)
+        if w is None:   # did not settle: the projected-gradient fallback on the same QP
+            Kt = torch.from_numpy((radius / mu) * A)
+            w = _projected_qp(Kt, torch.from_numpy(Kb)).numpy()
+        return w
+
+    def gap(log_mu: float) -> tuple[float, np.ndarray]:   # log |g_w(mu)| - log mu: increasing to decreasing
+        w = inner(float(np.exp(log_mu)))
+        return float(np.log(max(np.sqrt(max(w @ A @ w, 0.0)), 1e-300))) - log_mu, w
+
+    # Illinois false position on log mu: superlinear once the QP's active set stops changing
+    a, b = float(np.log(lo)), float(np.log(hi))
+    fa, _ = gap(a)
+    fb, best = gap(b)
+    if fa <= 0:              # the hull holds (nearly) zero: the tiniest mu is the answer
+        return torch.from_numpy(gap(a)[1]).to(K)
+    side = 0
     for _ in range(iters):
-        Kw = K @ w
-        norm = (w @ Kw).clamp_min(1e-30).sqrt()
-        grad = Kb + radius * Kw / norm
-        w_next = project_simplex(w - step * grad)
-        if float((w_next - w).abs().max()) < 1e-13:
+        c = b - fb * (b - a) / (fb - fa) if fb != fa else 0.5 * (a + b)
+        if not a < c < b:
+            c = 0.5 * (a + b)
+        fc, w = gap(c)
+        if fc > 0:
+            a, fa = c, fc
+            if side == -1:
+                fb *= 0.5
+            side = -1
+        else:
+            b, fb, best = c, fc, w
+            if side == 1:
+                fa *= 0.5
+            side = 1
+        if b - a < 1e-13 or abs(fc) < 1e-14:
+            best = w
+            break
+    return torch.from_numpy(best).to(K)
+
+
+def _projected_qp(A: Tensor, q: Tensor, iters: int = 20000) -> Tensor:
+    """argmin_{w in simplex} w^T A w / 2 + q . w by projected gradient (a fallback, rarely used)."""
+    step = 1.0 / max(float(torch.linalg.eigvalsh(A).max()), 1e-30)
+    w = A.new_full((A.shape[0],), 1.0 / A.shape[0])
+    for _ in range(iters):
+        w_next = project_simplex(w - step * (A @ w + q))
+        if float((w_next - w).abs().max()) < 1e-15:
             return w_next
         w = w_next
     return w

@@ -2,34 +2,20 @@
 how to write the shared gradients (gradient balancing, full or representation level)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
-from ..balancing.linear_kernel import KernelGramian, LinearCapture
-from ..balancing import (BALANCERS, Balancer, Buffers, feature_gradients, gramian_of, per_task_grads, shared_jacobian,
+from ..balancing.build import build_balancer  # noqa: F401  (its home was here)
+from ..balancing.drop_in import shared_leaves, write_balanced
+from ..balancing.linear_kernel import LinearCapture
+from ..balancing import (Balancer, Buffers, gramian_of, per_task_grads,
                          write_grads, write_weighted)
 from ..distributed import mean_across, sum_across, world
 from ..errors import TaskshareError
 from ..tasks import Task
 from .shares import label_weighted
-
-
-def build_balancer(spec: Any, num_tasks: int) -> Balancer:
-    """A method from a name, a {name: ..., hyperparameter: ...} mapping, or an instance."""
-    if isinstance(spec, Balancer):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise TaskshareError(f"a balancing method is a name or a mapping with 'name'; got {spec!r}")
-    from ..config import from_dict
-    cls = BALANCERS.get(spec["name"])
-    args = {k: v for k, v in spec.items() if k != "name"}
-    if "num_tasks" in {f for f in getattr(cls, "__dataclass_fields__", {})} and "num_tasks" not in args:
-        args["num_tasks"] = num_tasks
-    return from_dict(cls, args, f"balancing {spec['name']}")
 
 
 class BalancedStep:
@@ -46,10 +32,14 @@ class BalancedStep:
         self.buffers = Buffers()
         if engine not in ("auto", "kernel", "batched", "sequential"):
             raise TaskshareError(f"engine must be 'auto', 'kernel', 'batched' or 'sequential', got {engine!r}")
+        # a trunk with its features: the fast path; any other model: one backward per task on what the
+        # tasks share (its shared_parameters(), or every parameter two tasks' losses reach)
+        self.trunked = hasattr(model, "forward_features") and hasattr(model, "forward_heads")
         if balancer.needs != "losses":
-            if not (hasattr(model, "forward_features") and hasattr(model, "forward_heads")):
-                raise TaskshareError(f"{balancer.name} balances gradients on a shared trunk: it needs a HardSharing "
-                                     f"model (forward_features / forward_heads), got {type(model).__name__}")
+            if representation and not self.trunked:
+                raise TaskshareError(f"{balancer.name} at the representation level needs shared features: a model "
+                                     f"with forward_features / forward_heads (HardSharing, MTAN), got "
+                                     f"{type(model).__name__}")
             if representation and not balancer.representation_ok:
                 raise TaskshareError(f"{balancer.name} cannot run at the representation level: its update would "
                                      f"leave the trunk without gradient")
@@ -58,11 +48,11 @@ class BalancedStep:
         if hasattr(balancer, "attach"):
             balancer.attach(model)
         self.capture = None
-        if balancer.needs == "gramian" and not representation and engine in ("auto", "kernel"):
+        if self.trunked and balancer.needs == "gramian" and not representation and engine in ("auto", "kernel"):
             self.capture = LinearCapture(model.trunk, [p for p in model.trunk.parameters() if p.requires_grad])
 
     def forward(self, model: nn.Module, x: Tensor, task_names: list[str]) -> dict[str, Tensor]:
-        if self.balancer.needs == "losses":
+        if self.balancer.needs == "losses" or not self.trunked:
             return model(x, tasks=task_names)
         if self.capture is not None:
             with self.capture:
@@ -142,10 +132,28 @@ class BalancedStep:
         if scale != 1.0:
             parts = {k: v * scale for k, v in parts.items()}
         losses = [parts[t.name] for t in self.tasks if t.name in parts]
+        penalty = getattr(self.model, "penalty", None)
+        if callable(penalty):   # soft sharing's coupling is no task's loss: its gradient is added as is
+            extra = penalty()
+            if extra.requires_grad:
+                (extra * scale).backward()
+        if not self.trunked:
+            shared = self.model.shared_parameters() if hasattr(self.model, "shared_parameters") else None
+            if world()[1] > 1:
+                raise TaskshareError(f"{self.balancer.name} on several processes needs a model with shared features "
+                                     f"(HardSharing, MTAN), got {type(self.model).__name__}")
+            write_balanced(self.balancer, losses, shared_leaves(losses) if shared is None else shared, scale=scale,
+                           buffers=self.buffers)
+            return
         z = self.features
         shared = [p for p in self.model.trunk.parameters() if p.requires_grad]
         g_z = self._feature_grads(parts, z)
         if not shared:
+            return
+        if world()[1] == 1:   # the same function the drop-in Balancing calls
+            capture = self.capture if self.capture is not None and self.capture.usable() else None
+            write_balanced(self.balancer, losses, shared, z, g_z, self.representation, capture, self.engine,
+                           self.chunk, self.buffers, scale)
             return
 
         # Under fp16 the scaled gradients may overflow: the method is then skipped and the overflow is
@@ -160,9 +168,9 @@ class BalancedStep:
                 return flat.sum(0)
             return self.balancer.direction(flat / scale) * scale
 
-        if self.representation:
+        if self.representation:   # several processes from here on
             flat = g_z.reshape(len(losses), -1).float()
-            if world()[1] > 1 and self.balancer.needs == "gramian":
+            if self.balancer.needs == "gramian":
                 # the samples of all processes are disjoint coordinates: the global Gramian is the sum of
                 # the local ones (each local mean loss is size x its share of the global mean)
                 scaled = flat * self.share    # the global mean loss's feature gradients, this process's rows
@@ -171,23 +179,14 @@ class BalancedStep:
             else:
                 update = direction(flat).reshape(z.shape)
             torch.autograd.backward(z, update.to(z.dtype))
-        elif world()[1] > 1:   # several processes: the global per-task gradients, then the same update everywhere
-            stacks = per_task_grads(g_z, z, shared, "auto", self.chunk, self.buffers)
-            stacks = [mean_across(g, self.share) for g in stacks]
-            if self.balancer.needs == "gramian":
-                write_weighted(shared, stacks, weights(gramian_of(stacks)))
-            else:
-                write_grads(shared, direction(torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1).float()))
-        elif self.balancer.needs == "gramian" and self.capture is not None and self.capture.usable():
-            engine = "sequential" if self.engine == "kernel" else self.engine
-            kernel = KernelGramian(g_z, z, shared, self.capture, engine, self.chunk, self.buffers)
-            kernel.write(weights(kernel.gramian()))
-        elif self.balancer.needs == "gramian":   # never builds the (T, P) matrix
-            engine = "auto" if self.engine == "kernel" else self.engine
-            stacks = per_task_grads(g_z, z, shared, engine, self.chunk, self.buffers)
+            return
+        # the global per-task gradients, then the same update everywhere
+        stacks = per_task_grads(g_z, z, shared, "auto", self.chunk, self.buffers)
+        stacks = [mean_across(g, self.share) for g in stacks]
+        if self.balancer.needs == "gramian":
             write_weighted(shared, stacks, weights(gramian_of(stacks)))
         else:
-            write_grads(shared, direction(shared_jacobian(g_z, z, shared, self.chunk).float()))
+            write_grads(shared, direction(torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1).float()))
 
     def _feature_grads(self, parts: dict[str, Tensor], z: Tensor) -> Tensor:
         """(T, *z.shape) d loss_t / d z from ONE backward through the heads (each head reads its own alias

@@ -1,0 +1,93 @@
+"""Sharing architectures by name: `SHARING.get("mmoe")(trunk_factory, tasks, example, **options)` builds
+one, which is how compare_sharing and the multitask YAML's `modes:` reach every architecture. Each
+architecture's file registers its own builder; the three classic modes are registered here."""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import TaskshareError
+from ..registry import Registry
+from ..tasks import Task
+from .cross_stitch import CrossStitch
+from .hard_sharing import HardSharing
+from .soft_sharing import SoftSharing
+
+Builder = Callable[..., nn.Module]
+SHARING: Registry[Builder] = Registry("sharing mode")
+
+
+def _options(mode: str, options: dict, allowed: Sequence[str]) -> dict:
+    bad = [k for k in options if k not in allowed]
+    if bad:
+        raise TaskshareError(f"sharing mode {mode!r} has no option {bad[0]!r}; expected some of {list(allowed)}")
+    return options
+
+
+@SHARING.register("hard")
+def _hard(trunk_factory, tasks, example, **options):
+    _options("hard", options, ())
+    return HardSharing(trunk_factory(), tasks, example)
+
+
+@SHARING.register("soft")
+def _soft(trunk_factory, tasks, example, **options):
+    return SoftSharing(trunk_factory(), tasks, example, **_options("soft", options, ("coupling", "layers", "distance")))
+
+
+@SHARING.register("cross_stitch")
+def _cross_stitch(trunk_factory, tasks, example, **options):
+    return CrossStitch(trunk_factory(), tasks, example, **_options("cross_stitch", options, ("alpha_self",)))
+
+
+# --- pieces the newer architectures share -----------------------------------------------------------
+
+def fresh_copies(source: nn.Module | Callable[[], nn.Module], n: int) -> list[nn.Module]:
+    """n independently initialised modules: calls of a factory, or copies of a module with every
+    submodule's parameters reset (identical experts would stay identical under a shared gate)."""
+    if callable(source) and not isinstance(source, nn.Module):
+        return [source() for _ in range(n)]
+    out = []
+    for _ in range(n):
+        m = copy.deepcopy(source)
+        for sub in m.modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+        out.append(m)
+    return out
+
+
+def gate_input(h: Tensor) -> Tensor:
+    """What a gate reads: the features of (batch, features), or channels averaged over positions."""
+    return h if h.dim() == 2 else h.flatten(2).mean(-1)
+
+
+def pointwise(in_ch: int, out_ch: int, dims: int) -> nn.Module:
+    """A per-position linear map for (batch, channels, *positions) tensors of `dims` dimensions."""
+    return {2: lambda: nn.Linear(in_ch, out_ch), 3: lambda: nn.Conv1d(in_ch, out_ch, 1),
+            4: lambda: nn.Conv2d(in_ch, out_ch, 1), 5: lambda: nn.Conv3d(in_ch, out_ch, 1)}[dims]()
+
+
+@torch.no_grad()
+def dry_shapes(stages: Sequence[nn.Module], example: Tensor) -> list[tuple[int, ...]]:
+    """Output shape of each stage run in sequence on the example (eval mode, then restored)."""
+    shapes, h = [], example
+    for stage in stages:
+        was = stage.training
+        stage.eval()
+        try:
+            h = stage(h)
+        except Exception as exc:
+            raise TaskshareError(f"a stage cannot take an input of shape {tuple(h.shape)} "
+                                 f"({type(exc).__name__}: {exc})") from exc
+        finally:
+            stage.train(was)
+        shapes.append(tuple(h.shape))
+    return shapes
+
+
+def task_heads(tasks: Sequence[Task], width: int) -> nn.ModuleDict:
+    return nn.ModuleDict({t.name: t.make_head(width) for t in tasks})

@@ -1,0 +1,112 @@
+"""A task with a zero gradient (no known label in the batch) must not change the others' update, and
+CAGrad's inner problem is solved to float64 precision (checked against an independent solver)."""
+import numpy as np
+import pytest
+import torch
+
+from taskshare.balancing import BALANCERS, CAGrad, IMTLG
+from taskshare.balancing.cagrad import cagrad_inner
+from taskshare.train.balanced import build_balancer
+
+GRADIENT_METHODS = [n for n in BALANCERS.names() if BALANCERS.get(n).needs != "losses"]
+# The property is undefined where a zero gradient is itself the method's answer: MGDA's hull then holds
+# the origin (the min-norm point is 0), and CAGrad's worst task is the zero one (every update improves
+# it by exactly 0, so the max-min objective no longer sees the other tasks).
+UNDEFINED = {"mgda", "cagrad"}
+# These average over the T tasks (each task's projection, or the aligned basis scaled by 1/T): a zero
+# task leaves the direction unchanged and scales it by T / (T + 1), like the mean gradient.
+AVERAGING = {"upgrad", "dualproj", "aligned_mtl"}
+
+
+def test_every_gradient_method_is_classified():
+    assert UNDEFINED | AVERAGING <= set(GRADIENT_METHODS)
+
+
+@pytest.mark.parametrize("name", [n for n in GRADIENT_METHODS if n not in UNDEFINED])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_zero_gradient_task_leaves_the_update_unchanged(name, seed):
+    # two tasks (PCGrad and GradVac draw a random order, which only matters from three live tasks)
+    T = 2 if name in ("pcgrad", "gradvac") else 3
+    G = torch.randn(T, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    G = G * torch.tensor([1.0, 5.0, 0.2][:T], dtype=torch.float64).unsqueeze(1)
+    with_zero = torch.cat([G[:1], torch.zeros(1, 6, dtype=torch.float64), G[1:]])
+    torch.manual_seed(0)
+    alone = build_balancer(name, T).direction(G)
+    torch.manual_seed(0)
+    joined = build_balancer(name, T + 1).direction(with_zero)
+    scale = T / (T + 1) if name in AVERAGING else 1.0
+    assert alone.norm() > 1e-3
+    assert torch.allclose(joined, scale * alone, atol=1e-9 * float(G.norm()))
+
+
+def test_imtl_g_with_a_zero_task_is_the_update_of_the_others():
+    J = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    expected = torch.tensor([2 / 3, 2 / 3, 0.0], dtype=torch.float64)
+    assert torch.allclose(IMTLG().direction(J), expected, atol=1e-12)
+    assert torch.allclose(IMTLG().direction(J[:2]), expected, atol=1e-12)
+    assert torch.allclose(IMTLG().task_weights(J @ J.T), torch.tensor([2 / 3, 1 / 3, 0.0], dtype=torch.float64))
+
+
+def test_imtl_g_more_tasks_than_dimensions():
+    # three live tasks in two dimensions (two share a direction) and a zero one: the equal-projection
+    # update exists and is not zero
+    G = torch.tensor([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=torch.float64)
+    d = IMTLG().direction(G)
+    assert float(d.norm()) > 0.5 and abs(float(d[0] - d[1])) < 1e-12
+    assert torch.allclose(IMTLG().direction(G[:3]), d)
+    # three unit directions in general position in two dimensions: no non-zero update has equal projections
+    # on all three (u1.d = u2.d = u3.d forces d = 0), so the exact answer is 0, not a failure to solve
+    G = torch.tensor([[1.0, 0.1], [0.2, 1.0], [2.0, 1.0]], dtype=torch.float64)
+    assert float(IMTLG().direction(G).norm()) < 1e-9
+
+
+def _objective(K, radius):
+    b = torch.full((K.shape[0],), 1.0 / K.shape[0], dtype=torch.float64)
+    return lambda v: float(v @ K @ b + radius * (v @ K @ v).clamp_min(0).sqrt())
+
+
+def _scipy_minimum(K, radius, starts=4):
+    from scipy.optimize import minimize
+    Kn, T = K.numpy(), K.shape[0]
+    f = _objective(K, radius)
+    best = np.inf
+    for s in range(starts):
+        x0 = np.random.default_rng(s).dirichlet(np.ones(T))
+        res = minimize(lambda v: v @ Kn.mean(1) + radius * np.sqrt(max(v @ Kn @ v, 0.0)), x0, method="SLSQP",
+                       bounds=[(0, 1)] * T, constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}],
+                       options={"ftol": 1e-15, "maxiter": 1000})
+        v = np.clip(res.x, 0, None)
+        best = min(best, f(torch.from_numpy(v / v.sum())))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_cagrad_inner_problem_to_1e_8_of_an_independent_solver(seed):
+    g = torch.Generator().manual_seed(seed)
+    T, P = [(2, 5), (3, 2), (5, 20), (8, 4)][seed % 4]
+    G = torch.randn(T, P, generator=g, dtype=torch.float64) * torch.rand(T, 1, generator=g, dtype=torch.float64) * 4
+    K = G @ G.T
+    radius = [0.2, 0.5, 1.0, 3.0][seed % 4] * float(G.mean(0).norm())
+    w = cagrad_inner(K, radius)
+    assert abs(float(w.sum()) - 1) < 1e-12 and float(w.min()) >= 0
+    assert _objective(K, radius)(w) <= _scipy_minimum(K, radius) + 1e-8 * float(K.diagonal().max())
+
+
+def test_cagrad_inner_problem_on_a_fine_simplex_grid():
+    G = torch.tensor([[1.0, 0.3, 0.0], [-0.6, 1.0, 0.2], [0.1, -0.4, 2.0]], dtype=torch.float64)
+    K = G @ G.T
+    radius = 0.8 * float(G.mean(0).norm())
+    f = _objective(K, radius)
+    n = 300
+    a, b = torch.meshgrid(torch.arange(n + 1), torch.arange(n + 1), indexing="ij")
+    keep = a + b <= n
+    W = torch.stack([a[keep], b[keep], n - a[keep] - b[keep]], 1).double() / n
+    values = W @ K.mean(1) + radius * ((W @ K) * W).sum(1).clamp_min(0).sqrt()
+    assert f(cagrad_inner(K, radius)) <= float(values.min()) + 1e-12
+
+
+def test_cagrad_when_the_hull_holds_the_origin():
+    G = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    d = CAGrad(c=0.5).direction(G)
+    assert torch.isfinite(d).all()
+    assert float((G @ d).min()) >= float((G @ G.mean(0)).min()) - 1e-9

@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 @pytest.mark.slow
 def test_readme_multitask_yaml_runs(tmp_path, monkeypatch):
-    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S) if "mode: multitask" in b)
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README.read_text(), flags=re.S) if "mode: multitask" in b and "npz:" in b)
     cfg = yaml.safe_load(block)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 12)).astype(np.float32)

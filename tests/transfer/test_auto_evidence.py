@@ -98,5 +98,5 @@ def test_auto_keeps_transfer_where_it_clearly_helps():
     _, scratch = run_strategy(pre, task, splits, "scratch", CFG)
     assert not auto.strategy.endswith("scratch"), auto.note
     assert auto.test["accuracy"] > scratch.test["accuracy"] + 0.1
-    assert auto.steps > 0 and "cross-validation" in auto.note and "scores (mean ± std)" in auto.note
+    assert "cross-validation" in auto.note and "scores (mean ± std)" in auto.note
 

@@ -23,13 +23,18 @@ def test_every_strategy_and_scratch_take_the_same_steps_and_the_report_shows_the
     splits = few_shot((x, y), 10, seed=0, test=(x, y))   # 30 training examples: one step per epoch
     # patience beyond the budget: every run uses all of it, so the counts compare budgets exactly
     cfg = TrainConfig(epochs=2, batch_size=64, min_steps=48, patience=1000, progress=False, device="cpu")
-    strategies = ["linear_probe", "lp_ft", "gradual_unfreeze", {"name": "lp_ft", "probe_fraction": 0.25}]
+    strategies = ["linear_probe", "lp_ft", "gradual_unfreeze", {"name": "lp_ft", "probe_fraction": 0.25},
+                  {"name": "linear_probe", "solver": "sgd"}, {"name": "lp_ft", "probe_solver": "sgd"}]
     results = compare(_pretrained(), Task("t", "multiclass", num_classes=3), splits, strategies, cfg)
     steps = {r.strategy: r.steps for r in results}
-    assert steps == {"scratch": 48, "linear_probe": 48, "lp_ft": 48, "gradual_unfreeze": 48,
-                     "lp_ft(probe_fraction=0.25)": 48}
+    # the exact probe takes no optimizer steps, so LP-FT's fine-tuning gets the whole budget
+    assert steps == {"scratch": 48, "linear_probe": 0, "lp_ft": 48, "gradual_unfreeze": 48,
+                     "lp_ft(probe_fraction=0.25)": 48, "linear_probe(solver='sgd')": 48,
+                     "lp_ft(probe_solver='sgd')": 48}
     lpft = next(r for r in results if r.strategy == "lp_ft")
-    assert [s["history"][-1]["step"] for s in lpft.stages] == [24, 24]
+    assert lpft.stages[0]["solver"] == "convex" and lpft.stages[1]["history"][-1]["step"] == 48
+    sgd = next(r for r in results if r.strategy == "lp_ft(probe_solver='sgd')")
+    assert [s["history"][-1]["step"] for s in sgd.stages] == [24, 24]
     rows = [r.to_dict() for r in results]
     assert rows[0]["steps"] == 48
     table = steps_table(summarize(rows))

@@ -187,7 +187,8 @@ def train_stages(pretrained: TrunkHead, task: Task, splits: Splits, chosen: Stra
         if cache is True and not chosen.reinit:
             cache = new_cache(pretrained, config)
         stages, used_cache = [], False
-        for i, stage in enumerate(chosen.stages(len(model.groups()), facts)):
+        for i, stage in enumerate(_budget_shares(model, chosen.stages(len(model.groups()), facts), augment,
+                                                 train_frozen_bn)):
             # The cache holds the pretrained trunk's features: valid while the trunk is untouched.
             stage_cache = cache if (i == 0 and not chosen.reinit and isinstance(cache, FeatureCache)) else None
             # min_steps is the whole strategy's floor, not each stage's: a two-stage strategy would
@@ -200,6 +201,20 @@ def train_stages(pretrained: TrunkHead, task: Task, splits: Splits, chosen: Stra
         unfreeze(model)
         model.train_frozen_bn = False
     return model, stages, used_cache
+
+
+def _budget_shares(model: TrunkHead, stages: list[Stage], augment, train_frozen_bn: bool) -> list[Stage]:
+    """The stages with their budget shares: a stage solved exactly (the convex probe) takes no
+    optimizer steps, so the stages trained by SGD share the whole budget (LP-FT's fine-tuning gets
+    what a plain fine-tune gets, not half of it)."""
+    n = len(model.groups())
+    exact = [s.solver == "convex" and s.prepare is None and s.penalty is None
+             and convex_blocker(model, s, (n if s.train_last is None else s.train_last) == 1, augment,
+                                train_frozen_bn, None) is None for s in stages]
+    sgd_total = sum(s.epochs_fraction for s, e in zip(stages, exact) if not e)
+    if not any(exact) or sgd_total <= 0:
+        return stages
+    return [s if e else replace(s, epochs_fraction=s.epochs_fraction / sgd_total) for s, e in zip(stages, exact)]
 
 
 def compare(pretrained: TrunkHead, task: Task, splits: Splits, strategies: Sequence[str | dict | Strategy],

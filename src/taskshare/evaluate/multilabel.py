@@ -57,8 +57,9 @@ def _mean(values: list[float]) -> float:
 
 
 def multilabel_metrics(names: list[str], scores: Tensor, y: Tensor, known: Tensor) -> dict[str, float]:
-    """`auroc` (macro over labels), `map` (macro AP), `auroc_micro` (pooled), `labels_skipped`, and any
-    other named metric over the pooled known entries."""
+    """`auroc` (macro over labels), `map` (macro AP), `auroc_micro` (pooled), `labels_skipped`, each
+    label's own `auroc/label<j>` and `ap/label<j>` (NaN where skipped; the slash groups them in
+    TensorBoard and MLflow), and any other named metric over the pooled known entries."""
     from .metrics import compute_metrics
     labels = per_label(scores, y, known)
     out: dict[str, float] = {}
@@ -72,4 +73,43 @@ def multilabel_metrics(names: list[str], scores: Tensor, y: Tensor, known: Tenso
             out[name] = auroc(scores[known], y[known])
     out.update(compute_metrics(pooled, scores[known], y[known]))
     out["labels_skipped"] = float(sum(math.isnan(v) for v in labels["auroc"]))
+    for j, (area, ap) in enumerate(zip(labels["auroc"], labels["ap"])):
+        out[f"auroc/label{j}"], out[f"ap/label{j}"] = area, ap
     return out
+
+
+def label_values(metrics: dict[str, float]) -> list[tuple[float, float]]:
+    """(AUROC, AP) of each label, in label order, from a metrics dict `multilabel_metrics` wrote;
+    empty for any other task's metrics."""
+    values = []
+    while f"auroc/label{len(values)}" in metrics:
+        j = len(values)
+        values.append((metrics[f"auroc/label{j}"], metrics.get(f"ap/label{j}", float("nan"))))
+    return values
+
+
+def per_label_rows(rows: list[dict]) -> tuple[list[str], list[list[str]], dict[str, float]] | None:
+    """One table for one multi-label task over a comparison's results: `rows` are (mode, metrics) pairs
+    as dicts {"mode": ..., "metrics": ...}, several per mode when there are several seeds (averaged,
+    skipping NaN). Returns the header, one row per label ("AUROC / AP" x100 per mode, "skipped" where a
+    label had one class only) and each mode's mean count of skipped labels; None without per-label values."""
+    modes: dict[str, list[list[tuple[float, float]]]] = {}
+    skipped: dict[str, list[float]] = {}
+    for r in rows:
+        values = label_values(r["metrics"])
+        if values:
+            modes.setdefault(r["mode"], []).append(values)
+            skipped.setdefault(r["mode"], []).append(float(r["metrics"].get("labels_skipped", 0.0)))
+    if not modes:
+        return None
+    labels = max(len(v) for runs in modes.values() for v in runs)
+    body = []
+    for j in range(labels):
+        cells = [str(j)]
+        for runs in modes.values():
+            area = _mean([v[j][0] for v in runs if j < len(v)])
+            ap = _mean([v[j][1] for v in runs if j < len(v)])
+            cells.append("skipped" if math.isnan(area) else f"{100 * area:.1f} / {100 * ap:.1f}")
+        body.append(cells)
+    return (["label", *[f"{m} AUROC / AP" for m in modes]], body,
+            {m: sum(v) / len(v) for m, v in skipped.items()})

@@ -63,6 +63,19 @@ def _multitask_plot(rows: list[dict], tasks: list[str]) -> str:
                             percent=False, baseline="single", connect=False))
 
 
+def _per_label_html(task: str, rows: list[dict]) -> str:
+    """A multi-label task's per-label AUROC / AP table and skipped-label counts (nothing for other kinds)."""
+    from .multilabel import per_label_rows
+    table = per_label_rows([{"mode": r["mode"], "metrics": r.get("test", {}).get(task, {})} for r in rows])
+    if table is None:
+        return ""
+    header, body, skipped = table
+    counts = ", ".join(f"{m} {n:g}" for m, n in skipped.items())
+    return (f"<h3>{html.escape(task)}: each label</h3><p>AUROC / AP (x100) per label over its known test entries, "
+            f"mean over seeds; labels skipped (one class only among the known entries): {html.escape(counts)}.</p>"
+            + _table(header, body))
+
+
 def _extra_sections(run_dir: Path) -> list[str]:
     parts = []
     mt = run_dir / "multitask_results.json"
@@ -73,7 +86,8 @@ def _extra_sections(run_dir: Path) -> list[str]:
                  + ["" if r.get("delta_m") is None else f"{r['delta_m']:+.2f}"] for r in rows]
         notes = [n for r in rows for n in r.get("notes", [])]
         parts.append("<h2>Multi-task: one model per task vs sharing</h2>" + _table(["mode", "seed", *tasks, "delta_m %"], table)
-                     + _multitask_plot(rows, tasks) + "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes))
+                     + _multitask_plot(rows, tasks) + "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes)
+                     + "".join(_per_label_html(t, rows) for t in tasks))
     ad = run_dir / "adapt_results.json"
     if ad.exists():
         from .adapt_report import adapt_section

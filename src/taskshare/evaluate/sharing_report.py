@@ -5,6 +5,7 @@ import statistics
 from collections import defaultdict
 
 from ..tasks import Task
+from .multilabel import per_label_rows
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -41,7 +42,22 @@ def sharing_markdown(tasks: list[Task], rows: list, title: str = "Multi-task com
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     notes = sorted({n for r in rows for n in r.notes})
     lines += ["", *[f"- {n}" for n in notes]] if notes else ["", "No task was hurt by sharing."]
+    for task in tasks:
+        lines += per_label_markdown(task.name, [{"mode": r.mode, "metrics": r.test.get(task.name, {})} for r in rows])
     return "\n".join(lines) + "\n"
+
+
+def per_label_markdown(task: str, rows: list[dict]) -> list[str]:
+    """A multi-label task's per-label AUROC and AP (each over the label's known test entries) and the
+    labels skipped; nothing for other kinds of task."""
+    table = per_label_rows(rows)
+    if table is None:
+        return []
+    header, body, skipped = table
+    counts = ", ".join(f"{m} {n:g}" for m, n in skipped.items())
+    return ["", f"## {task}: each label", "", "AUROC / AP (x100) per label over its known test entries, mean over "
+            f"seeds; labels skipped (one class only among the known entries): {counts}.", "",
+            "| " + " | ".join(header) + " |", "|" + "---|" * len(header), *["| " + " | ".join(c) + " |" for c in body]]
 
 
 def print_sharing(console, tasks: list[Task], rows: list, title: str) -> None:

@@ -23,8 +23,16 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert [r["mode"] for r in mt] == ["single", "hard", "soft", "cross_stitch"]
     assert mt[0]["delta_m"] == 0.0 and all(r["delta_m"] is not None for r in mt)
     assert "delta_m" in (tmp_path / "multitask_report.md").read_text()
+    # the second regime, a run of its own inside: every label known, a small trunk; each says why
+    small = json.loads((tmp_path / "multitask_small_trunk" / "multitask_results.json").read_text())
+    assert [r["mode"] for r in small["results"]] == ["single", "hard"]
+    assert small["config"]["model"]["args"]["channels"] == [2, 4, 4] and small["config"]["data"]["missing"] == 0
+    notes = [small["config"]["note"], json.loads((tmp_path / "multitask_results.json").read_text())["config"]["note"]]
+    assert all(n and " ".join(n.split()) in " ".join(out.split()) for n in notes)
+    assert notes[0] in (tmp_path / "multitask_small_trunk" / "multitask_report.md").read_text()
     html = (tmp_path / "report.html").read_text()
-    for section in ("Transfer gain over scratch", "Learning curves", "Multi-task: one model per task vs sharing"):
+    for section in ("Transfer gain over scratch", "Learning curves", "Multi-task: one model per task vs sharing",
+                    "vs sharing (multitask_small_trunk)"):
         assert section in html
     assert_well_formed(html)
     (tmp_path / "report.html").unlink()

@@ -68,6 +68,20 @@ def test_a_previous_run_needs_overwrite_or_resume_and_overwrite_removes_only_its
     assert sorted(p.name for p in run.iterdir()) == sorted([MARKER, "my_notes.md"])
 
 
+def test_overwrite_empties_a_sub_run_of_its_own_files_and_keeps_anything_else(tmp_path):
+    run, other = tmp_path / "run", tmp_path / "other"
+    for folder in (run, other):
+        prepare_output(folder)
+        prepare_output(folder / "multitask_small_trunk")          # the demo's second regime
+        (folder / "multitask_small_trunk" / "multitask_results.json").write_text("{}")
+    (run / "multitask_small_trunk" / "mine.txt").write_text("keep")
+    prepare_output(run, overwrite=True)
+    assert sorted(p.name for p in (run / "multitask_small_trunk").iterdir()) == ["mine.txt"]
+    prepare_output(other, overwrite=True)
+    assert not (other / "multitask_small_trunk").exists()          # emptied, then removed
+    prepare_output(other / "multitask_small_trunk")                # and a fresh run goes there again
+
+
 def _config(tmp_path, output) -> Path:
     rng = np.random.default_rng(0)
     y = np.repeat(np.arange(4), 30)

@@ -77,6 +77,7 @@ class MultiTaskExperiment:
     multitask: MultiTaskSpec = field(default_factory=MultiTaskSpec)
     output: str = "runs/multitask"
     track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
+    note: str = ""                    # one line for the reader: what this comparison shows and why (terminal, reports)
 
     def __post_init__(self) -> None:
         per_task = bool(self.data.tasks) and all(t.npz for t in self.data.tasks)
@@ -212,4 +213,4 @@ def write_multitask_reports(out: Path, tasks: list[Task], rows: list[SharingResu
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "multitask_results.json",
                        json.dumps({"config": config, "results": [r.to_dict() for r in rows]}, indent=2, default=str).encode())
-    atomic_write_bytes(out / "multitask_report.md", sharing_markdown(tasks, rows).encode())
+    atomic_write_bytes(out / "multitask_report.md", sharing_markdown(tasks, rows, note=config.get("note", "")).encode())

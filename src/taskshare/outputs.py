@@ -23,6 +23,10 @@ OWN_ENTRIES = (
     "adapt_results.json", "advice.json", "affinity.json", "affinity.svg",
 )
 
+# Runs of their own inside a run's folder (the demo's second multi-task regime): --overwrite empties
+# them the same way when they are marked as runs, and removes them once empty.
+SUB_RUNS = ("multitask_small_trunk",)
+
 # A run stopped by a bad input before training leaves only these: nothing to lose, so no --overwrite needed.
 NOTHING_YET = (MARKER, "config.yaml")
 
@@ -87,3 +91,9 @@ def _remove_own(folder: Path) -> None:
             entry.unlink()
         elif entry.is_dir():
             shutil.rmtree(entry)
+    for name in SUB_RUNS:
+        sub = folder / name
+        if not sub.is_symlink() and is_run_folder(sub):
+            _remove_own(sub)
+            if not any(sub.iterdir()):
+                sub.rmdir()

@@ -76,18 +76,26 @@ def _per_label_html(task: str, rows: list[dict]) -> str:
             + _table(header, body))
 
 
+def _multitask_section(data: dict, sub: str) -> str:
+    rows = data.get("results", [])
+    note = (data.get("config") or {}).get("note") or ""
+    tasks = sorted({t for r in rows for t in r.get("main", {})})
+    table = [[r["mode"], str(r["seed"])] + [f"{r['main'].get(t, float('nan')):.3f}" for t in tasks]
+             + ["" if r.get("delta_m") is None else f"{r['delta_m']:+.2f}"] for r in rows]
+    notes = [n for r in rows for n in r.get("notes", [])]
+    return (f"<h2>Multi-task: one model per task vs sharing{html.escape(f' ({sub})' if sub else '')}</h2>"
+            + (f"<p><b>{html.escape(note)}</b></p>" if note else "")
+            + _table(["mode", "seed", *tasks, "delta_m %"], table)
+            + _multitask_plot(rows, tasks) + "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes)
+            + "".join(_per_label_html(t, rows) for t in tasks))
+
+
 def _extra_sections(run_dir: Path) -> list[str]:
     parts = []
-    mt = run_dir / "multitask_results.json"
-    if mt.exists():
-        rows = _load(mt).get("results", [])
-        tasks = sorted({t for r in rows for t in r.get("main", {})})
-        table = [[r["mode"], str(r["seed"])] + [f"{r['main'].get(t, float('nan')):.3f}" for t in tasks]
-                 + ["" if r.get("delta_m") is None else f"{r['delta_m']:+.2f}"] for r in rows]
-        notes = [n for r in rows for n in r.get("notes", [])]
-        parts.append("<h2>Multi-task: one model per task vs sharing</h2>" + _table(["mode", "seed", *tasks, "delta_m %"], table)
-                     + _multitask_plot(rows, tasks) + "".join(f'<p class="warn">{html.escape(n)}</p>' for n in notes)
-                     + "".join(_per_label_html(t, rows) for t in tasks))
+    # this run's comparison, then any a sub-folder holds (the demo's second multi-task regime)
+    for mt in [run_dir / "multitask_results.json", *sorted(run_dir.glob("*/multitask_results.json"))]:
+        if mt.exists():
+            parts.append(_multitask_section(_load(mt), "" if mt.parent == run_dir else mt.parent.name))
     ad = run_dir / "adapt_results.json"
     if ad.exists():
         from .adapt_report import adapt_section

@@ -34,9 +34,9 @@ def sharing_table(tasks: list[Task], rows: list) -> tuple[list[str], list[list[s
     return header, body
 
 
-def sharing_markdown(tasks: list[Task], rows: list, title: str = "Multi-task comparison") -> str:
+def sharing_markdown(tasks: list[Task], rows: list, title: str = "Multi-task comparison", note: str = "") -> str:
     header, body = sharing_table(tasks, rows)
-    lines = [f"# {title}", "", "Main metric per task (x100) on the test split, mean ± std over seeds; delta_m against "
+    lines = [f"# {title}", "", *([f"**{note}**", ""] if note else []), "Main metric per task (x100) on the test split, mean ± std over seeds; delta_m against "
              "one model per task (positive = better).", "", "| " + " | ".join(header) + " |",
              "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]

@@ -26,6 +26,14 @@ def _noisy(n=240, d=12, k=3, seed=0, noise=2.0):
     return x, y
 
 
+def _correlated(n, d, k, seed, noise=1.0):
+    """Features driven by a few shared factors (strongly correlated, as a trunk's are), every class present."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 5)) @ rng.normal(size=(5, d)) + 0.3 * rng.normal(size=(n, d))
+    y = (x @ rng.normal(size=(d, k)) + noise * rng.normal(size=(n, k))).argmax(1)
+    return x * rng.uniform(0.5, 5, size=d), y
+
+
 def _standardised(x):
     return (x - x.mean(0)) / x.std(0)
 
@@ -136,7 +144,38 @@ def test_head_is_a_plain_linear_equal_to_the_standardised_solve():
     assert torch.allclose(sol.head(xt.float()).double(), z @ w.T + b, atol=1e-3)
 
 
+@pytest.mark.parametrize("kind,c", [("multiclass", 0.01), ("multiclass", 10.0), ("multilabel", 10.0)])
+def test_newton_and_lbfgs_reach_one_optimum(kind, c):
+    # more features than rows, correlated: at C=10 the problem is as badly conditioned as a probe's weak
+    # end gets, where L-BFGS needs thousands of iterations to this tolerance
+    x, y = _correlated(n=60, d=80, k=4, seed=6)
+    z = torch.tensor(_standardised(x))
+    task = Task("t", num_classes=4) if kind == "multiclass" else Task("m", "multilabel", num_classes=4)
+    target = torch.tensor(y) if kind == "multiclass" else torch.nn.functional.one_hot(torch.tensor(y), 4).double()
+    ((wn, bn, newton_iters),) = logistic_path(task, z, target, [c], 1e-9, 500, "newton")
+    ((wl, bl, lbfgs_iters),) = logistic_path(task, z, target, [c], 1e-9, 5000, "lbfgs")
+    out_n, out_l = z @ wn.T + bn, z @ wl.T + bl
+    probs = (torch.softmax, lambda t, _: torch.sigmoid(t))[kind != "multiclass"]
+    assert (probs(out_n, 1) - probs(out_l, 1)).abs().max() < 1e-5
+    assert torch.allclose(wn, wl, atol=1e-4 * max(1.0, float(wl.abs().max())))
+    if kind == "multiclass":   # the penalty keeps the optimum's class weights summing to zero; Newton's too
+        assert wn.sum(0).abs().max() < 1e-6 * max(1.0, float(wn.abs().max()))
+    if c == 10.0:              # the point of Newton: a handful of steps where L-BFGS needs many
+        assert newton_iters <= 30 < lbfgs_iters
+
+
+def test_newton_at_a_weak_penalty_matches_sklearn():
+    x, y = _correlated(n=120, d=60, k=4, seed=7)
+    sol = solve_probe(Task("t", num_classes=4), torch.tensor(x), torch.tensor(y), config=_fixed(300.0))
+    sk = LogisticRegression(C=300.0, tol=1e-12, max_iter=100000).fit(_standardised(x), y)
+    probs = torch.softmax(sol.head(torch.tensor(x, dtype=torch.float32)), 1).detach().numpy()
+    assert np.abs(probs - sk.predict_proba(_standardised(x))).max() < 1e-3
+    assert sol.iterations <= 40
+
+
 def test_bad_config_is_named():
+    with pytest.raises(TaskshareError, match="method must be one of.*'sgd'"):
+        ConvexProbeConfig(method="sgd")
     with pytest.raises(TaskshareError, match="grid"):
         ConvexProbeConfig(grid=(1.0, -1.0))
     with pytest.raises(TaskshareError, match="all are unknown"):

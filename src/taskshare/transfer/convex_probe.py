@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..errors import TaskshareError
 from ..tasks import Task
-from .convex_solvers import logistic_path, ridge_path
+from .convex_solvers import SOLVERS, logistic_path, ridge_path
 
 # Half-decades from 1e-3 (nearly constant predictions) to 1e3 (nearly unregularised on
 # standardised features); beyond that the optimum hardly moves on data of probe size.
@@ -33,8 +33,10 @@ DEFAULT_GRID = tuple(round(10 ** (e / 2), 6) for e in range(-6, 7))
 class ConvexProbeConfig:
     grid: tuple[float, ...] = DEFAULT_GRID  # values of C tried, strongest penalty (smallest C) first
     default_c: float = 1.0     # C used when validation has no known label (scikit-learn's default)
-    tol: float = 1e-5          # L-BFGS stops when every (preconditioned) gradient entry is below this
-    max_iter: int = 100        # L-BFGS iterations per grid point (warm starts keep most below it)
+    tol: float = 1e-5          # a solve stops when every (preconditioned) gradient entry is below this
+    max_iter: int = 100        # solver iterations per grid point (warm starts keep most below it)
+    method: str = "newton"     # "newton" (truncated Newton-CG: a handful of steps even at weak penalties)
+                               # or "lbfgs" (the first solver, kept to cross-check the optimum)
     patience: int | None = 3   # stop the path after this many C in a row that do not beat the best on
                                # validation: weak penalties cost the most iterations and rarely win late
                                # (None: the whole grid)
@@ -46,6 +48,8 @@ class ConvexProbeConfig:
             raise TaskshareError(f"convex probe: default_c must be > 0, got {self.default_c!r}")
         if self.patience is not None and self.patience < 1:
             raise TaskshareError(f"convex probe: patience must be >= 1 or None, got {self.patience!r}")
+        if self.method not in SOLVERS:
+            raise TaskshareError(f"convex probe: method must be one of {sorted(SOLVERS)}, got {self.method!r}")
         if not self.tol > 0 or self.max_iter < 1:
             raise TaskshareError(f"convex probe: tol must be > 0 and max_iter >= 1, got {self.tol!r}, {self.max_iter!r}")
 
@@ -55,7 +59,7 @@ class ProbeSolution:
     head: nn.Linear            # takes raw (unstandardised) features
     c: float                   # the chosen C
     val_score: float           # the task's main metric on validation at that C (NaN without validation)
-    iterations: int            # L-BFGS iterations over the whole path (0 for ridge)
+    iterations: int            # solver iterations over the whole path (0 for ridge)
     seconds: float
     path: list[dict] = field(default_factory=list)   # per C: val_score, val_loss, iterations
     note: str = ""
@@ -122,7 +126,7 @@ def solve_probe(task: Task, train_x: Tensor, train_y: Tensor, val_x: Tensor | No
     if task.kind == "regression":
         solutions = [(w, b, 0) for w, b in ridge_path(z, y, task.known(y), [1.0 / c for c in grid])]
     else:
-        solutions = logistic_path(task, z, y, grid, config.tol, config.max_iter)
+        solutions = logistic_path(task, z, y, grid, config.tol, config.max_iter, config.method)
     best, best_key, path, stale = None, None, [], 0
     for c, (w, b, iters) in zip(grid, solutions):
         key = _scores(task, zv @ w.T + b, yv) if has_val else (float("nan"), float("nan"))

@@ -13,19 +13,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import TaskshareError
 from ..tasks import MISSING, Task
+from .convex_newton import newton_cg
 
 
-def logistic_path(task: Task, z: Tensor, y: Tensor, grid: list[float], tol: float, max_iter: int):
-    """(W, b, iterations) at every C of `grid` in turn, each solve warm-started from the last.
+def logistic_path(task: Task, z: Tensor, y: Tensor, grid: list[float], tol: float, max_iter: int,
+                  method: str = "newton"):
+    """(W, b, iterations) at every C of `grid` in turn, each solve warm-started from the last, by
+    truncated Newton (convex_newton.py; the default) or L-BFGS (`method="lbfgs"`).
 
     The optimum's W lies in the row space of z (the loss cannot see the rest, the penalty pulls it to
     zero), so the solve runs in the basis of z's singular vectors, where the curvature of every
     direction is known up to the loss's: s_j^2 q / n + 1 / (C n) with q <= 1/4. Dividing each
     coordinate by the square root of that bound makes the problem nearly isotropic, which is what
-    lets L-BFGS finish in tens of iterations on features whose correlations would cost it hundreds.
-    The optimum is the same problem's; only the coordinates differ.
+    lets L-BFGS finish in tens of iterations on features whose correlations would cost it hundreds
+    (and keeps Newton's conjugate-gradient inner solves short). The optimum is the same problem's; only
+    the coordinates differ.
     """
+    if method not in SOLVERS:
+        raise TaskshareError(f"convex probe: method must be one of {sorted(SOLVERS)}, got {method!r}")
+    solve = SOLVERS[method]
     if task.kind == "multiclass":
         known = y != MISSING
         z, target, mask = z[known], F.one_hot(y[known], task.out_dim).to(z.dtype), None
@@ -33,17 +41,30 @@ def logistic_path(task: Task, z: Tensor, y: Tensor, grid: list[float], tol: floa
         mask = task.known(y).to(z.dtype)   # unknown entries weigh nothing
         target = torch.where(mask > 0, y, torch.zeros_like(y)).to(z.dtype)
     n = len(z)
-    u, s, vh = torch.linalg.svd(z, full_matrices=False)
-    basis = u * s                                             # z = basis @ vh, columns orthogonal
+    basis, s, vh = _spectral_basis(z)                         # z = basis @ vh, columns orthogonal
     theta = torch.zeros(task.out_dim, len(s), dtype=z.dtype, device=z.device)
     b = torch.zeros(task.out_dim, dtype=z.dtype, device=z.device)
     for c in grid:
         scale = (s * s / (4 * n) + 1.0 / (c * n)).sqrt()
         scale = scale / scale.min()   # the flattest direction keeps its units, and the gradient test its meaning there
-        phi, b, iters = _lbfgs(basis / scale, target, mask, theta * scale, b, 1.0 / (2.0 * c * n) / scale ** 2,
+        phi, b, iters = solve(basis / scale, target, mask, theta * scale, b, 1.0 / (2.0 * c * n) / scale ** 2,
                                tol, max_iter)
         theta = phi / scale
         yield theta @ vh, b, iters
+
+
+def _spectral_basis(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(basis, s, vh) with z = basis @ vh, basis's columns orthogonal with norms s, vh's rows orthonormal:
+    the thin SVD's answer from the eigenvectors of the smaller Gram matrix, about half the SVD's time on
+    probe-sized features. Directions z does not span (eigenvalues below 1e-10 of the largest) are left
+    out: the loss cannot see them, so the optimum has nothing there."""
+    n, d = z.shape
+    evals, vecs = torch.linalg.eigh(z.T @ z if n >= d else z @ z.T)
+    keep = evals > 1e-10 * evals.max().clamp_min(1e-300)
+    s, vecs = evals[keep].sqrt(), vecs[:, keep]
+    if n >= d:
+        return z @ vecs, s, vecs.T
+    return vecs * s, s, (vecs.T @ z) / s[:, None]
 
 
 def _lbfgs(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Tensor, penalty: Tensor, tol: float,
@@ -75,6 +96,9 @@ def _lbfgs(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Tenso
     opt.step(closure)
     iterations = int(opt.state[opt._params[0]].get("n_iter", 0))  # LBFGS keeps its count on the first param
     return w.detach(), b.detach(), iterations
+
+
+SOLVERS = {"newton": newton_cg, "lbfgs": _lbfgs}
 
 
 def ridge_path(z: Tensor, y: Tensor, known: Tensor, alphas: list[float]) -> list[tuple[Tensor, Tensor]]:

@@ -200,3 +200,16 @@ def test_text_trunk_skips_padding_columns_without_changing_the_output():
         hidden = bb.trunk.model(input_ids=ids, attention_mask=mask).last_hidden_state
         ref = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
     assert torch.allclose(full, ref, atol=1e-5)
+
+
+def test_traced_text_trunk_keeps_the_full_length():
+    """Under tracing (TorchScript and ONNX export) no length is read from the sample, so the traced
+    trunk stays right on texts padded differently from it."""
+    bb = tiny_bert()
+    sample = torch.zeros(2, 12, dtype=torch.long)
+    sample[:, :3] = 5
+    other = torch.zeros(2, 12, dtype=torch.long)
+    other[0, :9], other[1, :6] = torch.arange(1, 10), torch.arange(20, 26)
+    with torch.no_grad():
+        traced = torch.jit.trace(bb.trunk, (sample,), check_trace=False)
+        assert torch.allclose(traced(other), bb.trunk(other), atol=1e-5)

@@ -60,20 +60,24 @@ def run_config(raw: dict, out: Path) -> tuple[list[dict], float]:
 
 
 def table_rows(rows: list[dict], shots: list) -> list[str]:
-    """Mean test accuracy (± std over seeds) and mean wall time per strategy and labels per class."""
-    names = list(dict.fromkeys(r["strategy"] for r in rows))
+    """Mean test accuracy (± std over seeds) and mean wall time per strategy and labels per class;
+    auto's runs share one row, with what it chose at each size."""
+    def name_of(r: dict) -> str:
+        return "auto" if r["strategy"].startswith("auto") else r["strategy"]
+    names = list(dict.fromkeys(name_of(r) for r in rows))
     head = "| strategy | " + " | ".join(f"{k} per class" for k in shots) + " |"
     lines = [head, "|---" * (len(shots) + 1) + "|"]
     for name in names:
         cells = []
         for k in shots:
-            got = [r for r in rows if r["strategy"] == name and str(r["labels_per_class"]) == str(k)]
+            got = [r for r in rows if name_of(r) == name and str(r["labels_per_class"]) == str(k)]
             acc = [100 * r["test"]["accuracy"] for r in got]
-            if not acc:      # auto's label names its choice, which may differ between sizes
-                cells.append("")
-                continue
             sd = f" ± {statistics.stdev(acc):.1f}" if len(acc) > 1 else ""
-            cells.append(f"{statistics.mean(acc):.1f}%{sd} ({statistics.mean(r['seconds'] for r in got):.1f} s)")
+            chose = ""
+            if name == "auto":
+                picks = [r["strategy"].split("->", 1)[-1].strip() for r in got]
+                chose = "; chose " + ", ".join(f"{p} x{picks.count(p)}" for p in dict.fromkeys(picks))
+            cells.append(f"{statistics.mean(acc):.1f}%{sd} ({statistics.mean(r['seconds'] for r in got):.1f} s{chose})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 

@@ -246,8 +246,8 @@ def main() -> None:
         f"file in {cache_s:.0f} s and shared by the three sizes), test accuracy on {len(test):,} held-out digits: "
         + ", ".join(f"{'all' if k == 'all' else k} per class {100 * a:.1f}% ({s:.0f} s)" for k, (a, s, _) in probe.items())
         + f". Peak resident memory of the whole script: {peak_mb:,.0f} MB.", "",
-        "Not measured here, for lack of CPU time on this machine: the other strategies at each size, the text "
-        "(MiniLM) and categorical-table sets; the script takes `--images` (at most the 10,000 in the file) and "
+        "Not measured here, for lack of CPU time on this machine: the other strategies at each size (the "
+        "table set: `benchmarks/own_data_tables.py`, below); the script takes `--images` (at most the 10,000 in the file) and "
         "`--size` for a larger run.",
     ]
     text = "\n".join(lines)

@@ -177,3 +177,39 @@ def test_lora_saves_only_adapters_and_head_and_they_reload(tmp_path):
     model.eval(), fresh.eval()
     probe = torch.rand(4, 16, 16)
     assert torch.allclose(model(probe), fresh(probe), atol=1e-5)
+
+
+def test_text_trunk_skips_padding_columns_without_changing_the_output():
+    """A batch of short texts padded to max_length gives the same pooled features as the same ids
+    with the all-padding columns cut off, and as each row on its own."""
+    bb = tiny_bert()
+    ids = torch.zeros(3, 20, dtype=torch.long)                        # pad id 0 everywhere
+    ids[0, :4], ids[1, :7], ids[2, :2] = torch.arange(5, 9), torch.arange(10, 17), torch.tensor([3, 4])
+    seen = []
+    hook = bb.trunk.model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].shape[1]),
+                                                    with_kwargs=True)
+    with torch.no_grad():
+        full = bb.trunk(ids)
+        alone = torch.cat([bb.trunk(ids[i:i + 1]) for i in range(3)])
+    hook.remove()
+    assert seen == [7, 4, 7, 2]                                       # the encoder saw only used columns
+    assert torch.allclose(full, alone, atol=1e-5)
+    # reference: the untrimmed encoder over all 20 columns with the padding masked
+    with torch.no_grad():
+        mask = (ids != 0).long()
+        hidden = bb.trunk.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        ref = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+    assert torch.allclose(full, ref, atol=1e-5)
+
+
+def test_traced_text_trunk_keeps_the_full_length():
+    """Under tracing (TorchScript and ONNX export) no length is read from the sample, so the traced
+    trunk stays right on texts padded differently from it."""
+    bb = tiny_bert()
+    sample = torch.zeros(2, 12, dtype=torch.long)
+    sample[:, :3] = 5
+    other = torch.zeros(2, 12, dtype=torch.long)
+    other[0, :9], other[1, :6] = torch.arange(1, 10), torch.arange(20, 26)
+    with torch.no_grad():
+        traced = torch.jit.trace(bb.trunk, (sample,), check_trace=False)
+        assert torch.allclose(traced(other), bb.trunk(other), atol=1e-5)

@@ -42,11 +42,24 @@ class PooledEncoder(nn.Module):
             raise TaskshareError(f"text backbones take token ids of shape (batch, length); got "
                                  f"{tuple(input_ids.shape)} {input_ids.dtype}. Tokenize with backbone.tokenizer(texts)")
         mask = (input_ids != self.pad_token_id).long()
+        if not _exporting():
+            # texts are padded to max_length once, up front; short texts would otherwise pay for every
+            # padding column in each attention layer. Columns that are padding in every row carry no
+            # information (masked, positions absolute), so dropping them leaves the output unchanged.
+            used = int((mask * torch.arange(1, mask.shape[1] + 1, device=mask.device)).max())
+            input_ids, mask = input_ids[:, :max(used, 1)], mask[:, :max(used, 1)]
         hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+
+
+def _exporting() -> bool:
+    """Tracing or exporting: a length read from the data would be frozen into the graph."""
+    compiler = getattr(torch, "compiler", None)
+    return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+                or (compiler is not None and getattr(compiler, "is_exporting", lambda: False)()))
 
 
 def hf_backbone(name_or_path: str | Path | None = None, pooling: str = "mean", max_length: int = 128,

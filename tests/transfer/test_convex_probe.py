@@ -223,3 +223,17 @@ def test_sgd_where_the_solve_cannot_apply_and_says_why(splits, caplog):
     assert "solver" not in sgd.stages[0]
     with pytest.raises(TaskshareError, match="solver must be one of"):
         run_strategy(_pretrained(), task, splits, {"name": "linear_probe", "solver": "adam"}, cfg)
+
+
+def test_constant_features_give_the_class_frequencies():
+    """A trunk whose features never change (every ReLU dead) carries nothing: the exact probe is the
+    intercept alone, which predicts each class's training frequency (and each label's base rate)."""
+    y = torch.tensor([0] * 6 + [1] * 4 + [2] * 2)
+    x = torch.full((12, 5), 0.7)
+    sol = solve_probe(Task("t", num_classes=3), x, y, x, y)
+    p = torch.softmax(sol.head(x[:1]).double(), 1)[0]
+    assert torch.allclose(p, torch.tensor([0.5, 1 / 3, 1 / 6], dtype=torch.float64), atol=1e-5)
+    labels = torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 1.0]] + [[float("nan"), 1.0]] * 2)
+    sol = solve_probe(Task("m", "multilabel", num_classes=2), x[:6], labels, config=ConvexProbeConfig())
+    assert torch.allclose(torch.sigmoid(sol.head(x[:1]).double())[0], torch.tensor([0.75, 0.5], dtype=torch.float64),
+                          atol=1e-5)

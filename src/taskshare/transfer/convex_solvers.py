@@ -44,6 +44,10 @@ def logistic_path(task: Task, z: Tensor, y: Tensor, grid: list[float], tol: floa
     basis, s, vh = _spectral_basis(z)                         # z = basis @ vh, columns orthogonal
     theta = torch.zeros(task.out_dim, len(s), dtype=z.dtype, device=z.device)
     b = torch.zeros(task.out_dim, dtype=z.dtype, device=z.device)
+    if len(s) == 0:   # constant features (e.g. a dead trunk): the optimum is the intercept alone, at every C
+        for _ in grid:
+            yield theta @ vh, _intercept_only(target, mask), 0
+        return
     for c in grid:
         scale = (s * s / (4 * n) + 1.0 / (c * n)).sqrt()
         scale = scale / scale.min()   # the flattest direction keeps its units, and the gradient test its meaning there
@@ -51,6 +55,16 @@ def logistic_path(task: Task, z: Tensor, y: Tensor, grid: list[float], tol: floa
                                tol, max_iter)
         theta = phi / scale
         yield theta @ vh, b, iters
+
+
+def _intercept_only(target: Tensor, mask: Tensor | None) -> Tensor:
+    """The loss's minimiser over the intercept alone: log class frequencies (softmax), or each label's
+    log-odds over its known entries (clamped where a label has one class only)."""
+    if mask is None:
+        logp = (target.sum(0) / len(target)).clamp_min(1e-12).log()
+        return logp - logp.mean()
+    p = ((target * mask).sum(0) / mask.sum(0).clamp_min(1)).clamp(1e-6, 1 - 1e-6)
+    return (p / (1 - p)).log()
 
 
 def _spectral_basis(z: Tensor) -> tuple[Tensor, Tensor, Tensor]:

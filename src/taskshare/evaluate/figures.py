@@ -45,7 +45,6 @@ def line_plot(series: dict[str, Sequence[float | None]], xticks: Sequence[str], 
               title: str = "", percent: bool = True, baseline: str | None = "scratch", connect: bool = True) -> str:
     """One line per series over categorical x positions (values as fractions when `percent`);
     `connect=False` draws markers only, for categories without an order (tasks)."""
-    from matplotlib.ticker import MaxNLocator, PercentFormatter
     fig, ax = _figure()
     offsets = _offsets(len(series))
     for i, (name, values) in enumerate(series.items()):
@@ -59,6 +58,12 @@ def line_plot(series: dict[str, Sequence[float | None]], xticks: Sequence[str], 
     ax.set_xticks(range(len(xticks)), [str(t) for t in xticks])
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    return _finish(fig, ax, title, percent)
+
+
+def _finish(fig, ax, title: str, percent: bool) -> str:
+    """The y axis, grid, title and legend every line plot shares; the figure as SVG."""
+    from matplotlib.ticker import MaxNLocator, PercentFormatter
     if percent:
         ax.yaxis.set_major_formatter(PercentFormatter(100, decimals=0))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=8))
@@ -72,7 +77,7 @@ def line_plot(series: dict[str, Sequence[float | None]], xticks: Sequence[str], 
 def epoch_plot(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str = "",
                percent: bool = True) -> str:
     """Curves over epochs; markers every few points keep overlapping curves apart."""
-    from matplotlib.ticker import MaxNLocator, PercentFormatter
+    from matplotlib.ticker import MaxNLocator
     fig, ax = _figure(7.5, 3.6)
     longest = max((len(v) for v in series.values()), default=1)
     offsets = _offsets(len(series), spread=min(0.3, 0.02 * longest + 0.1))
@@ -85,14 +90,7 @@ def epoch_plot(series: dict[str, Sequence[float]], xlabel: str, ylabel: str, tit
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if percent:
-        ax.yaxis.set_major_formatter(PercentFormatter(100, decimals=0))
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=8))
-    ax.grid(True, color="#e5e5e5")
-    if title:
-        ax.set_title(title, fontsize=11)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
-    return _svg(fig)
+    return _finish(fig, ax, title, percent)
 
 
 def bar_plot(values: dict[str, float], xlabel: str, ylabel: str, title: str = "", reference: float | None = None,

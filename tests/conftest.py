@@ -29,3 +29,18 @@ def task3():
 def small_mlp(dim: int = 8, out: int = 3) -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(dim, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, out))
+
+
+def wait_for_checkpoint(proc, folder, min_step: int, timeout: float) -> None:
+    """Wait until the run in `proc` has written a checkpoint at step `min_step` or later (a mid-epoch
+    one, for the resume tests); fail the test, killing the run, if none appears in time."""
+    import time
+
+    from taskshare.train.resume import RunCheckpoints
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(int(p.name[5:14]) >= min_step for p in RunCheckpoints(folder).files()):
+            return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("no checkpoint appeared")

@@ -3,7 +3,6 @@ running class weights) and the ramp / reversal schedule are part of the run chec
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ from taskshare import Task, TrainConfig
 from taskshare.adapt import ADAPTERS, build_method, fit_adaptation
 from taskshare.models.trunk_head import TrunkHead
 from taskshare.train.resume import RunCheckpoints
+
+from ..conftest import wait_for_checkpoint
 
 SCRIPT = Path(__file__).with_name("adapt_resume_script.py")
 
@@ -33,14 +34,7 @@ def test_sigkilled_adaptation_run_resumes_to_identical_parameters(tmp_path):
     _run(reference)
     ckpt = tmp_path / "ckpt"
     proc = _run(tmp_path, ckpt, slow=0.05, wait=False)
-    deadline = time.time() + 120
-    while time.time() < deadline:          # a mid-epoch checkpoint of the second epoch (8 steps an epoch)
-        if any(int(p.name[5:14]) >= 12 for p in RunCheckpoints(ckpt).files()):
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("no checkpoint appeared")
+    wait_for_checkpoint(proc, ckpt, 12, 120)   # a mid-epoch checkpoint of the second epoch (8 steps an epoch)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait(timeout=60) == -signal.SIGKILL
     _run(tmp_path, ckpt, resume=True)

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,8 @@ import torch
 
 from taskshare.train.checkpoint import load_tensors
 from taskshare.train.resume import RunCheckpoints
+
+from ..conftest import wait_for_checkpoint
 
 SCRIPT = Path(__file__).with_name("resume_script.py")
 
@@ -27,14 +28,7 @@ def _run(out, ckpt="-", slow=0.0, resume=False, wait=True):
 def _interrupt(tmp_path, sig):
     ckpt = tmp_path / "ckpt"
     proc = _run(tmp_path, ckpt, slow=0.05, wait=False)
-    deadline = time.time() + 90
-    while time.time() < deadline:          # wait for a mid-epoch checkpoint of the second epoch
-        if any(int(p.name[5:14]) >= 12 for p in RunCheckpoints(ckpt).files()):
-            break
-        time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("no checkpoint appeared")
+    wait_for_checkpoint(proc, ckpt, 12, 90)   # a mid-epoch checkpoint of the second epoch
     proc.send_signal(sig)
     code = proc.wait(timeout=60)
     return ckpt, code

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_section  # noqa: E402
 
 from taskshare import HardSharing, Task  # noqa: E402
-from taskshare.train.balanced import BalancedStep, build_balancer  # noqa: E402
+from taskshare.balancing import build_balancer  # noqa: E402
+from taskshare.train.balanced import BalancedStep  # noqa: E402
 
 OURS = ["mgda", "upgrad", "pcgrad", "gradvac", "imtl_g", "dualproj", "aligned_mtl", "config", "cagrad", "nash_mtl",
         "fairgrad", "graddrop"]

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, publish  # noqa: E402
 
 from taskshare.balancing._qp import min_norm_simplex  # noqa: E402
-from taskshare.train.balanced import build_balancer  # noqa: E402
+from taskshare.balancing import build_balancer  # noqa: E402
 
 FLOOR = 5e-6
 STARTS = [(-8.5, 7.5), (-8.5, -5.0), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0)]
@@ -75,7 +75,7 @@ def run(name: str, start: tuple[float, float], steps: int, lr: float = 1e-3, see
         else:
             x.grad = method.direction(jacobian(x))
         opt.step()
-        if getattr(method, "after_step", False):
+        if method.observes_step:
             with torch.no_grad():
                 method.observe(losses(x) + SHIFT)
     return x.detach()

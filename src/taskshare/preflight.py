@@ -60,7 +60,7 @@ def check_multitask(config: Any) -> None:
     spec = config.multitask
     model_arguments(config.model["name"], MODELS.get(config.model["name"]), config.model.get("args", {}))
     if spec.balancer is not None:
-        from .train.balanced import build_balancer
+        from .balancing import build_balancer
         tasks = len(config.data.tasks) or len(config.data.digits)
         try:
             build_balancer(spec.balancer, max(tasks, 2))

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from taskshare import CrossStitch, HardSharing, MultiTaskDataset, SoftSharing, Task, TaskshareError, TrainConfig, fit_multitask
-from taskshare.balancing import Balancing, backward, graph_leaves, shared_leaves
+from taskshare.train.drop_in import Balancing, backward, graph_leaves, shared_leaves
 from taskshare.data.multitask import MultiTaskLoader
 
 TASKS = [Task("pos", "binary"), Task("score", "regression"), Task("kind", num_classes=3)]

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from taskshare import HardSharing, Task, TaskshareError
-from taskshare.balancing import BALANCERS, Balancer, balancer_dataclass, sequential_jacobian
+from taskshare.balancing import BALANCERS, Balancer, balancer_dataclass
+from taskshare.train.jacobian import sequential_jacobian
 from taskshare.balancing._qp import _accelerated_projected_gradient, active_set_qp, project_simplex
-from taskshare.balancing.linear_kernel import LinearCapture, _kernel_cheaper
+from taskshare.train.linear_kernel import LinearCapture, _kernel_cheaper
 from taskshare.train.balanced import BalancedStep
 
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from taskshare import HardSharing, MultiTaskDataset, Task, TaskshareError, TrainConfig, fit_multitask
 from taskshare.balancing import FAMO, GradNorm, GradVac, PCGrad
+from taskshare.train import Balancing
 from taskshare.train.checkpoint import load_into, save
 
 
@@ -69,7 +70,7 @@ def test_gradnorm_gives_smaller_weights_to_larger_scaled_tasks():
 
 def test_gradnorm_needs_a_trunk():
     with pytest.raises(TaskshareError, match="gradnorm needs a shared trunk"):
-        GradNorm().attach(nn.Linear(2, 2))
+        Balancing(GradNorm(), model=nn.Linear(2, 2))
 
 
 @pytest.mark.parametrize("method", [GradNorm(num_tasks=2), FAMO(num_tasks=2), GradVac(num_tasks=2)])

@@ -6,7 +6,7 @@ import torch
 
 from taskshare.balancing import BALANCERS, CAGrad, IMTLG
 from taskshare.balancing.cagrad import cagrad_inner
-from taskshare.train.balanced import build_balancer
+from taskshare.balancing import build_balancer
 
 GRADIENT_METHODS = [n for n in BALANCERS.names() if BALANCERS.get(n).needs != "losses"]
 # The property is undefined where a zero gradient is itself the method's answer: MGDA's hull then holds

@@ -4,7 +4,7 @@ import torch.distributed as dist
 from torch import nn
 
 from taskshare import HardSharing, MultiTaskDataset, Task, TrainConfig, fit, fit_multitask
-from taskshare.train.balanced import build_balancer
+from taskshare.balancing import build_balancer
 
 CFG = dict(epochs=3, batch_size=32, min_steps=0, progress=False, device="cpu", seed=0, patience=100, lr=1e-3)
 

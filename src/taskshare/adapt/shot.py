@@ -17,7 +17,8 @@ from ..models.trunk_head import TrunkHead
 from ..tasks import Task
 from ..train.config import TrainConfig
 from ..train.device import resolve_device
-from ..train.loop import History, evaluate, train_loop
+from ..train.hooks import LoopHooks
+from ..train.loop import History, LoopOptions, evaluate, train_loop
 from .train import target_inputs
 
 
@@ -111,8 +112,8 @@ def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConf
         p.requires_grad_(False)
     try:
         params = [{"params": [p for p in model.trunk.parameters() if p.requires_grad], "lr": config.lr}]
-        return train_loop(model, loader, objective, validate, config, True, params, callbacks=[refresh],
-                          label="adapt shot (source-free)", metric="epoch", stateful={"pseudo_labels": pseudo})
+        options = LoopOptions(True, params, callbacks=[refresh], label="adapt shot (source-free)", metric="epoch")
+        return train_loop(model, loader, objective, validate, config, options, LoopHooks(state={"pseudo_labels": pseudo}))
     finally:
         for p in frozen:
             p.requires_grad_(True)

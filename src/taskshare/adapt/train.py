@@ -14,7 +14,8 @@ from ..models.trunk_head import TrunkHead
 from ..tasks import Task
 from ..train.config import TrainConfig
 from ..train.device import resolve_device
-from ..train.loop import History, _budget, evaluate, train_loop
+from ..train.hooks import LoopHooks
+from ..train.loop import History, LoopOptions, budget, evaluate, train_loop
 from .base import ADAPTERS, DomainMethod
 from .safety import Progress, bound_gradient, check_source_score, ramp, source_pull
 from .selection import dev_score, importance_weighted_loss, iwv_score, weighted_losses  # noqa: F401
@@ -104,12 +105,7 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
     logs a warning naming the method (as does one near chance without it), and the history's
     `warning` says why."""
     config = config or TrainConfig()
-    if selection not in SELECTIONS:
-        raise TaskshareError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-    if not isinstance(model, TrunkHead):
-        raise TaskshareError(f"domain adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
-    if pull_limit is not None and not pull_limit > 0:
-        raise TaskshareError(f"pull_limit = {pull_limit!r}; expected a positive number or None (unbounded)")
+    _check_arguments(model, selection, pull_limit)
     method = build_method(method)
     source = to_dataset(source, "source data")
     x_target = target_inputs(target)
@@ -124,39 +120,18 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
     model.to(device)
     loader = PairedLoader(source, x_target, config.batch_size, config.seed)
     if method is not None:
-        with torch.no_grad():
-            was = model.training
-            model.eval()
-            width = model.trunk(x0[None].to(device)).reshape(1, -1).shape[1]
-            model.train(was)
-        method.build(width, task.out_dim)
-        method.to(device)
-    progress = Progress(_budget(config, len(loader))[0] * len(loader))
+        _build_for(method, model, task, x0, device)
+    progress = Progress(budget(config, len(loader))[0] * len(loader))
     if weight is None:
         weight = method.default_weight if method is not None else 0.0
     objective = adaptation_objective(task, method, weight, progress, pull_limit)
     val_ds = to_dataset(val, "source validation data") if val is not None else None
     test_ds = to_dataset(target_test, "target test data") if target_test is not None else None
-
-    def validate(m: nn.Module):
-        metrics = evaluate(m, task, val_ds, device, config.eval_batch_size)
-        if test_ds is not None:   # reported only; never part of the score
-            metrics.update({f"target_{k}": v for k, v in evaluate(m, task, test_ds, device, config.eval_batch_size).items()})
-        if selection == "source":
-            return metrics[task.main_metric], metrics
-        losses, weights = weighted_losses(m, task, val_ds, x_target, device)
-        metrics["iw_loss"] = iwv_score(losses, weights)
-        metrics["dev_loss"] = dev_score(losses, weights)
-        return -metrics[f"{'iw' if selection == 'iwv' else 'dev'}_loss"], metrics
-
-    higher = task.higher_is_better if selection == "source" else True
-    stateful = {"adapt_progress": progress}
-    if method is not None:
-        stateful["adapt_method"] = method      # discriminators, extra classifiers, running estimates
-    history = train_loop(model, loader, objective, validate if val_ds is not None else None, config, higher,
-                         label=f"adapt {method.name if method else 'source only'}", metric=task.main_metric,
-                         extra_params=[p for p in method.parameters() if p.requires_grad] if method is not None else (),
-                         stateful=stateful)
+    validate = adaptation_validator(task, selection, val_ds, test_ds, x_target, device, config.eval_batch_size) \
+        if val_ds is not None else None
+    options = LoopOptions(task.higher_is_better if selection == "source" else True,
+                          label=f"adapt {method.name if method else 'source only'}", metric=task.main_metric)
+    history = train_loop(model, loader, objective, validate, config, options, _hooks(method, progress))
     if method is not None and history.best_epoch >= 0 and val_ds is not None:
         score = history.epochs[history.best_epoch].get(f"val_{task.main_metric}", float("nan"))
         message = check_source_score(method.name, score, source_only_score, task.higher_is_better,
@@ -164,6 +139,54 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
         if message:
             history.warning = message      # type: ignore[attr-defined]
     return history
+
+
+def _check_arguments(model: Any, selection: str, pull_limit: float | None) -> None:
+    if selection not in SELECTIONS:
+        raise TaskshareError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    if not isinstance(model, TrunkHead):
+        raise TaskshareError(f"domain adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
+    if pull_limit is not None and not pull_limit > 0:
+        raise TaskshareError(f"pull_limit = {pull_limit!r}; expected a positive number or None (unbounded)")
+
+
+def _build_for(method: DomainMethod, model: TrunkHead, task: Task, x0: Tensor, device: torch.device) -> None:
+    """The method's own modules (discriminators, ...) sized by the trunk's feature width."""
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        width = model.trunk(x0[None].to(device)).reshape(1, -1).shape[1]
+        model.train(was)
+    method.build(width, task.out_dim)
+    method.to(device)
+
+
+def _hooks(method: DomainMethod | None, progress: Progress) -> LoopHooks:
+    """The method's trainable parameters go to the optimizer; its state and the ramp's progress into
+    run checkpoints (discriminators, extra classifiers, running estimates)."""
+    if method is None:
+        return LoopHooks(state={"adapt_progress": progress})
+    return LoopHooks([p for p in method.parameters() if p.requires_grad],
+                     {"adapt_progress": progress, "adapt_method": method})
+
+
+def adaptation_validator(task: Task, selection: str, val_ds: Any, test_ds: Any, x_target: Tensor,
+                         device: torch.device, batch_size: int):
+    """validate(model) -> (score, metrics) on labelled SOURCE validation data; target test metrics are
+    reported only, never part of the score."""
+
+    def validate(m: nn.Module):
+        metrics = evaluate(m, task, val_ds, device, batch_size)
+        if test_ds is not None:
+            metrics.update({f"target_{k}": v for k, v in evaluate(m, task, test_ds, device, batch_size).items()})
+        if selection == "source":
+            return metrics[task.main_metric], metrics
+        losses, weights = weighted_losses(m, task, val_ds, x_target, device)
+        metrics["iw_loss"] = iwv_score(losses, weights)
+        metrics["dev_loss"] = dev_score(losses, weights)
+        return -metrics[f"{'iw' if selection == 'iwv' else 'dev'}_loss"], metrics
+
+    return validate
 
 
 def adaptation_objective(task: Task, method: DomainMethod | None, weight: float, progress: Progress,

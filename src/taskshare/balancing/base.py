@@ -1,12 +1,17 @@
 """The balancing contract. A method is pure math over what it declares it needs:
 
 - needs = "losses": `loss(losses, step, history)` returns the scalar to differentiate (loss
-  weighting; stateful methods own their parameters and buffers, created in __init__).
+  weighting; stateful methods own their parameters and buffers, created in __init__). A method that
+  also reads each task's gradient on the last shared layer (GradNorm) declares
+  `needs_layer_gradients` and implements `layer_loss`; the trainer measures those gradients.
 - needs = "gramian": `weights(gramian)` returns task weights w; the update is w @ G.
 - needs = "gradients": `combine(G)` returns the update direction over the shared parameters.
 
 A method never calls backward(), never writes .grad and never touches the optimizer; the trainer
-computes only what the method declares. Inputs are checked once here, for every subclass.
+computes only what the method declares. Across processes the trainer supplies the reduction the
+method declares (`across_processes`), so no method talks to a process group. A method that learns
+from the effect of a step declares `observes_step` and gets `observe(losses_after)`. Inputs are
+checked once here, for every subclass.
 """
 from __future__ import annotations
 
@@ -20,6 +25,10 @@ from ..errors import TaskshareError
 from ..registry import Registry
 
 NEEDS = ("losses", "gramian", "gradients")
+# "linearise": the trainer evaluates the objective at the global losses and weights each process's
+# losses by its slope there (exact for any objective); "inputs": the trainer hands the method global
+# inputs (losses, layer gradients) and the objective is linear in the local losses.
+ACROSS_PROCESSES = ("linearise", "inputs")
 
 
 class Balancer(nn.Module):
@@ -28,6 +37,8 @@ class Balancer(nn.Module):
     name: ClassVar[str] = ""
     needs: ClassVar[str] = "losses"
     representation_ok: ClassVar[bool] = True  # may run on gradients w.r.t. shared features
+    needs_layer_gradients: ClassVar[bool] = False   # each task's gradient on the last shared layer
+    across_processes: ClassVar[str] = "linearise"   # see ACROSS_PROCESSES
 
     def __post_init__(self) -> None:
         nn.Module.__init__(self)
@@ -37,9 +48,18 @@ class Balancer(nn.Module):
         """Create parameters and buffers (stateful methods)."""
 
     # --- checked entry points, used by the trainer -------------------------------------------
-    def task_loss(self, losses: Tensor, step: int = 0, history: list[Tensor] | None = None) -> Tensor:
+    def task_loss(self, losses: Tensor, step: int = 0, history: list[Tensor] | None = None,
+                  layer_grads: Tensor | None = None, global_losses: Tensor | None = None) -> Tensor:
+        """`layer_grads` (T, *layer shape): each task's gradient on the last shared layer, for methods
+        that declare `needs_layer_gradients`; `global_losses`: the losses over the whole batch when
+        several processes share it (default: `losses`)."""
         _check_vector(losses, "losses")
-        return self.loss(losses, step, history or [])
+        if not self.needs_layer_gradients:
+            return self.loss(losses, step, history or [])
+        if layer_grads is None or len(layer_grads) != len(losses):
+            raise TaskshareError(f"{self.name}: needs each task's gradient on the last shared layer (layer_grads=, "
+                                 f"one per task); train it through fit_multitask or a Balancing with model=")
+        return self.layer_loss(losses, layer_grads, losses.detach() if global_losses is None else global_losses)
 
     def task_weights(self, gramian: Tensor) -> Tensor:
         if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
@@ -59,11 +79,22 @@ class Balancer(nn.Module):
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
         return losses.sum()
 
+    def layer_loss(self, losses: Tensor, layer_grads: Tensor, global_losses: Tensor) -> Tensor:
+        raise NotImplementedError
+
     def weights(self, gramian: Tensor) -> Tensor:
         raise NotImplementedError
 
     def combine(self, grads: Tensor) -> Tensor:
         raise NotImplementedError
+
+    @property
+    def observes_step(self) -> bool:
+        """True when the method learns from the same batch's losses after the optimizer step."""
+        return False
+
+    def observe(self, losses_after: Tensor) -> None:
+        """The task losses after the optimizer step (methods that declare `observes_step`)."""
 
     def extra_repr(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]

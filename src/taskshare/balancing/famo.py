@@ -68,5 +68,5 @@ class FAMO(Balancer):
         self.logits.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
 
     @property
-    def after_step(self) -> bool:
+    def observes_step(self) -> bool:
         return self.extra_forward

@@ -1,8 +1,11 @@
-"""Training: the loop, its config, devices and precision, checkpoints."""
+"""Training: the loop, its config, devices and precision, checkpoints; the engines that compute
+per-task gradients and write .grad, and Balancing, the call that replaces loss.backward() in any loop."""
 from .checkpoint import load_into, load_tensors, read_meta, save
 from .config import TrainConfig
 from .device import resolve_device
-from .loop import History, evaluate, fit, predict
+from .drop_in import Balancing
+from .hooks import LoopHooks
+from .loop import History, LoopOptions, evaluate, fit, predict
 
-__all__ = ["History", "TrainConfig", "evaluate", "fit", "load_into", "load_tensors", "predict", "read_meta",
+__all__ = ["Balancing", "History", "LoopHooks", "LoopOptions", "TrainConfig", "evaluate", "fit", "load_into", "load_tensors", "predict", "read_meta",
            "resolve_device", "save"]

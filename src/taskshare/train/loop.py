@@ -1,8 +1,10 @@
 """The training loop: AdamW, warm-up + cosine (or one-cycle), clipping, mixed precision on CUDA,
 early stopping on validation with best-weights restore, and a history for reports.
 
-One function, `fit`, readable top to bottom. Hooks for extra terms (`penalty`, e.g. L2-SP) and for
-observers (`callbacks`, called with each epoch's record) keep strategies out of the loop.
+`fit` trains one task; `train_loop`, shared with multi-task and adaptation training, reads top to
+bottom (a step, the update, the epoch end). Options for extra terms (`penalty`, e.g. L2-SP) and
+observers (`callbacks`, called with each epoch's record), and hooks for trainers that write their own
+gradients (LoopHooks), keep strategies and methods out of the loop.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from ..tasks import Task
 from .config import TrainConfig, patience_of
 from .device import amp_dtype, autocast, resolve_device
 from ..distributed import average_gradients, consensus, evaluation_part, gather_rows, is_main, rows_of, world
+from .hooks import LoopHooks
 from .progress import EpochProgress
 from .schedule import make_scheduler
 
@@ -108,7 +111,7 @@ def make_adamw(param_groups, lr: float, weight_decay: float) -> torch.optim.Adam
         return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
 
 
-def _budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+def budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     """Epochs and patience. When the training set is so small that `epochs` would give fewer than
     `min_steps` optimizer steps, epochs are repeated to reach it and patience stretches by the same
     factor, so early stopping still waits the same share of training."""
@@ -146,8 +149,8 @@ def fit(model: nn.Module, task: Task, train, val=None, config: TrainConfig | Non
         metrics = evaluate(m, task, val, device, config.eval_batch_size)
         return metrics[task.main_metric], metrics
 
-    return train_loop(model, loader, objective, validate if val is not None else None, config, task.higher_is_better,
-                      param_groups, penalty, augment, callbacks, label=task.name, metric=task.main_metric)
+    options = LoopOptions(task.higher_is_better, param_groups, penalty, augment, callbacks, task.name, task.main_metric)
+    return train_loop(model, loader, objective, validate if val is not None else None, config, options)
 
 
 def _check_data(task: Task, train, val) -> None:
@@ -163,162 +166,226 @@ def _check_data(task: Task, train, val) -> None:
         check_labels(task, val.y, "validation data")
 
 
+@dataclass
+class LoopOptions:
+    """What train_loop adds to plain training and how it reports; every default is plain training."""
+
+    higher_is_better: bool = True                           # of validate's score
+    param_groups: Sequence[dict] | None = None              # default: every trainable parameter at config.lr
+    penalty: Callable[[], Tensor] | None = None             # an extra loss term, called every step (L2-SP)
+    augment: Callable[[Tensor], Tensor] | None = None       # applied to each training input batch on the device
+    callbacks: Sequence[Callable[[dict], None]] = ()        # called with each epoch's record
+    label: str = "train"                                    # for the progress line
+    metric: str = "score"                                   # the validation metric the progress line shows
+
+
 def train_loop(model: nn.Module, loader, objective: Objective, validate: Validator | None, config: TrainConfig,
-               higher_is_better: bool = True, param_groups: Sequence[dict] | None = None,
-               penalty: Callable[[], Tensor] | None = None, augment: Callable[[Tensor], Tensor] | None = None,
-               callbacks: Sequence[Callable[[dict], None]] = (), label: str = "train", metric: str = "score",
-               backward: Callable[..., None] | None = None, extra_params: Sequence[Tensor] = (),
-               after_step: Callable[[nn.Module, Any, Any], None] | None = None,
-               stateful: dict[str, Any] | None = None) -> History:
-    """The loop shared by single- and multi-task training. `objective(model, x, y)` returns the total
-    loss and its parts by task (named in errors); `validate(model)` returns the selection score and
-    the metrics to log. `backward(loss, parts)`, when given, writes the gradients itself (gradient
-    balancing); `extra_params` are trained too (a balancing method's own parameters); `after_step(model,
-    x, y)` runs after each optimizer step (methods that learn from the step's effect); `stateful` names
-    more objects (with state_dict / load_state_dict) that run checkpoints save and restore.
+               options: LoopOptions | None = None, hooks: LoopHooks | None = None) -> History:
+    """The loop shared by single-task, multi-task and adaptation training. `objective(model, x, y)`
+    returns the total loss and its parts by task (named in errors); `validate(model)` returns the
+    selection score and the metrics to log. `hooks` (LoopHooks) plug a trainer in: its own backward
+    (gradient balancing), parameters trained along, a step after the optimizer's, the epoch end, and
+    the state run checkpoints keep.
 
     With config.checkpoint_dir, a run checkpoint is written every config.checkpoint_every steps and at
     each epoch end; config.resume continues from the newest valid one: same parameters, optimizer,
     schedule, data order and random numbers, so the run ends as if never interrupted. SIGTERM saves a
     checkpoint at the next step boundary and exits."""
-    device = resolve_device(config.device)
-    model.to(device)
-    if param_groups is None:
-        param_groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.lr}]
-    param_groups = list(param_groups)
-    if extra_params:
-        param_groups.append({"params": list(extra_params), "lr": config.lr, "weight_decay": 0.0})
-    trainable = [p for g in param_groups for p in g["params"]]
-    if not trainable:
-        raise TaskshareError("nothing to train: every parameter of the model is frozen")
-    epochs, patience = _budget(config, len(loader))
-    optimizer = make_adamw(param_groups, config.lr, config.weight_decay)
-    accumulate, window, window_share = config.accumulate, 0, 1.0
-    scheduler = make_scheduler(optimizer, epochs * -(-len(loader) // accumulate), config.schedule, config.warmup)
-    dtype = amp_dtype(config.amp, device)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+    return _Trainer(model, loader, objective, validate, config, options or LoopOptions(), hooks or LoopHooks()).run()
 
-    history, best_state, bad_epochs = History(), None, 0
-    started = time.perf_counter()
-    run = _Run(config, model, optimizer, scheduler, scaler, loader, stateful or {})
-    start_epoch, skip, global_step = 0, 0, 0
-    resumed = run.restore()
-    if resumed is not None:
-        start_epoch, skip, global_step = resumed["epoch"], resumed["batch"], resumed["step"]
-        history = History(**resumed["history"])
-        best_state, bad_epochs = resumed["best_state"], resumed["bad_epochs"]
-    with EpochProgress(epochs, enabled=config.progress and is_main(), label=label) as progress, run.sigterm():
-        for epoch in range(start_epoch, epochs):
-            model.train()
-            t0, loss_sum, steps = time.perf_counter(), torch.zeros((), device=device), 0
-            if epoch == start_epoch and resumed is not None:
-                run.restore_epoch(resumed)
-                loss_sum += resumed["loss_sum"]
-                steps = resumed["steps"]
-            else:
-                run.begin_epoch()
-            for batch_index, (x, y) in enumerate(loader):
-                if epoch == start_epoch and batch_index < skip:
-                    continue                       # the data order is replayed; these steps were done
-                x, y = _to(x, device), _to(y, device)
-                if augment is not None:
-                    x = augment(x)
-                with autocast(device, dtype):
-                    loss, parts = objective(model, x, y)
-                    if penalty is not None:
-                        loss = loss + penalty()
-                share, (nonfinite, run.stopping) = consensus(rows_of(x), [not torch.isfinite(loss), run.terminate],
-                                                             loss.device)
-                if nonfinite:                      # every process skips (or stops) together
-                    bad = [name for name, part in parts.items() if not torch.isfinite(part)] or \
-                        (["penalty"] if not torch.isfinite(loss) else ["(on another process)"])
-                    where = f"epoch {epoch}, batch {batch_index}"
-                    if config.nonfinite == "stop":
-                        raise NonFiniteError(
-                            f"task {bad[0]!r}: loss is {loss.item()} at {where}{_rank()}; expected a finite loss "
-                            f"(check inputs and lr, or set nonfinite: skip)")
-                    history.skipped_steps += 1
-                    log.warning("skipped %s%s: loss of %s is not finite", where, _rank(), ", ".join(map(repr, bad)))
-                    optimizer.zero_grad(set_to_none=True)
-                    window = 0
-                    continue
-                if batch_index % accumulate == 0:
-                    optimizer.zero_grad(set_to_none=True)
-                    window = 0
-                elif window and share != window_share:
-                    # several processes, a window whose micro-batches split unevenly: keep .grad equal to
-                    # (sum of share_i * grad_i) / share, which the averaging multiplies back by the last share
-                    for p in trainable:
-                        if p.grad is not None:
-                            p.grad *= window_share / share
-                window_share = share
-                if scaler is not None and backward is not None:
-                    # scaling a unit both starts the scaler and reads its factor; the method sees unscaled gradients
-                    backward(loss, parts, float(scaler.scale(torch.ones((), device=device))))
-                elif scaler is not None:
-                    scaler.scale(loss).backward()
-                elif backward is not None:
-                    backward(loss, parts)
-                else:
-                    loss.backward()
-                window += 1
-                loss_sum += loss.detach()
-                steps += 1
-                if (batch_index + 1) % accumulate and batch_index + 1 < len(loader):
-                    continue                           # gradient accumulation: more micro-batches first
-                if window > 1:                         # the mean over the window's micro-batches
-                    for p in trainable:
-                        if p.grad is not None:
-                            p.grad /= window
-                # several processes: every replica, the same update. Before the scaler's unscale, so an
-                # overflow at any process reaches all of them and every one skips the same step
-                average_gradients(trainable, share)
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                if config.clip_grad is not None:
-                    torch.nn.utils.clip_grad_norm_(trainable, config.clip_grad)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                if after_step is not None:
-                    with autocast(device, dtype):
-                        after_step(model, x, y)
-                scheduler.step()
-                global_step += 1
-                if run.due(global_step):
-                    run.save(epoch, batch_index + 1, global_step, history, best_state, bad_epochs, loss_sum, steps)
-            # "step": optimizer steps so far in this run, so a comparison can show each run's budget
-            record = {"epoch": epoch, "train_loss": (loss_sum / max(steps, 1)).item(),
-                      "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, "step": global_step}
-            if validate is not None:
-                score, metrics = validate(model)
-                record.update({f"val_{k}": v for k, v in metrics.items()})
-                record["val_score"] = score
-                if _improved(score, history.best_score, higher_is_better):
-                    history.best_score, history.best_epoch, bad_epochs = score, epoch, 0
-                    best_state = copy.deepcopy(model.state_dict())
-                else:
-                    bad_epochs += 1
-            history.epochs.append(record)
-            progress.update(record, metric)
-            for cb in callbacks:
-                cb(record)
-            stop = validate is not None and bad_epochs >= patience
-            if stop:
-                history.stopped_early = True
-            if run.enabled:
-                run.save(epoch + 1 if not stop else epochs, 0, global_step, history, best_state, bad_epochs,
-                         torch.zeros(()), 0, epoch_end=True)
-            if stop:
-                break
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    elif validate is None:
-        history.best_epoch = len(history.epochs) - 1
-    history.seconds = time.perf_counter() - started
-    return history
+
+class _Trainer:
+    """One call of train_loop: the set-up in __init__, then `run` reads top to bottom: epochs of
+    micro-batches (`_batch`: forward, non-finite consensus, backward), the update when a window of
+    micro-batches is full (`_apply_update`), and each epoch's end (`_end_epoch`)."""
+
+    def __init__(self, model: nn.Module, loader, objective: Objective, validate: Validator | None,
+                 config: TrainConfig, options: LoopOptions, hooks: LoopHooks):
+        self.model, self.loader, self.objective, self.validate = model, loader, objective, validate
+        self.config, self.options, self.hooks = config, options, hooks
+        self.device = resolve_device(config.device)
+        model.to(self.device)
+        groups = self._param_groups()
+        self.trainable = [p for g in groups for p in g["params"]]
+        if not self.trainable:
+            raise TaskshareError("nothing to train: every parameter of the model is frozen")
+        self.epochs, self.patience = budget(config, len(loader))
+        self.optimizer = make_adamw(groups, config.lr, config.weight_decay)
+        self.accumulate = config.accumulate
+        self.scheduler = make_scheduler(self.optimizer, self.epochs * -(-len(loader) // self.accumulate),
+                                        config.schedule, config.warmup)
+        self.dtype = amp_dtype(config.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
+        self.checkpoints = _Run(config, model, self.optimizer, self.scheduler, self.scaler, loader, hooks.state())
+        self.history, self.best_state, self.bad_epochs, self.global_step = History(), None, 0, 0
+        self.window, self.window_share = 0, 1.0     # micro-batches in the open accumulation window, its share
+        self.loss_sum, self.steps = torch.zeros((), device=self.device), 0   # this epoch's
+
+    def _param_groups(self) -> list[dict]:
+        groups = self.options.param_groups
+        if groups is None:
+            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": self.config.lr}]
+        groups = list(groups)
+        extra = self.hooks.parameters()
+        if extra:
+            groups.append({"params": list(extra), "lr": self.config.lr, "weight_decay": 0.0})
+        return groups
+
+    def run(self) -> History:
+        started = time.perf_counter()
+        resumed = self.checkpoints.restore()
+        start_epoch, skip = self._resume(resumed)
+        with EpochProgress(self.epochs, enabled=self.config.progress and is_main(), label=self.options.label) \
+                as progress, self.checkpoints.sigterm():
+            for epoch in range(start_epoch, self.epochs):
+                self.model.train()
+                t0 = time.perf_counter()
+                self._begin_epoch(resumed if epoch == start_epoch else None)
+                for batch_index, (x, y) in enumerate(self.loader):
+                    if epoch == start_epoch and batch_index < skip:
+                        continue                       # the data order is replayed; these steps were done
+                    self._batch(epoch, batch_index, x, y)
+                if self._end_epoch(epoch, t0, progress):
+                    break
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        elif self.validate is None:
+            self.history.best_epoch = len(self.history.epochs) - 1
+        self.history.seconds = time.perf_counter() - started
+        return self.history
+
+    def _resume(self, resumed: dict | None) -> tuple[int, int]:
+        """The epoch and batch to continue from (0, 0 for a fresh run); the run's progress restored."""
+        if resumed is None:
+            return 0, 0
+        self.global_step = resumed["step"]
+        self.history = History(**resumed["history"])
+        self.best_state, self.bad_epochs = resumed["best_state"], resumed["bad_epochs"]
+        return resumed["epoch"], resumed["batch"]
+
+    def _begin_epoch(self, resumed: dict | None) -> None:
+        self.loss_sum, self.steps = torch.zeros((), device=self.device), 0
+        if resumed is not None:                        # mid-epoch: its loader position and running loss
+            self.checkpoints.restore_epoch(resumed)
+            self.loss_sum += resumed["loss_sum"]
+            self.steps = resumed["steps"]
+        else:
+            self.checkpoints.begin_epoch()
+
+    # --- one micro-batch -------------------------------------------------------------------------
+    def _batch(self, epoch: int, batch_index: int, x, y) -> None:
+        """Forward, the non-finite consensus, backward; the update when the window is full."""
+        x, y = _to(x, self.device), _to(y, self.device)
+        if self.options.augment is not None:
+            x = self.options.augment(x)
+        with autocast(self.device, self.dtype):
+            loss, parts = self.objective(self.model, x, y)
+            if self.options.penalty is not None:
+                loss = loss + self.options.penalty()
+        share, (nonfinite, self.checkpoints.stopping) = consensus(
+            rows_of(x), [not torch.isfinite(loss), self.checkpoints.terminate], loss.device)
+        if nonfinite:                                  # every process skips (or stops) together
+            self._skip_nonfinite(loss, parts, f"epoch {epoch}, batch {batch_index}")
+            return
+        self._open_window(batch_index, share)
+        self._backward(loss, parts)
+        self.window += 1
+        self.loss_sum += loss.detach()
+        self.steps += 1
+        if (batch_index + 1) % self.accumulate and batch_index + 1 < len(self.loader):
+            return                                     # gradient accumulation: more micro-batches first
+        self._apply_update(share)
+        with autocast(self.device, self.dtype):
+            self.hooks.after_step(self.model, x, y)
+        self.scheduler.step()
+        self.global_step += 1
+        if self.checkpoints.due(self.global_step):
+            self._save(epoch, batch_index + 1, self.loss_sum, self.steps)
+
+    def _skip_nonfinite(self, loss: Tensor, parts: dict[str, Tensor], where: str) -> None:
+        bad = [name for name, part in parts.items() if not torch.isfinite(part)] or \
+            (["penalty"] if not torch.isfinite(loss) else ["(on another process)"])
+        if self.config.nonfinite == "stop":
+            raise NonFiniteError(f"task {bad[0]!r}: loss is {loss.item()} at {where}{_rank()}; expected a finite loss "
+                                 f"(check inputs and lr, or set nonfinite: skip)")
+        self.history.skipped_steps += 1
+        log.warning("skipped %s%s: loss of %s is not finite", where, _rank(), ", ".join(map(repr, bad)))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.window = 0
+
+    def _open_window(self, batch_index: int, share: float) -> None:
+        """The first micro-batch of a window clears .grad; a later one with another share (several
+        processes, uneven micro-batches) keeps .grad equal to (sum of share_i * grad_i) / share, which
+        the averaging multiplies back by the last share."""
+        if batch_index % self.accumulate == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.window = 0
+        elif self.window and share != self.window_share:
+            for p in self.trainable:
+                if p.grad is not None:
+                    p.grad *= self.window_share / share
+        self.window_share = share
+
+    def _backward(self, loss: Tensor, parts: dict[str, Tensor]) -> None:
+        if self.scaler is None:
+            self.hooks.backward(loss, parts)
+        else:   # scaling a unit both starts the scaler and reads its factor
+            self.hooks.backward(loss, parts, float(self.scaler.scale(torch.ones((), device=self.device))))
+
+    def _apply_update(self, share: float) -> None:
+        """The window's mean gradient, the same on every process, unscaled and clipped, then the step."""
+        if self.window > 1:
+            for p in self.trainable:
+                if p.grad is not None:
+                    p.grad /= self.window
+        # several processes: every replica, the same update. Before the scaler's unscale, so an
+        # overflow at any process reaches all of them and every one skips the same step
+        average_gradients(self.trainable, share)
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.config.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(self.trainable, self.config.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    # --- the end of an epoch ---------------------------------------------------------------------
+    def _end_epoch(self, epoch: int, t0: float, progress: EpochProgress) -> bool:
+        """The epoch's record, validation and early stopping, the hooks and callbacks, the epoch's
+        checkpoint. True when training stops here."""
+        # "step": optimizer steps so far in this run, so a comparison can show each run's budget
+        record = {"epoch": epoch, "train_loss": (self.loss_sum / max(self.steps, 1)).item(),
+                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0,
+                  "step": self.global_step}
+        if self.validate is not None:
+            self._validate(epoch, record)
+        self.history.epochs.append(record)
+        progress.update(record, self.options.metric)
+        self.hooks.end_epoch(record)
+        for cb in self.options.callbacks:
+            cb(record)
+        stop = self.validate is not None and self.bad_epochs >= self.patience
+        if stop:
+            self.history.stopped_early = True
+        if self.checkpoints.enabled:
+            self._save(epoch + 1 if not stop else self.epochs, 0, torch.zeros(()), 0, epoch_end=True)
+        return stop
+
+    def _validate(self, epoch: int, record: dict) -> None:
+        score, metrics = self.validate(self.model)
+        record.update({f"val_{k}": v for k, v in metrics.items()})
+        record["val_score"] = score
+        if _improved(score, self.history.best_score, self.options.higher_is_better):
+            self.history.best_score, self.history.best_epoch, self.bad_epochs = score, epoch, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.bad_epochs += 1
+
+    def _save(self, epoch: int, batch: int, loss_sum: Tensor, steps: int, epoch_end: bool = False) -> None:
+        self.checkpoints.save(epoch, batch, self.global_step, self.history, self.best_state, self.bad_epochs,
+                              loss_sum, steps, epoch_end=epoch_end)
 
 
 def _rank() -> str:

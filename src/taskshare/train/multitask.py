@@ -15,7 +15,7 @@ from ..errors import TaskshareError
 from ..tasks import Task
 from .config import TrainConfig
 from .device import resolve_device
-from .loop import History, train_loop
+from .loop import History, LoopOptions, train_loop
 from .shares import label_weighted
 
 
@@ -116,11 +116,12 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
 
     balanced = None
     if balancer is not None:
-        from .balanced import BalancedStep, build_balancer
+        from ..balancing import build_balancer
+        from .balanced import BalancedStep
         if weights:
             raise TaskshareError("give either fixed loss weights or a balancing method, not both")
         balanced = BalancedStep(build_balancer(balancer, len(tasks)), tasks, model, representation)
-        balanced.balancer.to(resolve_device(config.device))
+        balanced.balancer.to(device)
 
     def objective(m: nn.Module, x: Tensor, ys: dict[str, Tensor]):
         out = balanced.forward(m, x, list(ys)) if balanced else m(x, tasks=list(ys))
@@ -140,10 +141,5 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
         return selection_score(tasks, metrics), flat
 
     penalty = model.penalty if callable(getattr(model, "penalty", None)) else None
-    return train_loop(model, loader, objective, validate if val is not None else None, config, True,
-                      penalty=penalty, label="multi-task", metric="mean task score",
-                      callbacks=[balanced.end_epoch] if balanced else (),
-                      backward=balanced.backward if balanced else None,
-                      extra_params=list(balanced.balancer.parameters()) if balanced else (),
-                      after_step=balanced.after_step if balanced and balanced.wants_after_step else None,
-                      stateful={"balancing": balanced} if balanced else None)
+    options = LoopOptions(True, penalty=penalty, label="multi-task", metric="mean task score")
+    return train_loop(model, loader, objective, validate if val is not None else None, config, options, balanced)

@@ -1,32 +1,13 @@
 """Per-task gradients on the shared parameters, computed the fast way: each task's gradient with
 respect to the shared features (cheap: only its head is differentiated), then ONE batched backward
-through the trunk (`is_grads_batched`, vectorised over tasks) instead of T full backward passes."""
+through the trunk (`is_grads_batched`, vectorised over tasks) instead of T full backward passes.
+Writing .grad is the trainer's business, so these engines live here and not beside the methods."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 from torch import Tensor
-
-
-def feature_gradients(losses: Sequence[Tensor], features: Tensor, head_params: Sequence[Sequence[Tensor]] = (),
-                      out: Tensor | None = None) -> Tensor:
-    """(T, *features.shape): d loss_t / d features, heads only. With `head_params` (one list per task),
-    the same backward also accumulates each head's own gradient into .grad, so no head is differentiated
-    twice. `out` is a reusable buffer of the result's shape (fresh large allocations are slow on CPUs)."""
-    T = len(losses)
-    out = out if out is not None else features.new_empty((T, *features.shape))
-    for t, loss in enumerate(losses):
-        params = list(head_params[t]) if head_params else []
-        if not loss.requires_grad:
-            out[t].zero_()
-            continue
-        grads = torch.autograd.grad(loss, [features, *params], retain_graph=True, allow_unused=True)
-        out[t].copy_(grads[0]) if grads[0] is not None else out[t].zero_()
-        for p, g in zip(params, grads[1:]):
-            if g is not None:
-                p.grad = g if p.grad is None else p.grad + g
-    return out
 
 
 class Buffers:

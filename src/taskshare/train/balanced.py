@@ -13,10 +13,11 @@ from ..balancing import Balancer
 from ..distributed import mean_across, sum_across, world
 from ..errors import TaskshareError
 from ..tasks import Task
-from .drop_in import Balancing, guarded_direction, guarded_weights, shared_leaves
+from .drop_in import Balancing
 from .hooks import LoopHooks
 from .jacobian import gramian_of, per_task_grads, write_grads, write_weighted
 from .shares import label_weighted
+from .update import guarded_direction, guarded_weights, shared_leaves
 
 
 def check_balancer(balancer: Balancer, model: nn.Module, representation: bool, trunked: bool) -> None:

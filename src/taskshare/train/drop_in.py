@@ -170,7 +170,11 @@ class Balancing:
     @torch.no_grad()
     def after_step(self, losses_after: Sequence[Tensor] | Tensor) -> None:
         """FAMO: the same batch's task losses after optimizer.step()."""
-        if self.wants_after_step:
+        if not self.wants_after_step:
+            return
+        if isinstance(losses_after, Tensor):   # already one vector (fit_multitask): no per-task copies
+            self.method.observe(losses_after.detach().float())
+        else:
             self.method.observe(torch.stack([torch.as_tensor(l).detach().float() for l in losses_after]))
 
     def state_dict(self) -> dict:

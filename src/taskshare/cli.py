@@ -282,7 +282,7 @@ def _run(config, out: Path, console: Console, command: str, pretrained_path: str
     from .evaluate import summarize
     from .evaluate.report import print_summary, write_reports
     from .experiment import load_pretrained, load_task_data, pretrain, transfer_all
-    from .train.checkpoint import atomic_write_bytes, read_meta
+    from .io import atomic_write_bytes, read_meta
 
     import yaml
     out.mkdir(parents=True, exist_ok=True)

@@ -15,13 +15,13 @@ from .config import from_dict, to_dict
 from .data.multitask import MultiTaskDataset
 from .data.splits import stratified_indices
 from .errors import ConfigError, TaskshareError
+from .io import atomic_write_bytes
 from .validate import check_pair, check_training_labels, read_npz, typed
 from .models import build_model
 from .multitask import MODES, SharingResult, compare_sharing, sharing_modes
 from .tasks import Task
 from .train import TrainConfig
 from .train.config import under
-from .train.checkpoint import atomic_write_bytes
 
 
 @dataclass

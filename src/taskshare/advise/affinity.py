@@ -175,7 +175,7 @@ def save_affinity(run_dir, affinity: Affinity, groups: list[list[str]] | None = 
     import json
     from pathlib import Path
 
-    from ..train.checkpoint import atomic_write_bytes
+    from ..io import atomic_write_bytes
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = {"tasks": affinity.tasks, "matrix": affinity.matrix, "steps": affinity.steps, "groups": groups}

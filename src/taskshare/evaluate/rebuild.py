@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import TaskshareError
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 def rebuild(run_dir: str | Path) -> list[Path]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .curves import gains_over_scratch
 from .figures import curves_figure, strategy_figure
 from .page import STYLE, figure

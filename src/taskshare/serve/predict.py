@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TaskshareError
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .load import LoadedRun
 
 log = logging.getLogger("taskshare")

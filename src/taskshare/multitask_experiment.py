@@ -209,7 +209,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
 
 
 def write_multitask_reports(out: Path, tasks: list[Task], rows: list[SharingResult], config: dict) -> None:
-    from .evaluate.sharing_report import sharing_markdown
+    from .evaluate.report.sharing import sharing_markdown
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "multitask_results.json",
                        json.dumps({"config": config, "results": [r.to_dict() for r in rows]}, indent=2, default=str).encode())

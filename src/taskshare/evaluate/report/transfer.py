@@ -8,11 +8,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ..io import atomic_write_bytes
-from .curves import gains_over_scratch
+from ...io import atomic_write_bytes
+from ..summary import Summary, gains_over_scratch
 from .figures import curves_figure, strategy_figure
 from .page import STYLE, figure
-from .summary import Summary
 
 
 def terminal_table(summary: Summary, title: str = "") -> Table:

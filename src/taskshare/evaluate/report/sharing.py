@@ -4,8 +4,8 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from ..tasks import Task
-from .multilabel import per_label_rows
+from ...tasks import Task
+from ..multilabel import per_label_rows
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ...errors import TaskshareError
-from ...io import atomic_write_bytes
+from ...io import atomic_write_text
 
 
 def rebuild(run_dir: str | Path) -> list[Path]:
@@ -33,7 +33,7 @@ def rebuild(run_dir: str | Path) -> list[Path]:
         from .page import shell
         body = page.read_text() if results.exists() and page.exists() else shell(f"taskshare run: {run_dir.name}")
         body = body.replace("</body></html>", "".join(extras) + "</body></html>")
-        atomic_write_bytes(page, body.encode())
+        atomic_write_text(page, body)
         written.append(page)
     if not written:
         raise TaskshareError(f"{run_dir} holds no saved results (results.json, multitask_results.json, "

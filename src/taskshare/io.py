@@ -24,7 +24,8 @@ from .errors import TaskshareError
 
 def safe_name(text: object) -> str:
     """`text` as one file or folder name: runs of anything but letters, digits and _.=- become "_"."""
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(text)).strip("_") or "_"
+    name = re.sub(r"[^A-Za-z0-9_.=-]+", "_", str(text)).strip("_")
+    return "_" if set(name) <= {"."} else name     # "", "." and ".." would name no file of its own
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

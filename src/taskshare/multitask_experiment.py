@@ -61,7 +61,7 @@ class MultiTaskSpec:
     sampler: str = "proportional"     # one dataset per task: round_robin | proportional | temperature | uniform
     temperature: float = 2.0
     weights: dict[str, float] = field(default_factory=dict)
-    balancer: Any = None              # hard sharing: a balancing method by name, or {name: ..., hyperparameter: ...}
+    balancer: Any = None              # every mode but single: a balancing method by name, or {name: ..., hyperparameter: ...}
     representation: bool = False      # gradient methods on the shared features instead of the parameters
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per mode, e.g. {mmoe: {num_experts: 8}}
     seeds: list[int] = field(default_factory=lambda: [0])

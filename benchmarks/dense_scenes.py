@@ -39,7 +39,7 @@ from taskshare.evaluate.metrics import METRICS  # noqa: E402
 from taskshare.models import MTAN  # noqa: E402
 from taskshare.tasks_dense import DenseTask  # noqa: E402
 
-CANVAS, DIGIT = 32, 14
+CANVAS = 32
 TASKS = [DenseTask("seg", "segmentation", num_classes=10, size=(CANVAS, CANVAS)),
          DenseTask("depth", "depth", size=(CANVAS, CANVAS)), Task("count", num_classes=3)]
 REPORTED = {"seg": ["miou", "pixel_accuracy"], "depth": ["abs_err", "rel_err"], "count": ["accuracy"]}

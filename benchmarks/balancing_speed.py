@@ -9,6 +9,7 @@ when installed.
 T linear heads to 10 classes.
 
     nice -n 10 python benchmarks/balancing_speed.py [--rounds 5] [--steps 2]
+    nice -n 10 python benchmarks/balancing_speed.py --part engines --rounds 9 --steps 2   # CNN engines alone
 
 Interleaved rounds: in every round each variant runs once, in a shuffled order, and each of its
 timings (`--steps` steps, after one untimed step) is paired with an equal-weighting timing of as many
@@ -315,9 +316,33 @@ def render(cells, failed, notes, done, trunks, ts, rounds, per, load_before, sta
     return "\n".join(lines)
 
 
+ENGINES = ["equal weighting", "taskshare upgrad", "taskshare upgrad, engine=kernel (Conv2d kernel)",
+           "taskshare upgrad, engine=batched (is_grads_batched)"]
+
+
+def engines_table(rounds: int, per: int, ts: list[int]) -> str:
+    """The CNN trunk's three ways to per-task gradients, alone (more rounds than the full table)."""
+    load_before, started = os.getloadavg(), time.perf_counter()
+    rows: dict[str, list[str]] = {label: [] for label in ENGINES}
+    for T in ts:
+        steps = make_steps(T, libmtl=False, trunk="cnn")
+        ratios, _, _ = interleaved({k: steps[k] for k in ENGINES}, rounds, per, seed=T)
+        for label in ENGINES:
+            lo, hi = quartiles(ratios[label])
+            rows[label].append(f"{statistics.median(ratios[label]):.2f}x ({lo:.2f}-{hi:.2f})")
+            print(f"cnn T={T} {label}: {rows[label][-1]}", flush=True)
+    lines = [f"Measured on {machine()}, {os.cpu_count()} cores shared with other jobs: load average "
+             f"{load_before[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
+             f"({(time.perf_counter() - started) / 60:.0f} minutes). CNN trunk, UPGrad; median (25th-75th "
+             f"percentile) over {rounds} interleaved rounds of the ratio to equal weighting, {per} steps each "
+             f"side.", "", "| | " + " | ".join(f"T={T}" for T in ts) + " |", "|---" * (len(ts) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows.items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["speed", "memory"], default="speed")
+    parser.add_argument("--part", choices=["speed", "memory", "engines"], default="speed")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per timing, each side of a ratio")
     parser.add_argument("--trunks", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
@@ -328,6 +353,12 @@ def main() -> None:
     if args.part == "memory":
         text = memory_table()
         write_section("balancing_memory", text)
+        print(text)
+        return
+    if args.part == "engines":
+        text = engines_table(args.rounds, args.steps, args.tasks)
+        if not args.no_write:
+            write_section("balancing_conv_engines", text)
         print(text)
         return
     text = speed_table(args.rounds, args.steps, args.trunks, args.tasks,

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, machine, write_section  # noqa: E402
 
 from taskshare.evaluate import summarize  # noqa: E402
-from taskshare.evaluate.report import markdown_table  # noqa: E402
+from taskshare.evaluate.report.transfer import markdown_table  # noqa: E402
 from taskshare.experiment import ExperimentConfig, ModelSpec, load_task_data, pretrain, transfer_all  # noqa: E402
 
 MODELS = {"mlp": ModelSpec("mlp", {"hidden": [256, 256, 256]}),

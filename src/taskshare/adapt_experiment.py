@@ -15,6 +15,7 @@ from .adapt import ADAPTERS, fit_adaptation, proxy_a_distance
 from .config import from_dict
 from .data import to_dataset
 from .errors import ConfigError, TaskshareError
+from .io import atomic_write_bytes
 from .validate import check_pair, check_training_labels, read_npz, typed
 from .models import build_model
 from .models.surgery import split_head
@@ -22,7 +23,6 @@ from .models.trunk_head import TrunkHead
 from .tasks import Task
 from .train import TrainConfig
 from .train.config import under
-from .train.checkpoint import atomic_write_bytes
 from .train.loop import evaluate
 
 

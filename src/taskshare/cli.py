@@ -138,7 +138,7 @@ def _dispatch(args, console: Console) -> int:
                 mt = _quick_multitask(mt) if args.quick else mt
                 status = status or _run_multitask(mt, out, console)
         if args.part in ("all", "multitask"):   # one HTML report for the whole run, both regimes in it
-            from .evaluate.rebuild import rebuild
+            from .evaluate.report.rebuild import rebuild
             rebuild(outs[0])
         return status
     if args.command in ("predict", "export"):
@@ -148,7 +148,7 @@ def _dispatch(args, console: Console) -> int:
         from .distributed import is_main
         if not is_main():
             return 0
-        from .evaluate.rebuild import rebuild
+        from .evaluate.report.rebuild import rebuild
         for path in rebuild(args.run_dir):
             console.print(f"wrote {path}")
         return 0
@@ -159,7 +159,7 @@ def _dispatch(args, console: Console) -> int:
         config = _quick(config) if args.quick else config
         _guard(args, Path(args.out or config.output))
         run_advise(config, Path(args.out or config.output), console, args.pretrained, args.confirm)
-        from .evaluate.rebuild import rebuild
+        from .evaluate.report.rebuild import rebuild
         rebuild(Path(args.out or config.output))      # report.html, as every mode writes
         return 0
     from .config import load_yaml
@@ -190,11 +190,11 @@ def _dispatch(args, console: Console) -> int:
         if args.resume:
             ad = replace(ad, adapt=replace(ad.adapt, train=_resumable(ad.adapt.train, args.shared_out or ad.output)))
         result = run_adapt(ad, Path(args.out or ad.output), console)
-        from .evaluate.adapt_report import below_chance
+        from .evaluate.report.adapt import below_chance
         for method in below_chance(result):
             console.print(f"[yellow]{method}: target {result['metric']} is at or below chance "
                           f"({result['chance'] * 100:.1f}%)[/]", highlight=False)
-        from .evaluate.rebuild import rebuild
+        from .evaluate.report.rebuild import rebuild
         rebuild(Path(args.out or ad.output))
         _track(ad, Path(args.out or ad.output))
         return 0
@@ -241,7 +241,7 @@ def _quick_multitask(config):
 
 
 def _run_multitask(config, out: Path, console: Console) -> int:
-    from .evaluate.sharing_report import print_sharing
+    from .evaluate.report.sharing import print_sharing
     from .multitask_experiment import run_multitask
     started = time.perf_counter()
     tasks, rows = run_multitask(config, out, console)
@@ -250,7 +250,7 @@ def _run_multitask(config, out: Path, console: Console) -> int:
         console.print(config.note, style="bold", markup=False, highlight=False)
     from .distributed import is_main
     if is_main():
-        from .evaluate.rebuild import rebuild
+        from .evaluate.report.rebuild import rebuild
         rebuild(out)                                  # report.html, as every mode writes
     _track(config, out)
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
@@ -280,9 +280,9 @@ def _preflight(config, target, source=None, in_features=None) -> None:
 def _run(config, out: Path, console: Console, command: str, pretrained_path: str | None) -> int:
     from .config import to_dict
     from .evaluate import summarize
-    from .evaluate.report import print_summary, write_reports
+    from .evaluate.report.transfer import print_summary, write_reports
     from .experiment import load_pretrained, load_task_data, pretrain, transfer_all
-    from .train.checkpoint import atomic_write_bytes, read_meta
+    from .io import atomic_write_bytes, read_meta
 
     import yaml
     out.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,9 @@ import torch
 from .config import from_dict, load_yaml, to_dict
 from .data import Splits, few_shot, split
 from .errors import ConfigError, TaskshareError
+from .io import safe_name
 from .models import build_model, transfer_model
 from .tasks import Task
-from .train.checkpoint import safe_name
 from .train.config import under
 from .validate import check_dense_classes, check_pair, class_labels, read_npz, typed
 from .train import TrainConfig, evaluate, fit, load_into, read_meta, save

@@ -15,13 +15,14 @@ from .config import from_dict, to_dict
 from .data.multitask import MultiTaskDataset
 from .data.splits import stratified_indices
 from .errors import ConfigError, TaskshareError
+from .io import atomic_write_bytes
 from .validate import check_pair, check_training_labels, read_npz, typed
 from .models import build_model
 from .multitask import MODES, SharingResult, compare_sharing, sharing_modes
 from .tasks import Task
+from .tasks_dense import DENSE_KINDS
 from .train import TrainConfig
 from .train.config import under
-from .train.checkpoint import atomic_write_bytes
 
 
 @dataclass
@@ -33,12 +34,15 @@ class TaskSpec:
     num_outputs: int | None = None
     key: str | None = None            # npz: the array holding this task's labels (default: the name)
     npz: str | None = None            # this task's own file (arrays x, y): one dataset per task
+    ignore_index: int = -1            # kind segmentation: the pixel label meaning "unlabelled"
+    mask: str | None = None           # dense kinds, npz: an (N, H, W) array, 0 where the pixel's label is unknown
 
 
 @dataclass
 @typed()
 class MultiTaskData:
-    builtin: str | None = None        # "digit_scenes": canvases of real digits, task has_<d> per digit
+    builtin: str | None = None        # "digit_scenes": canvases of real digits, task has_<d> per digit;
+                                      # "dense_scenes": tasks seg, depth, normals (per pixel) and count
     images: str = "sklearn"           # digit_scenes source: sklearn (8x8, bundled) or an .npz with images, labels
     digits: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     scenes: int = 2400
@@ -61,7 +65,7 @@ class MultiTaskSpec:
     sampler: str = "proportional"     # one dataset per task: round_robin | proportional | temperature | uniform
     temperature: float = 2.0
     weights: dict[str, float] = field(default_factory=dict)
-    balancer: Any = None              # hard sharing: a balancing method by name, or {name: ..., hyperparameter: ...}
+    balancer: Any = None              # every mode but single: a balancing method by name, or {name: ..., hyperparameter: ...}
     representation: bool = False      # gradient methods on the shared features instead of the parameters
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per mode, e.g. {mmoe: {num_experts: 8}}
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -84,8 +88,8 @@ class MultiTaskExperiment:
         if sum([self.data.builtin is not None, self.data.npz is not None, per_task]) != 1:
             raise ConfigError.at("data", ": give exactly one of 'builtin' (digit_scenes), 'npz' (one file with every "
                               "task's labels), or an 'npz' file for every entry of 'tasks'")
-        if self.data.builtin not in (None, "digit_scenes"):
-            raise ConfigError.at("data.builtin", f" = {self.data.builtin!r}; expected 'digit_scenes'")
+        if self.data.builtin not in (None, "digit_scenes", "dense_scenes"):
+            raise ConfigError.at("data.builtin", f" = {self.data.builtin!r}; expected 'digit_scenes' or 'dense_scenes'")
         bad = [m for m in self.multitask.modes if m not in sharing_modes()]
         if bad:
             raise ConfigError.at("multitask.modes", f" has {bad[0]!r}; expected some of {sharing_modes()}")
@@ -105,6 +109,9 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
         images, labels = sklearn_digits() if spec.images == "sklearn" else mnist_npz(spec.images)
         scenes = make_scenes(images, labels, spec.scenes, spec.canvas, spec.digits, missing=spec.missing, seed=spec.seed)
         return [Task(n, "binary") for n in scenes.labels], MultiTaskDataset(scenes.x, scenes.labels)
+    if spec.builtin == "dense_scenes":
+        from .dense_data import dense_scenes_data
+        return dense_scenes_data(spec)
     own = [t.npz is not None for t in spec.tasks]
     if spec.tasks and all(own):
         return _per_task_files(spec)
@@ -115,6 +122,9 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
     path = Path(spec.npz)
     if not spec.tasks:
         raise ConfigError("data.tasks: list the tasks held in the file (name, kind, num_classes, key)")
+    if any(t.kind in DENSE_KINDS for t in spec.tasks):   # per-pixel labels: their own reading and checks
+        from .dense_data import dense_npz_data
+        return dense_npz_data(spec)
     tasks = [Task(t.name, t.kind, t.num_classes, t.num_outputs) for t in spec.tasks]
     arrays = read_npz(path, [spec.x, *(t.key or t.name for t in spec.tasks)])
     labels = {}
@@ -160,8 +170,9 @@ def _as_pair(task: str, d: MultiTaskDataset):
     return d.x, d.labels[task]
 
 
-def trunk_factory(model: dict, example: torch.Tensor):
-    """Fresh trunks (nn.Sequential, the head removed) of the configured zoo model."""
+def trunk_factory(model: dict, example: torch.Tensor, dense: bool = False):
+    """Fresh trunks (nn.Sequential, the head removed) of the configured zoo model; `dense`: image
+    features kept (cnn2d without its final pooling), for per-pixel tasks."""
     name, args = model["name"], model.get("args", {})
     in_features = example.shape[1] if example.dim() in (2, 4) else 1
 
@@ -170,7 +181,7 @@ def trunk_factory(model: dict, example: torch.Tensor):
         if isinstance(net, nn.Sequential):  # mlp: everything but the output layer
             return net[:-1]
         if hasattr(net, "features") and isinstance(net.features, nn.Sequential) and example.dim() == 4:
-            return net.features
+            return net.features[:-2] if dense else net.features
         raise TaskshareError(f"model {name!r} cannot serve as a multi-task trunk for inputs of shape "
                              f"{tuple(example.shape[1:])}; use mlp (flat inputs) or cnn2d (images)")
 
@@ -192,7 +203,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
             console.print(f"multi-task data: one dataset per task, training sizes "
                           f"{ {t: len(d[1]) for t, d in train.items()} }; sampler {config.multitask.sampler}")
     example = train.x[:2] if isinstance(train, MultiTaskDataset) else torch.as_tensor(next(iter(train.values()))[0][:2])
-    factory = trunk_factory(config.model, example)
+    factory = trunk_factory(config.model, example, any(t.kind in DENSE_KINDS for t in tasks))
     rows: list[SharingResult] = []
     for seed in config.multitask.seeds:
         spec = config.multitask
@@ -209,7 +220,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
 
 
 def write_multitask_reports(out: Path, tasks: list[Task], rows: list[SharingResult], config: dict) -> None:
-    from .evaluate.sharing_report import sharing_markdown
+    from .evaluate.report.sharing import sharing_markdown
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "multitask_results.json",
                        json.dumps({"config": config, "results": [r.to_dict() for r in rows]}, indent=2, default=str).encode())

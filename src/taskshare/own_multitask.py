@@ -34,7 +34,7 @@ def _inputs(data, tokenizer) -> torch.Tensor:
 
 
 def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
-    from .evaluate.sharing_report import print_sharing
+    from .evaluate.report.sharing import print_sharing
     started = time.perf_counter()
     backbone, size = model_size(config)
     data = read_data(config.data, size, "data")  # type: ignore[arg-type]

@@ -7,8 +7,9 @@ from torch import nn
 
 from taskshare import HardSharing, MultiTaskDataset, Task, TaskshareError, TrainConfig, fit_multitask
 from taskshare.balancing import FAMO, GradNorm, GradVac, PCGrad
+from taskshare.io import load_into
 from taskshare.train import Balancing
-from taskshare.train.checkpoint import load_into, save
+from taskshare.train.checkpoint import save
 
 
 def test_gradvac_with_fresh_targets_is_pcgrad_for_two_tasks():

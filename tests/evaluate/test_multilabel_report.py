@@ -11,8 +11,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from taskshare import Task, TrainConfig
 from taskshare.data.multitask import MultiTaskDataset
 from taskshare.evaluate.multilabel import label_values
-from taskshare.evaluate.rebuild import rebuild
-from taskshare.evaluate.sharing_report import sharing_markdown
+from taskshare.evaluate.report.rebuild import rebuild
+from taskshare.evaluate.report.sharing import sharing_markdown
 from taskshare.multitask import compare_sharing
 
 

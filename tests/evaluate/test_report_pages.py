@@ -9,8 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from taskshare.evaluate.page import STYLE
-from taskshare.evaluate.rebuild import rebuild
+from taskshare.evaluate.report.page import STYLE
+from taskshare.evaluate.report.rebuild import rebuild
 
 pytest.importorskip("matplotlib")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from taskshare.train.checkpoint import load_tensors
+from taskshare.io import load_tensors
 from taskshare.train.resume import RunCheckpoints
 
 from ..conftest import wait_for_checkpoint

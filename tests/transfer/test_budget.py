@@ -5,7 +5,7 @@ from torch import nn
 from taskshare import Task, TrainConfig, TrunkHead
 from taskshare.data import few_shot
 from taskshare.evaluate import summarize
-from taskshare.evaluate.report import steps_table, write_reports
+from taskshare.evaluate.report.transfer import steps_table, write_reports
 from taskshare.transfer import compare
 
 from ..conftest import blobs

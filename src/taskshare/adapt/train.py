@@ -15,7 +15,7 @@ from ..tasks import Task
 from ..train.config import TrainConfig
 from ..train.device import resolve_device
 from ..train.hooks import LoopHooks
-from ..train.loop import History, LoopOptions, budget, evaluate, train_loop
+from ..train.loop import History, LoopOptions, epoch_budget, evaluate, train_loop
 from .base import ADAPTERS, DomainMethod
 from .safety import Progress, bound_gradient, check_source_score, ramp, source_pull
 from .selection import dev_score, importance_weighted_loss, iwv_score, weighted_losses  # noqa: F401
@@ -121,7 +121,7 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
     loader = PairedLoader(source, x_target, config.batch_size, config.seed)
     if method is not None:
         _build_for(method, model, task, x0, device)
-    progress = Progress(budget(config, len(loader))[0] * len(loader))
+    progress = Progress(epoch_budget(config, len(loader))[0] * len(loader))
     if weight is None:
         weight = method.default_weight if method is not None else 0.0
     objective = adaptation_objective(task, method, weight, progress, pull_limit)

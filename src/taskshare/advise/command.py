@@ -13,7 +13,7 @@ from rich.table import Table
 from ..data import few_shot
 from ..experiment import ExperimentConfig, load_pretrained, load_task_data, pretrain
 from ..tasks import Task
-from ..train.checkpoint import atomic_write_bytes, read_meta
+from ..io import atomic_write_bytes, read_meta
 from .advise import advise
 
 

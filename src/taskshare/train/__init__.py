@@ -1,6 +1,7 @@
 """Training: the loop, its config, devices and precision, checkpoints; the engines that compute
 per-task gradients and write .grad, and Balancing, the call that replaces loss.backward() in any loop."""
-from .checkpoint import load_into, load_tensors, read_meta, save
+from ..io import load_into, load_tensors, read_meta
+from .checkpoint import save
 from .config import TrainConfig
 from .device import resolve_device
 from .drop_in import Balancing

@@ -4,6 +4,7 @@ from one backward, supplies the reduction across processes, and, with several pr
 process write the same update."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Sequence
 
 import torch
@@ -50,6 +51,8 @@ class BalancedStep(LoopHooks):
         check_balancer(balancer, model, representation, self.trunked)
         self.balancing = Balancing(balancer, len(self.tasks), representation, engine, chunk, model,
                                    reduce=lambda t: mean_across(t, self.share))
+        # made once: its hooks exist only inside each forward's `with`
+        self.capture = self.balancing.recorder(model.trunk) if self.trunked else None
 
     @property
     def balancer(self) -> Balancer:
@@ -58,7 +61,7 @@ class BalancedStep(LoopHooks):
     def forward(self, model: nn.Module, x: Tensor, task_names: list[str]) -> dict[str, Tensor]:
         if self.balancer.needs == "losses" or not self.trunked:
             return model(x, tasks=task_names)
-        with self.balancing.capture(model.trunk):
+        with self.capture if self.capture is not None else nullcontext():
             self.features = model.forward_features(x)
         # one alias of the features per head: one backward then yields every task's feature gradient
         self.views = {t: self.features.view_as(self.features) for t in task_names}
@@ -127,7 +130,7 @@ class BalancedStep(LoopHooks):
         if not shared:
             return
         if world()[1] == 1:   # exactly the drop-in Balancing's update
-            self.balancing.write(losses, shared, z, g_z, scale)
+            self.balancing.write(losses, shared, z, g_z, scale, self.capture)
         elif self.representation:
             self._global_representation(g_z, z, scale)
         else:

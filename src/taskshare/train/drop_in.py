@@ -1,7 +1,7 @@
 """Balancing in any training loop: one call that replaces `loss.backward()`.
 
     balancing = Balancing("upgrad")                     # the caller owns it (and checkpoints it)
-    with balancing.capture(model.trunk):                # optional: the Linear-layer kernel
+    with balancing.capture(model.trunk):                # optional: the Linear/Conv2d kernel
         z = model.trunk(x)
     losses = [loss_fn(head(z), y) for head, y in ...]
     balancing.backward(losses, features=z)              # .grad filled; optimizer.step() follows
@@ -25,7 +25,7 @@ from ..balancing import Balancer, build_balancer
 from ..distributed import world
 from ..errors import TaskshareError
 from .jacobian import Buffers
-from .linear_kernel import LinearCapture
+from .conv_kernel import LayerCapture
 from .update import graph_leaves, shared_leaves, write_balanced
 
 __all__ = ["Balancing", "backward", "graph_leaves", "last_shared_layer", "shared_leaves"]
@@ -74,7 +74,7 @@ class Balancing:
         self.representation, self.engine, self.chunk, self.reduce = representation, engine, chunk, reduce
         self.step, self.history, self._epoch = 0, [], []
         self.buffers = Buffers()
-        self._capture: LinearCapture | None = None
+        self._capture: LayerCapture | None = None
 
     def parameters(self) -> Iterable[nn.Parameter]:
         return self.method.parameters()
@@ -84,13 +84,17 @@ class Balancing:
         return self
 
     def capture(self, trunk: nn.Module):
-        """`with balancing.capture(trunk): z = trunk(x)` records the trunk's Linear layers for the
-        kernel Gramian (parameter level, Gramian methods); elsewhere a no-op."""
+        """`with balancing.capture(trunk): z = trunk(x)` records the trunk's Linear layers (and, with
+        engine "kernel", its Conv2d layers) for the kernel Gramian (parameter level, Gramian methods);
+        elsewhere a no-op."""
+        self._capture = self.recorder(trunk)
+        return self._capture if self._capture is not None else nullcontext()
+
+    def recorder(self, trunk: nn.Module) -> LayerCapture | None:
+        """A new capture of `trunk`'s layers for the kernel Gramian; None where the kernel does not apply."""
         if self.method.needs != "gramian" or self.representation or self.engine not in ("auto", "kernel"):
-            self._capture = None
-            return nullcontext()
-        self._capture = LinearCapture(trunk, [p for p in trunk.parameters() if p.requires_grad])
-        return self._capture
+            return None
+        return LayerCapture(trunk, [p for p in trunk.parameters() if p.requires_grad], convs=self.engine == "kernel")
 
     def backward(self, losses: Sequence[Tensor] | Tensor, shared: Iterable[Tensor] | None = None,
                  features: Tensor | None = None, scale: float = 1.0) -> None:
@@ -130,12 +134,12 @@ class Balancing:
         return self.method.task_loss(losses, self.step, self.history, layer_grads, self._reduced(losses.detach()))
 
     def write(self, losses: Sequence[Tensor], shared: Sequence[Tensor], features: Tensor | None = None,
-              feature_grads: Tensor | None = None, scale: float = 1.0) -> None:
-        """A gradient method's update into .grad (see write_balanced); uses the capture of this step's
-        forward, if any."""
-        capture = self._capture if features is not None else None
+              feature_grads: Tensor | None = None, scale: float = 1.0, capture: LayerCapture | None = None) -> None:
+        """A gradient method's update into .grad (see write_balanced); uses `capture`, or the one this
+        step's forward ran under `capture(trunk)`, if any."""
+        armed = self._capture if features is not None else None
         self._capture = None
-        write_balanced(self.method, losses, shared, features, feature_grads, self.representation, capture,
+        write_balanced(self.method, losses, shared, features, feature_grads, self.representation, capture or armed,
                        self.engine, self.chunk, self.buffers, scale)
 
     def _count(self, losses: Tensor) -> None:

@@ -112,7 +112,7 @@ def make_adamw(param_groups, lr: float, weight_decay: float) -> torch.optim.Adam
         return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
 
 
-def budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+def epoch_budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     """Epochs and patience. When the training set is so small that `epochs` would give fewer than
     `min_steps` optimizer steps, epochs are repeated to reach it and patience stretches by the same
     factor, so early stopping still waits the same share of training."""
@@ -210,7 +210,7 @@ class _Trainer:
         self.trainable = [p for g in groups for p in g["params"]]
         if not self.trainable:
             raise TaskshareError("nothing to train: every parameter of the model is frozen")
-        self.epochs, self.patience = budget(config, len(loader))
+        self.epochs, self.patience = epoch_budget(config, len(loader))
         self.optimizer = make_adamw(groups, config.lr, config.weight_decay)
         self.accumulate = config.accumulate
         self.scheduler = make_scheduler(self.optimizer, self.epochs * -(-len(loader) // self.accumulate),

@@ -15,7 +15,7 @@ import torch
 
 from ..distributed import is_main, world
 from ..errors import TaskshareError
-from .checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 log = logging.getLogger("taskshare")
 NAME = re.compile(r"^step-(\d{9})\.pt$")

@@ -1,6 +1,6 @@
 """The balanced update of a gradient method written into .grad, from per-task losses: through the
-shared features (one backward through the heads, then the trunk engines of jacobian.py and
-linear_kernel.py) or, for any model, one backward per task on what the tasks share. Shared by the
+shared features (one backward through the heads, then the trunk engines of jacobian.py,
+linear_kernel.py and conv_kernel.py) or, for any model, one backward per task on what the tasks share. Shared by the
 drop-in Balancing and fit_multitask's BalancedStep, so both write the same update."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import Tensor
 from ..balancing import Balancer
 from ..errors import TaskshareError
 from .jacobian import Buffers, gramian_of, per_task_grads, shared_jacobian, write_grads, write_weighted
-from .linear_kernel import KernelGramian, LinearCapture
+from .conv_kernel import LayerCapture, LayerKernelGramian
 
 
 def graph_leaves(roots: Sequence[Tensor], stop: Sequence[Tensor] = ()) -> list[Tensor]:
@@ -77,12 +77,12 @@ def guarded_direction(method: Balancer, flat: Tensor, scale: float) -> Tensor:
 
 def write_balanced(method: Balancer, losses: Sequence[Tensor], shared: Sequence[Tensor],
                    features: Tensor | None = None, feature_grads: Tensor | None = None,
-                   representation: bool = False, capture: LinearCapture | None = None, engine: str = "auto",
+                   representation: bool = False, capture: LayerCapture | None = None, engine: str = "auto",
                    chunk: int | None = None, buffers: Buffers | None = None, scale: float = 1.0) -> None:
     """The balanced update of a gradient method (needs "gramian" or "gradients") added into .grad.
 
     With `features` (the shared representation z): each task's gradient at z, then per-task gradients on
-    `shared` by backpropagating those (the Linear-layer kernel when `capture` recorded the forward), or,
+    `shared` by backpropagating those (the Linear and Conv2d kernels when `capture` recorded the forward), or,
     with `representation`, the method's combination of the feature gradients backpropagated once.
     `feature_grads` (T, *z.shape), when the caller already has them, skips that part; the caller has then
     also written every other parameter's gradient. Without features: one backward per task on `shared`.
@@ -140,7 +140,7 @@ def _write_per_loss(method: Balancer, losses: Sequence[Tensor], shared: Sequence
 
 
 def _write_through_features(method: Balancer, z: Tensor, feature_grads: Tensor, shared: Sequence[Tensor],
-                            representation: bool, capture: LinearCapture | None, engine: str, chunk: int | None,
+                            representation: bool, capture: LayerCapture | None, engine: str, chunk: int | None,
                             buffers: Buffers, scale: float) -> None:
     """From each task's gradient at the features z: the method's combination backpropagated once
     (representation level), or per-task gradients on `shared` by the cheapest engine."""
@@ -151,8 +151,8 @@ def _write_through_features(method: Balancer, z: Tensor, feature_grads: Tensor, 
     if not shared:
         return
     if method.needs == "gramian" and capture is not None and capture.usable():
-        kernel = KernelGramian(feature_grads, z, shared, capture, "sequential" if engine == "kernel" else engine,
-                               chunk, buffers)
+        kernel = LayerKernelGramian(feature_grads, z, shared, capture, "sequential" if engine == "kernel" else engine,
+                                    chunk, buffers)
         kernel.write(guarded_weights(method, kernel.gramian(), scale))
     elif method.needs == "gramian":   # never builds the (T, P) matrix
         stacks = per_task_grads(feature_grads, z, shared, "auto" if engine == "kernel" else engine, chunk, buffers)

@@ -205,7 +205,7 @@ def test_adapt_run_from_yaml_reports_distance_and_target_accuracy(tmp_path, caps
            "data": {"source": {"npz": str(tmp_path / "s.npz")}, "target": {"npz": str(tmp_path / "t.npz")}},
            "model": {"name": "mlp", "args": {"hidden": [16]}},
            "adapt": {"methods": ["source_only", "dann", "coral"], "options": {"dann": {"hidden": 32}},
-                     "train": {"epochs": 2, "min_steps": 0, "progress": False, "device": "cpu"}},
+                     "train": {"epochs": 10, "lr": 1e-2, "min_steps": 0, "progress": False, "device": "cpu"}},
            "output": str(tmp_path / "out")}
     (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["run", str(tmp_path / "a.yaml")]) == 0
@@ -213,7 +213,10 @@ def test_adapt_run_from_yaml_reports_distance_and_target_accuracy(tmp_path, caps
     assert "how different are these domains" in out
     result = json.loads((tmp_path / "out" / "adapt_results.json").read_text())
     assert [r["method"] for r in result["rows"]] == ["source_only", "dann", "coral"]
-    assert all(0 <= r["target"] <= 1 for r in result["rows"]) and 0 <= result["proxy_a_distance_raw"] <= 2
+    # separable blobs, the target scaled and shifted: every method learns the source and carries over
+    # (the largest target class is 36%: a constant predictor's score), and the distance sees the shift
+    assert all(r["source_val"] > 0.9 and r["target"] > 0.8 for r in result["rows"]), result["rows"]
+    assert 0.5 < result["proxy_a_distance_raw"] <= 2 and result["chance"] == pytest.approx(1 / 3)
     cfg["adapt"]["methods"] = ["dan", "danny"]
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(cfg))
     assert main(["run", str(tmp_path / "b.yaml")]) == 2
@@ -330,7 +333,8 @@ def test_torchrun_two_processes_run_the_readme_command(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     one = json.loads((tmp_path / "one" / "multitask_results.json").read_text())["results"]
     two = json.loads((tmp_path / "out" / "multitask_results.json").read_text())["results"]
+    assert [r["mode"] for r in one] == [r["mode"] for r in two] == ["single", "hard"]
     for a, b in zip(one, two):
-        assert a["mode"] == b["mode"]
+        assert a["main"].keys() == b["main"].keys() and a["main"]
         for task, value in a["main"].items():
             assert abs(value - b["main"][task]) < 1e-6, (a["mode"], task, value, b["main"][task])

@@ -29,18 +29,23 @@ def test_train_config_from_any_mapping_is_valid_or_named(data):
         assert isinstance(config, TrainConfig)
 
 
+SECTIONS = ["mode", "data", "model", "multitask", "adapt", "task", "output", "source", "target", "pretrain", "transfer",
+            "junk"]
+
+
 @FAST
-@given(st.dictionaries(st.sampled_from(["mode", "data", "model", "multitask", "adapt", "task", "output", "source",
-                                        "target", "pretrain", "transfer", "junk"]), VALUES, max_size=4))
+@given(st.dictionaries(st.sampled_from(SECTIONS), VALUES, max_size=4))
 def test_experiment_configs_from_any_mapping_are_valid_or_named(data):
     from taskshare.adapt_experiment import load_adapt
     from taskshare.experiment import ExperimentConfig
     from taskshare.multitask_experiment import load_multitask
     for load in (load_adapt, load_multitask, lambda d: from_dict(ExperimentConfig, d, "config")):
         try:
-            load(dict(data))
-        except TaskshareError:
-            pass
+            config = load(dict(data))
+        except TaskshareError as err:
+            assert any(key in str(err) for key in SECTIONS), str(err)   # names the key it stopped at
+        else:
+            assert config is not None and "junk" not in data               # an unknown key never passes
 
 
 LABELS = st.one_of(

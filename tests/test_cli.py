@@ -8,6 +8,7 @@ import yaml
 from taskshare.cli import main
 
 
+@pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "results.json").read_text())["results"]
@@ -99,6 +100,7 @@ def _npz_config(tmp_path, **transfer):
     return path
 
 
+@pytest.mark.slow
 def test_pretrain_then_transfer_from_npz(tmp_path):
     path = _npz_config(tmp_path)
     assert main(["pretrain", str(path)]) == 0
@@ -124,6 +126,7 @@ def test_strategies_lists_registry(capsys):
     assert "lp_ft" in out and "l2_sp" in out and "gradual_unfreeze" in out
 
 
+@pytest.mark.slow
 def test_transferred_models_are_saved_and_reload(tmp_path):
     import torch
     from taskshare import TrunkHead
@@ -165,6 +168,7 @@ def _mtl_files(tmp_path, per_task: bool):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("per_task", [False, True])
 def test_multitask_run_from_yaml(tmp_path, per_task):
     assert main(["run", str(_mtl_files(tmp_path, per_task))]) == 0
@@ -227,6 +231,7 @@ def test_adapt_run_from_yaml_reports_distance_and_target_accuracy(tmp_path, caps
     assert "adapt.methods has 'danny'" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_advise_on_the_demo_data(tmp_path, capsys):
     assert main(["advise", "--quick", "--out", str(tmp_path)]) == 0
     advice = json.loads((tmp_path / "advice.json").read_text())
@@ -237,6 +242,7 @@ def test_advise_on_the_demo_data(tmp_path, capsys):
     assert "advice before training" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_run_resume_restores_finished_runs_and_gives_the_same_results(tmp_path, caplog):
     import logging
     cfg = {"mode": "multitask", "data": {"builtin": "digit_scenes", "scenes": 300},
@@ -256,6 +262,7 @@ def test_run_resume_restores_finished_runs_and_gives_the_same_results(tmp_path, 
     assert [r["main"] for r in again] == [r["main"] for r in first]
 
 
+@pytest.mark.slow
 def test_run_under_two_processes_gives_the_one_process_results_and_rank0_alone_writes(tmp_path):
     import tempfile
 
@@ -277,6 +284,7 @@ def test_run_under_two_processes_gives_the_one_process_results_and_rank0_alone_w
     assert set(Path(tempfile.gettempdir()).glob("taskshare-rank-*")) == scratch_before   # rank 1's scratch removed
 
 
+@pytest.mark.slow
 def test_results_follow_the_config_seeds_not_the_global_random_state(tmp_path):
     import torch
     path = _npz_config(tmp_path, strategies=["linear_probe", "finetune"])
@@ -291,6 +299,7 @@ def test_results_follow_the_config_seeds_not_the_global_random_state(tmp_path):
     assert accuracies[0] == accuracies[1]
 
 
+@pytest.mark.slow
 def test_run_stopped_by_sigterm_resumes_to_the_results_of_an_uninterrupted_run(tmp_path):
     import signal
     import subprocess
@@ -316,6 +325,7 @@ def test_run_stopped_by_sigterm_resumes_to_the_results_of_an_uninterrupted_run(t
     assert [r["main"] for r in resumed] == [r["main"] for r in whole]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_run_the_readme_command(tmp_path):
     """`torchrun ... -m taskshare.cli run config.yaml`, as the README's "Scaling out" says (gloo, CPU):
     rank 0 writes the results, and they are the one-process results."""

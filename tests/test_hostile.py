@@ -18,6 +18,7 @@ TRAIN_KEYS = st.sampled_from(["epochs", "batch_size", "lr", "weight_decay", "sch
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow
 @FAST
 @given(st.dictionaries(TRAIN_KEYS, VALUES, max_size=5))
 def test_train_config_from_any_mapping_is_valid_or_named(data):
@@ -33,6 +34,7 @@ SECTIONS = ["mode", "data", "model", "multitask", "adapt", "task", "output", "so
             "junk"]
 
 
+@pytest.mark.slow
 @FAST
 @given(st.dictionaries(st.sampled_from(SECTIONS), VALUES, max_size=4))
 def test_experiment_configs_from_any_mapping_are_valid_or_named(data):

@@ -2,9 +2,12 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     code = blocks[0].replace("TrainConfig(epochs=10)", "TrainConfig(epochs=10, progress=False)")
@@ -25,6 +28,7 @@ def test_readme_opens_with_the_two_commands():
     assert commands[1] in ci.splitlines()
 
 
+@pytest.mark.slow
 def test_readme_multitask_example_runs(capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     code = next(b for b in blocks if "HardSharing" in b)
@@ -35,6 +39,7 @@ def test_readme_multitask_example_runs(capsys):
     assert metrics["is_pos"]["auroc"] > 0.9 and metrics["score"]["r2"] > 0.8
 
 
+@pytest.mark.slow
 def test_readme_domain_adaptation_example_runs(capsys):
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     code = next(b for b in blocks if "fit_adaptation" in b)

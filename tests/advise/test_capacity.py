@@ -1,4 +1,5 @@
 """Capacity check on a tiny problem, and where sharing stops hurting."""
+import pytest
 import torch
 from torch import nn
 
@@ -15,6 +16,7 @@ def _data(seed=0, n=240):
     return part(0, cut[0]), part(cut[0], cut[1]), part(cut[1], n)
 
 
+@pytest.mark.slow
 def test_capacity_check_reports_every_width_and_a_verdict():
     tasks = [Task(n, "regression") for n in "abc"]
     train, val, test = _data()

@@ -245,6 +245,7 @@ def test_nash_and_fairgrad_solve_their_defining_equation(alpha):
     assert torch.allclose(NashMTL().direction(D), torch.tensor([1.0, 1.0], dtype=torch.float64), atol=1e-8)
 
 
+@pytest.mark.slow
 def test_graddrop_keeps_one_sign_per_coordinate():
     from taskshare.balancing import GradDrop
     agree = torch.tensor([[1.0, -2.0], [3.0, -1.0]])

@@ -13,6 +13,7 @@ CASES = ["plain", "dataset", "accumulate", "per-task", "uncertainty", "famo", "g
          "plain@cpu-fp16", "upgrad@cpu-fp16", "equal-missing", "famo-missing", "upgrad-missing", "mgda-rep-missing"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 def test_two_processes_match_one_with_the_full_batch(tmp_path, case):
     single = train(case)
@@ -35,6 +36,7 @@ def test_alone_the_shard_is_the_whole_batch():
     assert torch.equal(shard(torch.arange(5)), torch.arange(5))
 
 
+@pytest.mark.slow
 def test_sigterm_at_one_process_stops_all_at_the_same_step_and_the_run_resumes(tmp_path):
     from tests.train.ddp_worker import train_interrupted, worker_interrupt
     single = train_interrupted(str(tmp_path / "single"), None, False)
@@ -46,6 +48,7 @@ def test_sigterm_at_one_process_stops_all_at_the_same_step_and_the_run_resumes(t
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(single, replica)), rank
 
 
+@pytest.mark.slow
 def test_a_nonfinite_loss_at_one_process_is_skipped_by_all(tmp_path, caplog):
     from tests.train.ddp_worker import train_interrupted, worker_interrupt
     import logging

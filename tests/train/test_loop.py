@@ -29,6 +29,7 @@ def test_early_stopping_stops_after_patience(task3):
     assert len(history.epochs) - 1 - history.best_epoch == 2
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_different_seed_different(task3):
     x, y = blobs()
 

@@ -34,6 +34,7 @@ def _interrupt(tmp_path, sig):
     return ckpt, code
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_interrupted_run_resumes_to_identical_parameters(tmp_path, sig):
     reference = tmp_path / "reference"

@@ -144,6 +144,7 @@ def test_head_is_a_plain_linear_equal_to_the_standardised_solve():
     assert torch.allclose(sol.head(xt.float()).double(), z @ w.T + b, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,c", [("multiclass", 0.01), ("multiclass", 10.0), ("multilabel", 10.0)])
 def test_newton_and_lbfgs_reach_one_optimum(kind, c):
     # more features than rows, correlated: at C=10 the problem is as badly conditioned as a probe's weak

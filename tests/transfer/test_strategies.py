@@ -44,6 +44,7 @@ def splits():
     return few_shot((x, y), 10, seed=0, test=(x, y))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_which_groups_move(name, splits):
     pre = _pretrained()
@@ -121,6 +122,7 @@ def test_auto_uses_evidence_unless_told_not_to_and_folds_only_where_validation_i
     assert build_strategy({"name": "auto", "confirm": True}).should_sweep(DataFacts(train_size=5, val_labels_per_class=1))
 
 
+@pytest.mark.slow
 def test_auto_sweep_keeps_the_candidate_best_on_validation(splits):
     model, result = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits,
                                  {"name": "auto", "confirm_min_val": 10}, TrainConfig(epochs=2, progress=False, device="cpu"))
@@ -147,6 +149,7 @@ def test_single_class_training_set_is_refused():
                      TrainConfig(epochs=1, progress=False))
 
 
+@pytest.mark.slow
 def test_train_frozen_bn_option_updates_statistics_and_skips_cache(splits):
     pre = _pretrained()
     task, cfg = Task("t", "multiclass", num_classes=3), TrainConfig(epochs=2, progress=False, device="cpu")

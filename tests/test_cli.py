@@ -187,6 +187,7 @@ def test_multitask_config_errors(tmp_path, capsys):
     assert "multitask.modes has 'medium'" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_multitask_yaml_with_a_balancing_method(tmp_path):
     path = _mtl_files(tmp_path, False)
     cfg = yaml.safe_load(path.read_text())
@@ -207,6 +208,7 @@ def _domains(tmp_path):
     np.savez(tmp_path / "t.npz", x=x[200:] * 1.5 + 1.0, y=y[200:])
 
 
+@pytest.mark.slow
 def test_adapt_run_from_yaml_reports_distance_and_target_accuracy(tmp_path, capsys):
     _domains(tmp_path)
     cfg = {"mode": "adapt", "task": {"name": "c", "kind": "multiclass", "num_classes": 3},

@@ -58,6 +58,7 @@ LABELS = st.one_of(
                                                  max_size=8)).map(lambda v: np.array(v)))
 
 
+@pytest.mark.slow
 @FAST
 @given(kind=st.sampled_from(["multiclass", "binary", "multilabel", "regression", "ordinal"]),
        classes=st.one_of(st.none(), st.integers(-1, 12)), outputs=st.one_of(st.none(), st.integers(-1, 4)),

@@ -95,6 +95,7 @@ def source_only_trunk():
     return [p.detach().clone() for p in model.trunk.parameters()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ADAPTERS.names())
 def test_every_method_trains_end_to_end(name, source_only_trunk):
     """Each method learns the source task (a constant predictor scores 1/2) and its loss changes

@@ -88,7 +88,7 @@ def _loss_weights(method, losses, history):
     return w
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(c=st.floats(0.05, 20.0), seed=st.integers(0, 3))
 def test_scaling_every_loss_scales_the_update_as_defined(c, seed):
     torch.manual_seed(seed)

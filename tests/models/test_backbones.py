@@ -106,6 +106,7 @@ def tiny_bert():
     return hf_backbone(config=config)
 
 
+@pytest.mark.slow
 def test_tiny_bert_groups_per_block_pooling_and_lora():
     bb = tiny_bert()
     model = bb.with_head(Task("t", num_classes=2))

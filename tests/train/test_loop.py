@@ -9,6 +9,7 @@ from taskshare.train.schedule import lr_multiplier
 from ..conftest import blobs, small_mlp
 
 
+@pytest.mark.slow
 def test_fit_learns_separable_blobs_and_restores_best_weights(task3):
     x, y = blobs()
     s = split((x, y), 0.25, seed=0)

@@ -98,6 +98,7 @@ def test_ridge_matches_the_closed_form_per_output_with_missing_values():
         assert np.allclose(out[:, j], z @ w + b, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_strength_is_the_validation_best_of_the_grid():
     x, y = _noisy(n=400, d=40, noise=3.0, seed=3)
     train, val = slice(0, 60), slice(60, 400)   # few training rows, many features: the penalty matters

@@ -182,6 +182,7 @@ class PlainDataset(torch.utils.data.Dataset):
         return self.x[i], self.y[i]
 
 
+@pytest.mark.slow
 def test_any_torch_dataset_works_with_every_kind_of_stage():
     from taskshare.data import few_shot
     x, y = blobs(n_per_class=30)

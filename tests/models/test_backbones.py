@@ -187,6 +187,7 @@ def test_lora_saves_only_adapters_and_head_and_they_reload(tmp_path):
     assert torch.allclose(model(probe), fresh(probe), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_text_trunk_skips_padding_columns_without_changing_the_output():
     """A batch of short texts padded to max_length gives the same pooled features as the same ids
     with the all-padding columns cut off, and as each row on its own."""
@@ -210,6 +211,7 @@ def test_text_trunk_skips_padding_columns_without_changing_the_output():
     assert torch.allclose(full, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_traced_text_trunk_keeps_the_full_length():
     """Under tracing (TorchScript and ONNX export) no length is read from the sample, so the traced
     trunk stays right on texts padded differently from it."""

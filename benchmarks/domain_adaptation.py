@@ -52,8 +52,11 @@ def run(domains, pair: str, trunk: str, method: str, seed: int, args, reference:
                 "hindsight": max(curve) * 100,
                 "source_val": evaluate(model, task, (t(xs[:n_val]), t(ys[:n_val])))["accuracy"] * 100,
                 "warning": None, "seconds": time.perf_counter() - started, "model": None}
+    # mixed_batch, a control: the target batches pass through the trunk beside the source ones (BatchNorm
+    # statistics of both), with no adaptation loss (weight 0); what the batch alone does to source-only
+    spec, weight = (None, None) if method == "source_only" else ("coral", 0.0) if method == "mixed_batch" else (method, None)
     history = fit_adaptation(model, task, (t(xs[n_val:]), t(ys[n_val:])), t(xt), (t(xs[:n_val]), t(ys[:n_val])), config,
-                             method=None if method == "source_only" else method, selection=args.selection,
+                             method=spec, weight=weight, selection=args.selection,
                              target_test=(t(xt_test), t(yt_test)), source_only_score=reference)
     curve = [r["val_target_accuracy"] for r in history.epochs]
     return {"target": evaluate(model, task, (t(xt_test), t(yt_test)))["accuracy"] * 100,
@@ -108,9 +111,12 @@ def section(parts: list[dict], selection: str) -> str:
     """The BENCHMARKS.md section from one or more measured parts (run side by side, one per core)."""
     args, cells, warnings = parts[0]["args"], {}, []
     for part in parts:
-        cells.update(part["cells"])
+        for name, results in part["cells"].items():
+            cell = cells.setdefault(name, {})
+            for method, runs in results.items():
+                cell.setdefault(method, runs)     # a control part repeats source_only: the first one is kept
         warnings += part["warnings"]
-    methods = list(next(iter(cells.values())))
+    methods = list(dict.fromkeys(m for results in cells.values() for m in results))
     blocks, below, gains = [], [], {m: [] for m in methods}
     for name, results in cells.items():
         pair, trunk = name.split("/")
@@ -128,9 +134,9 @@ def section(parts: list[dict], selection: str) -> str:
             f"the best target accuracy any epoch had (hindsight) minus the kept epoch's. Commands: {commands}"
             f"{' (then --merge of their --save files)' if len(parts) > 1 else ''}.", ""]
     summary = [f"**Every method over the {len(cells)} cells** (pair x trunk; gain = mean target accuracy minus "
-               f"source-only's, in points)", "", "| method | mean gain | worst cell | best cell | cells > 2 below |",
-               "|---|---|---|---|---|"]
-    summary += [f"| {m} | {statistics.mean(g):+.1f} | {min(g):+.1f} | {max(g):+.1f} | {sum(x < -2 for x in g)} |"
+               f"source-only's, in points)", "", "| method | cells | mean gain | worst cell | best cell | cells > 2 below |",
+               "|---|---|---|---|---|---|"]
+    summary += [f"| {m} | {len(g)} | {statistics.mean(g):+.1f} | {min(g):+.1f} | {max(g):+.1f} | {sum(x < -2 for x in g)} |"
                 for m, g in gains.items() if m != "source_only"]
     tail = ["More than 2 points below source-only: " + ("; ".join(below) if below else "none") + ".",
             "", "Source-task warnings: " + ("; ".join(warnings) if warnings else "none") + "."]
@@ -142,7 +148,8 @@ def main() -> None:
     p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=PAIRS)
     p.add_argument("--trunks", nargs="+", default=list(TRUNKS), choices=TRUNKS)
     p.add_argument("--methods", nargs="+", default=["source_only", *ADAPTERS.names(), "shot"],
-                   help="registered methods, and shot (source-free: adapts the source-only model on the target alone)")
+                   help="registered methods, shot (source-free: adapts the source-only model on the target alone) "
+                   "and mixed_batch (a control: target batches through the trunk, no adaptation loss)")
     p.add_argument("--mnist", default=str(ROOT.parent / "shared" / "data" / "mnist10k.npz"))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--images", type=int, default=4000, help="training images per domain (a fifth of the source validates)")

@@ -84,7 +84,8 @@ def table(pair: str, trunk: str, results: dict[str, list[dict]]) -> list[str]:
 def measure(args, methods: list[str], save: Path | None) -> dict:
     """Every (pair, trunk) cell: {"cells": {"pair/trunk": {method: [one dict per seed]}}, "warnings": [...]};
     with `save`, written there after each cell (a partial run keeps what it finished)."""
-    out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "merge"}, "argv": sys.argv[1:], "device": device_line(), "cells": {}, "warnings": []}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "merge"}
+    out = {"args": settings, "argv": sys.argv[1:], "device": device_line(), "cells": {}, "warnings": []}
     for pair in args.pairs:
         for trunk in args.trunks:
             results: dict[str, list[dict]] = {m: [] for m in methods}

@@ -77,3 +77,17 @@ def test_mdd_pushes_the_trunk_from_the_target_term_only():
     from taskshare.adapt import margin_disparity
     margin_disparity(main_s, method.adversary(source.detach()), main_t, method.adversary(t4), 4.0).backward()
     assert torch.allclose(t3.grad, -0.1 * (2 / (1 + math.exp(-10)) - 1) * t4.grad, atol=1e-7)
+
+
+def test_the_source_batch_is_normalised_by_its_own_statistics():
+    """A BatchNorm trunk sees the source and the target batch in separate passes, so the source loss
+    is exactly source-only training's (one pass over both mixed the statistics: at weight 0 that alone
+    cost 7 points of target accuracy on rotated digits)."""
+    g = torch.Generator().manual_seed(0)
+    xs, xt = torch.randn(16, 3, generator=g), torch.randn(16, 3, generator=g) * 3 + 5
+    y = torch.randint(0, 2, (16,), generator=g)
+    torch.manual_seed(0)
+    model = TrunkHead(nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU()), nn.Linear(8, 2)).train()
+    task = Task("c", num_classes=2)
+    loss, parts = adaptation_objective(task, build_method("coral"), 0.0, Progress(10), 0.2)(model, (xs, xt), y)
+    assert float(parts["c"]) == pytest.approx(float(task.loss(model(xs), y)), rel=1e-6)

@@ -117,6 +117,8 @@ def section(parts: list[dict], selection: str) -> str:
             for method, runs in results.items():
                 cell.setdefault(method, runs)     # a control part repeats source_only: the first one is kept
         warnings += part["warnings"]
+    order = {f"{p}/{t}": (i, j) for i, p in enumerate(PAIRS) for j, t in enumerate(TRUNKS)}
+    cells = dict(sorted(cells.items(), key=lambda item: order.get(item[0], (len(PAIRS), 0))))
     methods = list(dict.fromkeys(m for results in cells.values() for m in results))
     blocks, below, gains = [], [], {m: [] for m in methods}
     for name, results in cells.items():

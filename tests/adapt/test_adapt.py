@@ -49,8 +49,8 @@ def test_prediction_losses_by_hand():
     assert float(minimum_class_confusion(uniform)) == pytest.approx(0.75, rel=1e-6)  # all mass spread evenly
     assert float(pseudo_label(uniform)) == 0.0
     logits = torch.tensor([[10.0, 0.0], [0.0, 0.1]], requires_grad=True)
-    loss = pseudo_label(logits, threshold=0.9)   # only the first row is confident
-    assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(logits[:1], torch.tensor([0]))))
+    loss = pseudo_label(logits, threshold=0.9)   # only the first row is confident; divided by the batch of 2
+    assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(logits[:1], torch.tensor([0]))) / 2)
 
 
 def test_proxy_a_distance_separates_far_domains_only():

@@ -180,12 +180,14 @@ def pretrain_builtin(config: OwnExperiment, image_size, console) -> tuple[torch.
     source = source.select(keep)
     n_classes = len(source.class_names[task_name])
     info = input_info(source)
-    net = builtin_net(config.model, info, n_classes)
     task = Task("source", "multiclass", num_classes=n_classes)
     splits = split(source.dataset(task_name, num_workers=config.num_workers), config.pretrain.val_fraction,
                    seed=config.pretrain.train.seed)
     with torch.random.fork_rng(devices=[]):
+        # the initial weights too come from the config's seed: drawn from the process's random state,
+        # they differed between two runs of one command (and a resumed run would not match its checkpoint)
         torch.manual_seed(config.pretrain.train.seed)
+        net = builtin_net(config.model, info, n_classes)
         fit(net, task, splits.train, splits.val, under(config.pretrain.train, "pretrain"))
     metrics = evaluate(net, task, splits.val)
     console.print(f"pretrained {config.model['name']} on the source ({len(source)} examples, {n_classes} classes): "

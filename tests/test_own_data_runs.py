@@ -37,7 +37,7 @@ sys.exit(main(["run", sys.argv[1], *sys.argv[4:]]))
 
 
 def _env(hash_seed: str) -> dict:
-    return {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1",
+    return {**os.environ, "PYTHONHASHSEED": hash_seed, "OMP_NUM_THREADS": "1", "COLUMNS": "400",   # log lines unwrapped
             "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
@@ -45,10 +45,11 @@ def _command(config: Path, draws: int = 0, slow: float = 0.0, *extra: str) -> li
     return [sys.executable, "-c", SCRIPT, str(config), str(draws), str(slow), *extra]
 
 
-def _run(config: Path, draws: int = 0, hash_seed: str = "0", *extra: str) -> None:
+def _run(config: Path, draws: int = 0, hash_seed: str = "0", *extra: str) -> str:
     done = subprocess.run(_command(config, draws, 0.0, *extra), cwd=ROOT, env=_env(hash_seed), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done.stdout + done.stderr
 
 
 def transfer_config(tmp_path: Path, out: str) -> Path:
@@ -89,3 +90,48 @@ def test_transfer_with_a_source_stage_gives_identical_metrics_in_two_processes(t
     assert len(first) == 8 and first == second   # scratch and 3 strategies at 2 sizes
     pre = [json.loads((tmp_path / o / "run.json").read_text())["val_score"] for o in ("first", "second")]
     assert pre[0] == pre[1]
+
+
+def _kill_and_resume(config: Path, out: Path, run: str, min_step: int) -> None:
+    """Start `taskshare run --resume`, SIGKILL it once the training run `run` (a folder under
+    OUT/checkpoints) has a checkpoint at `min_step` or later, check it left no results, resume it."""
+    proc = subprocess.Popen(_command(config, 0, 0.05, "--resume"), cwd=ROOT, env=_env("0"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_checkpoint(proc, out / "checkpoints" / run, min_step, 300)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert not (out / "run.json").exists()          # it died before the end
+    log = _run(config, 0, "0", "--resume")
+    assert f"resumed from {out / 'checkpoints' / run}/step-" in log, log[-3000:]   # it went on from the checkpoint
+
+
+def _tune(config: Path, **train) -> Path:
+    raw = yaml.safe_load(config.read_text())
+    for part in ("pretrain", "transfer", "multitask"):
+        if part in raw:
+            raw[part]["train"].update(train)
+    config.write_text(yaml.safe_dump(raw))
+    return config
+
+
+@pytest.mark.slow
+def test_killed_transfer_run_with_a_source_stage_resumes_to_the_uninterrupted_results(tmp_path):
+    _run(_tune(transfer_config(tmp_path, "whole"), checkpoint_every=2))
+    config = _tune(transfer_config(tmp_path, "out"), checkpoint_every=2)
+    _kill_and_resume(config, tmp_path / "out", "kall-seed0/finetune/finetune/stage0", 3)
+    assert (tmp_path / "out" / "checkpoints" / "pretrain").is_dir()   # the source stage was restored, not redone
+    assert _metrics(tmp_path / "out", "results.json") == _metrics(tmp_path / "whole", "results.json")
+    whole, resumed = (json.loads((tmp_path / o / "run.json").read_text()) for o in ("whole", "out"))
+    assert (resumed["strategy"], resumed["test"]) == (whole["strategy"], whole["test"])
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()
+
+
+@pytest.mark.slow
+def test_killed_multitask_run_resumes_to_the_uninterrupted_results(tmp_path):
+    _run(_tune(multitask_config(tmp_path, "whole"), checkpoint_every=2))
+    config = _tune(multitask_config(tmp_path, "out"), checkpoint_every=2)
+    _kill_and_resume(config, tmp_path / "out", "seed0/hard", 12)
+    assert _metrics(tmp_path / "out", "multitask_results.json") == _metrics(tmp_path / "whole", "multitask_results.json")
+    whole, resumed = (json.loads((tmp_path / o / "run.json").read_text()) for o in ("whole", "out"))
+    assert resumed["test"] == whole["test"]
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == (tmp_path / "whole" / "model.safetensors").read_bytes()

@@ -92,6 +92,16 @@ def test_transfer_with_a_source_stage_gives_identical_metrics_in_two_processes(t
     assert pre[0] == pre[1]
 
 
+@pytest.mark.slow
+def test_multitask_run_gives_identical_metrics_in_two_processes(tmp_path):
+    _run(multitask_config(tmp_path, "first"), 0, "1")
+    _run(multitask_config(tmp_path, "second"), 7, "2")
+    first = _metrics(tmp_path / "first", "multitask_results.json")
+    assert len(first) == 2 and first == _metrics(tmp_path / "second", "multitask_results.json")
+    runs = [json.loads((tmp_path / o / "run.json").read_text())["test"] for o in ("first", "second")]
+    assert runs[0] == runs[1]
+
+
 def _kill_and_resume(config: Path, out: Path, run: str, min_step: int) -> None:
     """Start `taskshare run --resume`, SIGKILL it once the training run `run` (a folder under
     OUT/checkpoints) has a checkpoint at `min_step` or later, check it left no results, resume it."""

@@ -214,12 +214,6 @@ def test_jsonl_text_through_a_hub_style_folder_then_predict_a_text_file(tmp_path
     assert [r["topic"] for r in rows] == ["sport", "food"]
 
 
-def test_resume_is_refused_with_a_message_not_ignored(tmp_path, capsys):
-    config = {"target": {"image_folder": str(tmp_path)}, "model": TINY}
-    assert main(["run", str(write_config(tmp_path / "c.yaml", **config)), "--resume"]) == 2
-    assert "--resume is not available yet" in " ".join(capsys.readouterr().out.split())
-
-
 def test_own_data_run_keeps_out_of_a_folder_of_other_files(tmp_path, capsys):
     pics = image_folder(tmp_path / "pics", per_class=6)
     (tmp_path / "run").mkdir()

@@ -119,6 +119,7 @@ def test_single_class_folder_stops_before_training(tmp_path, capsys):
     assert "single class ('only')" in capsys.readouterr().out.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_class_smaller_than_the_shots_is_named(tmp_path, capsys):
     pics = image_folder(tmp_path / "pics", per_class=10)
     for p in sorted((pics / "light").glob("*.png"))[:6]:
@@ -211,12 +212,6 @@ def test_jsonl_text_through_a_hub_style_folder_then_predict_a_text_file(tmp_path
     assert main(["predict", str(tmp_path / "run"), str(tmp_path / "new.txt"), "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert [r["topic"] for r in rows] == ["sport", "food"]
-
-
-def test_resume_is_refused_with_a_message_not_ignored(tmp_path, capsys):
-    config = {"target": {"image_folder": str(tmp_path)}, "model": TINY}
-    assert main(["run", str(write_config(tmp_path / "c.yaml", **config)), "--resume"]) == 2
-    assert "--resume is not available yet" in " ".join(capsys.readouterr().out.split())
 
 
 def test_own_data_run_keeps_out_of_a_folder_of_other_files(tmp_path, capsys):

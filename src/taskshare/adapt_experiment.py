@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .adapt import ADAPTERS, fit_adaptation, proxy_a_distance
+from .adapt import ADAPTERS, fit_adaptation, fit_source_free, proxy_a_distance
 from .config import from_dict
 from .data import to_dataset
 from .errors import ConfigError, TaskshareError
@@ -48,10 +48,12 @@ class AdaptData:
 @dataclass
 @typed()
 class AdaptSpec:
+    # "shot": source-free (SHOT), adapts the source-only model on the target alone; after source_only
     methods: list[str] = field(default_factory=lambda: ["source_only", *ADAPTERS.names()])
-    options: dict[str, dict] = field(default_factory=dict)   # method -> hyperparameters
+    options: dict[str, dict] = field(default_factory=dict)   # method -> hyperparameters (shot: pseudo_weight)
     weight: float | None = None
     selection: str = "source"
+    pull_limit: float | None = 0.2    # the adaptation's pull on the features, at most this times the source's; null: unbounded
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=20, lr=2e-3))
 
 
@@ -71,10 +73,17 @@ class AdaptExperiment:
             raise ConfigError.at("data", ": give 'builtin' (mnist1d_shift), or both 'source' and 'target' npz files")
         if self.data.builtin not in (None, "mnist1d_shift"):
             raise ConfigError.at("data.builtin", f" = {self.data.builtin!r}; expected 'mnist1d_shift'")
-        known = {"source_only", *ADAPTERS.names()}
+        known = {"source_only", "shot", *ADAPTERS.names()}
         bad = [m for m in self.adapt.methods if m not in known]
         if bad:
             raise ConfigError.at("adapt.methods", f" has {bad[0]!r}; expected some of {sorted(known)}")
+        methods = self.adapt.methods
+        if "shot" in methods and ("source_only" not in methods or methods.index("source_only") > methods.index("shot")):
+            raise ConfigError.at("adapt.methods", f" = {methods}; shot adapts the source-only model, so "
+                                 f"expected source_only listed before shot")
+        if self.adapt.pull_limit is not None and not self.adapt.pull_limit > 0:
+            raise ConfigError.at("adapt.pull_limit", f" = {self.adapt.pull_limit!r}; expected a positive number "
+                                 f"or null (unbounded)")
 
 
 def load_adapt(data: dict) -> AdaptExperiment:
@@ -135,13 +144,20 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
     raw = proxy_a_distance(val[0][:n].reshape(n, -1), x_t[:n].reshape(n, -1)) if n >= 4 else float("nan")
     console.print(f"how different are these domains: proxy A-distance {raw:.2f} on the raw inputs "
                   f"(0 = indistinguishable, 2 = separable)")
-    rows, reference = [], None
+    rows, reference, source_state = [], None, None
     for method in config.adapt.methods:
         torch.manual_seed(seed)
         model = make_model(config, train[0], task.out_dim)
-        spec = None if method == "source_only" else {"name": method, **config.adapt.options.get(method, {})}
-        history = fit_adaptation(model, task, train, x_t, val, under(config.adapt.train, method), method=spec,
-                                 weight=config.adapt.weight, selection=config.adapt.selection, source_only_score=reference)
+        if method == "shot":        # source-free: the source-only model and the target inputs, nothing else
+            model.load_state_dict(source_state)
+            history = fit_source_free(model, task, x_t, under(config.adapt.train, method), **config.adapt.options.get(method, {}))
+        else:
+            spec = None if method == "source_only" else {"name": method, **config.adapt.options.get(method, {})}
+            history = fit_adaptation(model, task, train, x_t, val, under(config.adapt.train, method), method=spec,
+                                     weight=config.adapt.weight, selection=config.adapt.selection,
+                                     pull_limit=config.adapt.pull_limit, source_only_score=reference)
+        if method == "source_only":
+            source_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         row = {"method": method, "source_val": evaluate(model, task, to_dataset(val, "source validation"))[task.main_metric]}
         if method == "source_only":
             reference = row["source_val"]      # later methods are checked against it

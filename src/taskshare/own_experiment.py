@@ -12,7 +12,7 @@ modes; the hard-sharing model is saved for use.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,12 +180,14 @@ def pretrain_builtin(config: OwnExperiment, image_size, console) -> tuple[torch.
     source = source.select(keep)
     n_classes = len(source.class_names[task_name])
     info = input_info(source)
-    net = builtin_net(config.model, info, n_classes)
     task = Task("source", "multiclass", num_classes=n_classes)
     splits = split(source.dataset(task_name, num_workers=config.num_workers), config.pretrain.val_fraction,
                    seed=config.pretrain.train.seed)
     with torch.random.fork_rng(devices=[]):
+        # the initial weights too come from the config's seed: drawn from the process's random state,
+        # they differed between two runs of one command (and a resumed run would not match its checkpoint)
         torch.manual_seed(config.pretrain.train.seed)
+        net = builtin_net(config.model, info, n_classes)
         fit(net, task, splits.train, splits.val, under(config.pretrain.train, "pretrain"))
     metrics = evaluate(net, task, splits.val)
     console.print(f"pretrained {config.model['name']} on the source ({len(source)} examples, {n_classes} classes): "
@@ -210,11 +212,25 @@ def run_own_command(args, raw: dict[str, Any], console) -> int:
     if args.command != "run":
         raise TaskshareError(f"'taskshare {args.command}' is for built-in data; a config with your own data source "
                              f"or a pretrained model runs with 'taskshare run'")
-    if getattr(args, "resume", False):
-        raise TaskshareError("--resume is not available yet for configs with your own data source or a pretrained "
-                             "model; run again without it (or set train.checkpoint_dir in Python)")
     config = load_own(raw)
     from .outputs import prepare_output    # the same output-folder rule as every other mode
     out = Path(args.out or config.output)
-    prepare_output(out, overwrite=getattr(args, "overwrite", False), resume=False)
+    resume = getattr(args, "resume", False)
+    prepare_output(out, overwrite=getattr(args, "overwrite", False), resume=resume)
+    if resume:
+        config = resumable(config, out)
     return run_own(config, out, console)
+
+
+def resumable(config: OwnExperiment, out: Path) -> OwnExperiment:
+    """Every training run of the experiment checkpointed under OUT/checkpoints (one sub-folder per
+    stage, size, seed and strategy) and continued from there: finished runs restore at once, the
+    interrupted one goes on from its last step, as the built-in modes do."""
+    from dataclasses import replace
+
+    def run(train):
+        return replace(train, checkpoint_dir=str(out / "checkpoints"), resume=True,
+                       checkpoint_every=train.checkpoint_every or 200)
+    return replace(config, pretrain=replace(config.pretrain, train=run(config.pretrain.train)),
+                   transfer=replace(config.transfer, train=run(config.transfer.train)),
+                   multitask=replace(config.multitask, train=run(config.multitask.train)))

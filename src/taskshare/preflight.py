@@ -87,7 +87,14 @@ def check_adapt(config: Any) -> None:
         raise ConfigError(f"config.adapt.options has {stray[0]!r}, which is not in adapt.methods "
                           f"({', '.join(config.adapt.methods)})")
     for method in config.adapt.methods:
-        if method != "source_only":
+        if method == "shot":            # fit_source_free's one hyperparameter
+            bad = [k for k in config.adapt.options.get(method, {}) if k != "pseudo_weight"]
+            if bad:
+                raise ConfigError(f"config.adapt.options.shot: unknown key {bad[0]!r}; allowed keys: pseudo_weight")
+            w = config.adapt.options.get(method, {}).get("pseudo_weight", 0.3)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+                raise ConfigError(f"config.adapt.options.shot.pseudo_weight = {w!r}; expected a number >= 0")
+        elif method != "source_only":
             try:
                 build_method({"name": method, **config.adapt.options.get(method, {})})
             except TaskshareError as exc:

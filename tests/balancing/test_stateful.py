@@ -54,6 +54,7 @@ def _regression(scales, n=256, seed=0):
                                 for i, s in enumerate(scales)})
 
 
+@pytest.mark.slow
 def test_gradnorm_gives_smaller_weights_to_larger_scaled_tasks():
     torch.manual_seed(0)
     scales = [1.0, 10.0]

@@ -62,6 +62,7 @@ def test_markdown_report_shows_each_label_and_the_skipped_count(compared):
     assert f"{100 * auroc:.1f} / {100 * ap:.1f}" in lines[0].split(" | ")[2]
 
 
+@pytest.mark.slow
 def test_html_report_shows_each_label_from_the_saved_results(compared, tmp_path):
     tasks, rows = compared
     (tmp_path / "multitask_results.json").write_text(json.dumps({"config": {}, "results": [r.to_dict() for r in rows]}))

@@ -46,6 +46,7 @@ def _runs(tmp_path):
     return {"transfer": transfer, "multitask": mt, "adapt": adapt, "advise": advise}
 
 
+@pytest.mark.slow
 def test_every_mode_writes_report_html_with_the_same_look(tmp_path):
     pages = {}
     for mode, folder in _runs(tmp_path).items():

@@ -72,10 +72,13 @@ def minimum_class_confusion(logits: Tensor, temperature: float = 2.5) -> Tensor:
 
 def pseudo_label(logits: Tensor, threshold: float = 0.95) -> Tensor:
     """Self-training: cross-entropy of confident target predictions (max probability >= threshold)
-    against their own arg-max; 0 when no prediction is confident."""
+    against their own arg-max, summed and divided by the whole batch (as FixMatch does), so the term
+    grows with the share of confident predictions; 0 when none is confident. (Averaged over the
+    confident ones only, two confident samples early in training pulled as hard as a whole batch, and
+    their errors were learned before the source task had taught the model anything: -10 points on
+    rotated digits.)"""
     p = torch.softmax(logits.detach().float(), 1)
     confidence, labels = p.max(1)
-    keep = confidence >= threshold
-    if not keep.any():
-        return logits.sum() * 0
-    return torch.nn.functional.cross_entropy(logits[keep].float(), labels[keep])
+    keep = (confidence >= threshold).float()
+    per_sample = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+    return (per_sample * keep).sum() / len(logits)

@@ -11,8 +11,9 @@ from .grl import dann_schedule, reverse_gradient
 def margin_disparity(source_logits: Tensor, source_adv: Tensor, target_logits: Tensor, target_adv: Tensor,
                      margin: float = 4.0) -> Tensor:
     """The loss the auxiliary classifier minimises in MDD (Zhang et al., ICML 2019): agree with the main
-    classifier's predictions on the source (cross-entropy, times `margin`) and disagree on the target
-    (-log(1 - p_adv[predicted class])). The trunk, behind a gradient reversal, maximises it."""
+    classifier's predictions (arg-max, as pseudo-labels) on the source (cross-entropy, times `margin`)
+    and disagree on the target (-log(1 - p_adv[predicted class])). The trunk, behind a gradient
+    reversal, maximises it."""
     pred_s, pred_t = source_logits.detach().argmax(1), target_logits.detach().argmax(1)
     agree = F.cross_entropy(source_adv.float(), pred_s)
     p_t = torch.softmax(target_adv.float(), 1).gather(1, pred_t[:, None]).squeeze(1)
@@ -25,7 +26,16 @@ def margin_disparity(source_logits: Tensor, source_adv: Tensor, target_logits: T
 class MDD(DomainMethod):
     """Margin disparity discrepancy (Zhang et al., ICML 2019): an auxiliary classifier behind gradient
     reversal measures how much a classifier can agree with the main one on the source while
-    disagreeing on the target; the trunk makes that impossible. `margin` (gamma) trades the two."""
+    disagreeing on the target; the trunk makes that impossible. `margin` (gamma) trades the two.
+
+    The reversed gradient reaches the trunk from the target term only (`reverse_source=False`): the
+    source term, reversed, asks the trunk to make the auxiliary classifier (a copy of the main one on
+    the source) disagree with the main one there, which it does by moving source features toward the
+    class boundaries. Behind a BatchNorm bottleneck (the paper's setting) that pull stays small; on
+    trunks without BatchNorm it cost 4-7 points of target accuracy (and 10 of source accuracy) on
+    rotated and noisy digits, the 4x margin making it the larger of the two terms. The auxiliary
+    classifier still fits the source with the margin, so the target term measures the disparity as in
+    the paper. `reverse_source=True` is the paper's form."""
 
     name = "mdd"
     needs_classes = True
@@ -34,11 +44,14 @@ class MDD(DomainMethod):
     margin: float = 4.0
     gamma: float = 10.0
     reversal: float = 0.1      # the reversal's final strength; the paper's code ramps it to 0.1, not 1
+    reverse_source: bool = False
 
     def build(self, feature_dim: int, num_classes: int) -> None:
         self.adversary = nn.Sequential(nn.Linear(feature_dim, self.hidden), nn.ReLU(), nn.Linear(self.hidden, num_classes))
 
     def loss(self, source, target, source_logits, target_logits, progress):
+        if not self.reverse_source:
+            source = source.detach()        # the adversary learns from the source; the trunk is not pushed
         z = reverse_gradient(torch.cat([source, target]), self.reversal * dann_schedule(progress, self.gamma))
         adv = self.adversary(z.float())
         n = len(source)

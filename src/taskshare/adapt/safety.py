@@ -4,6 +4,7 @@ score ends far below the source-only model's is reported with the method named."
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -15,22 +16,28 @@ log = logging.getLogger("taskshare")
 
 class _Bound(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: Tensor, max_norm: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, max_norm: Tensor, loss_scale: Callable[[], float]) -> Tensor:
         ctx.save_for_backward(max_norm)
+        ctx.loss_scale = loss_scale
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (max_norm,) = ctx.saved_tensors
+        # under fp16 the gradient arriving here is the scaled loss's (x 2**16, say); the limit was
+        # measured on the unscaled loss, so it is scaled alike, read now: the scaler may have moved
+        limit = max_norm * float(ctx.loss_scale())
         norm = grad.float().norm()
-        scale = torch.clamp(max_norm / norm.clamp_min(1e-12), max=1.0)
-        return grad * scale.to(grad.dtype), None
+        scale = torch.clamp(limit / norm.clamp_min(1e-12), max=1.0)
+        return grad * scale.to(grad.dtype), None, None
 
 
-def bound_gradient(x: Tensor, max_norm: Tensor | float) -> Tensor:
+def bound_gradient(x: Tensor, max_norm: Tensor | float, loss_scale: Callable[[], float] | float = 1.0) -> Tensor:
     """Identity forward; backward, the gradient reaching `x` through this branch is rescaled so its
-    (Frobenius) norm is at most `max_norm`, its direction kept."""
-    return _Bound.apply(x, torch.as_tensor(max_norm, dtype=torch.float32, device=x.device).detach())
+    (Frobenius) norm is at most `max_norm` times `loss_scale` (the factor the loss is multiplied by
+    before backward, a grad scaler's; a callable is read at backward time), its direction kept."""
+    scale = loss_scale if callable(loss_scale) else (lambda: loss_scale)
+    return _Bound.apply(x, torch.as_tensor(max_norm, dtype=torch.float32, device=x.device).detach(), scale)
 
 
 def source_pull(source_loss: Tensor, features: Tensor) -> Tensor:
@@ -54,6 +61,7 @@ class Progress:
     def __init__(self, total: int):
         self.step, self.total = 0, max(1, total)
         self.peak_pull = 0.0     # the largest source-loss gradient norm at the features seen so far
+        self.loss_scale = 1.0    # the grad scaler's factor at this step's backward (fp16); 1 otherwise
 
     def limit(self, source_pull: Tensor, ratio: float) -> Tensor:
         """`ratio` times the larger of the source loss's pull now and its peak so far: while the source

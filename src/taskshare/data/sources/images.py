@@ -39,11 +39,18 @@ def to_mode(img, mode: str):
     return img.convert(mode)
 
 
-def decode(path: str | Path, size: tuple[int, int], mode: str = "RGB") -> torch.Tensor:
-    """One image file -> float tensor (C, H, W) in [0, 1], resized (bilinear) to `size` = (H, W)."""
+def readable(image):
+    """What PIL opens: a path as it is; an image stored inside another file (a `datasets` cell, which
+    has an `open()` giving a file object) fetched only now, so nothing waits undecoded in memory."""
+    return image if isinstance(image, (str, Path)) else image.open()
+
+
+def decode(path, size: tuple[int, int], mode: str = "RGB") -> torch.Tensor:
+    """One image file (or stored image, see `readable`) -> float tensor (C, H, W) in [0, 1], resized
+    (bilinear) to `size` = (H, W)."""
     Image = require_pil()
     try:
-        with Image.open(path) as img:
+        with Image.open(readable(path)) as img:
             img = to_mode(img, mode)
             if img.size != (size[1], size[0]):
                 img = img.resize((size[1], size[0]), Image.BILINEAR)
@@ -63,7 +70,7 @@ class ImageFiles(Dataset):
                  num_workers: int = 0):
         if mode not in MODES:
             raise TaskshareError(f"image mode {mode!r}; expected one of {MODES}")
-        self.paths = [str(p) for p in paths]
+        self.paths = [p if hasattr(p, "open") and not isinstance(p, Path) else str(p) for p in paths]
         labels = np.full(len(self.paths), -1, np.int64) if labels is None else np.asarray(labels, np.int64)
         if len(labels) != len(self.paths):
             raise TaskshareError(f"{len(self.paths)} images but {len(labels)} labels; expected one label per image")
@@ -88,7 +95,7 @@ def scan(paths: Sequence[Path], strict: bool = False, what: str = "images") -> t
     progress = RateLog(f"checking {what}", len(paths))
     for path in paths:
         try:
-            with Image.open(path) as img:
+            with Image.open(readable(path)) as img:
                 img.verify()
             good.append(path)
         except Exception as exc:  # PIL raises OSError, SyntaxError, struct errors and more on broken files

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from taskshare import MultiTaskDataset, Task, TaskshareError, TrainConfig
-from taskshare.models import MMoE, MTAN, PLE, SHARING
-from taskshare.multitask import build_sharing, compare_sharing
+from taskshare.models import MMoE, MTAN, PLE, SHARING, build_sharing
+from taskshare.train.compare_sharing import compare_sharing
 
 TASKS = [Task("a", "regression"), Task("b", num_classes=3), Task("c", "binary")]
 OUT = {"a": 1, "b": 3, "c": 1}
@@ -106,7 +106,7 @@ def test_mtan_on_convolutional_stages_and_bad_trunks():
     assert model(x)["seg"].shape == (3, 2)
     with pytest.raises(TaskshareError, match="nn.Sequential"):
         MTAN(nn.Linear(6, 3), TASKS, torch.randn(2, 6))
-    with pytest.raises(TaskshareError, match="no option 'experts'"):
+    with pytest.raises(TaskshareError, match="unknown key 'experts'; allowed keys: none"):
         build_sharing("hard", mlp, TASKS, torch.randn(2, 6), experts=3)
     with pytest.raises(TaskshareError, match="unknown sharing mode 'moe'"):
         build_sharing("moe", mlp, TASKS, torch.randn(2, 6))

@@ -11,14 +11,14 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .data.multitask import MultiTaskDataset
-from .errors import TaskshareError
-from .evaluate.delta import delta_m, relative_gains, sharing_warnings
-from .models import SHARING, HardSharing
-from .tasks import Task
-from .train.config import under
-from .train import TrainConfig, resolve_device
-from .train.multitask import evaluate_multitask, fit_multitask
+from ..data.multitask import MultiTaskDataset
+from ..errors import TaskshareError
+from ..evaluate.delta import delta_m, relative_gains, sharing_warnings
+from ..models import SHARING, HardSharing, build_sharing
+from ..tasks import Task
+from .config import TrainConfig, under
+from .device import resolve_device
+from .multitask import evaluate_multitask, fit_multitask
 
 MODES = ("single", "hard", "soft", "cross_stitch")
 
@@ -78,15 +78,6 @@ def inference_ms(models: Sequence[nn.Module], data: Any, batch_size: int, rounds
 def sharing_modes() -> tuple[str, ...]:
     """Every mode compare_sharing accepts: the single-task baseline and each registered architecture."""
     return ("single", *SHARING.names())
-
-
-def build_sharing(mode: str, trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], example: Tensor,
-                  coupling: float = 1e-3, layers: str | None = None, **options: Any) -> nn.Module:
-    """A registered sharing architecture by name (taskshare.models.SHARING); `options` are its own
-    (num_experts for mmoe, shared_experts / task_experts for ple and cgc, ...)."""
-    if mode == "soft":
-        options = {"coupling": coupling, "layers": layers, **options}
-    return SHARING.get(mode)(trunk_factory, tasks, example, **options)
 
 
 def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], train: Any, val: Any, test: Any,

@@ -25,15 +25,16 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
-        errors = []
         for option in options:
             if option is type(None):
                 continue
             try:
                 return _convert(value, option, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
+            except ConfigError:
+                continue            # the next option may fit; the message names them all
         raise ConfigError(f"{where} = {value!r}; expected {' or '.join(_type_name(o) for o in options)}")
+    if hasattr(tp, "from_config"):      # a spec with its own YAML form (e.g. ModelSpec's families)
+        return tp.from_config(value, where)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -94,6 +95,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
 
 
 def to_dict(obj: Any) -> Any:
+    if hasattr(obj, "to_config"):       # written back in the form it was read
+        return obj.to_config()
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):

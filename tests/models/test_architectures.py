@@ -148,7 +148,7 @@ def test_gradient_balancing_runs_on_what_the_architecture_shares(mode):
 
 def test_yaml_modes_reach_the_registered_architectures():
     from taskshare.errors import ConfigError
-    from taskshare.multitask_experiment import load_multitask
+    from taskshare.experiments.multitask import load_multitask
     spec = load_multitask({"mode": "multitask", "multitask": {"modes": ["single", "mmoe", "ple", "mtan"],
                                                               "options": {"mmoe": {"num_experts": 3}}}})
     assert spec.multitask.modes == ["single", "mmoe", "ple", "mtan"]

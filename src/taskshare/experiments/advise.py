@@ -11,10 +11,23 @@ import torch
 from rich.table import Table
 
 from ..data import few_shot
-from ..experiment import ExperimentConfig, load_pretrained, load_task_data, pretrain
+from .runs import guard, packaged_config, rebuild_report
+from .task_data import load_task_data
+from .transfer import ExperimentConfig, load_config, load_pretrained, pretrain, quick
 from ..tasks import Task
 from ..train.checkpoint import atomic_write_bytes, read_meta
-from .advise import advise
+from ..advise import advise
+
+
+def run_advise_command(args, console) -> int:
+    """`taskshare advise [CONFIG]` (the demo's config when none is given)."""
+    config = load_config(Path(args.config) if args.config else packaged_config("demo.yaml"))
+    config = quick(config) if args.quick else config
+    out = Path(args.out or config.output)
+    guard(args, out)
+    run_advise(config, out, console, args.pretrained, args.confirm)
+    rebuild_report(out)                       # report.html, as every mode writes
+    return 0
 
 
 def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: str | None = None,

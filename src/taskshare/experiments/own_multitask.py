@@ -9,32 +9,32 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import to_dict
-from .data.multitask import MultiTaskDataset
-from .data.splits import stratified_indices
-from .errors import TaskshareError
-from .models.backbones.spec import preprocessing_of
-from .multitask import compare_sharing
-from .multitask_experiment import write_multitask_reports
-from .own_experiment import OwnExperiment, input_info, model_size, read_data
-from .serve.bundle import write_bundle
-from .serve.models import multitask_net
-from .tasks import Task
-from .train.config import under
-from .train.multitask import evaluate_multitask, fit_multitask
+from ..config import to_dict
+from ..data.multitask import MultiTaskDataset
+from ..data.splits import stratified_indices
+from ..errors import TaskshareError
+from ..models.backbones.spec import preprocessing_of
+from ..train.compare_sharing import compare_sharing
+from .multitask import write_multitask_reports
+from .own import OwnExperiment, input_info, model_size, read_data
+from ..serve.bundle import write_bundle
+from ..serve.models import multitask_net
+from ..tasks import Task
+from ..train.config import under
+from ..train.multitask import evaluate_multitask, fit_multitask
 
 
 def _inputs(data, tokenizer) -> torch.Tensor:
     if data.kind == "text":
         return tokenizer(list(data.inputs))
     if data.kind == "image":
-        from .data.sources import decode
+        from ..data.sources import decode
         return torch.stack([decode(p, tuple(data.encoding["size"]), data.encoding.get("mode", "RGB")) for p in data.inputs])
     return torch.as_tensor(np.asarray(data.inputs, np.float32))
 
 
 def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
-    from .evaluate.sharing_report import print_sharing
+    from ..evaluate.sharing_report import print_sharing
     started = time.perf_counter()
     backbone, size = model_size(config)
     data = read_data(config.data, size, "data")  # type: ignore[arg-type]
@@ -58,7 +58,7 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     known = {t.name: int((train_set.labels[t.name] >= 0).sum()) for t in tasks}
     console.print(f"multi-task data {data.origin}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
                   f"rows, {len(tasks)} tasks; known training labels per task: {known}")
-    record = {"mode": "multitask", "model": config.model, "input": input_info(data, tokenizer),
+    record = {"mode": "multitask", "model": config.model.to_config(), "input": input_info(data, tokenizer),
               "tasks": [{**t.describe(), "class_names": data.class_names[t.name]} for t in tasks]}
     if backbone is not None:
         record["preprocessing"] = preprocessing_of(backbone)

@@ -11,36 +11,37 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import to_dict
-from .data.augment import build_augment
-from .own_experiment import (OwnExperiment, check_classes, few_shot_splits, hold_out, input_info, model_size,
+from ..config import to_dict
+from ..data.augment import build_augment
+from .own import (OwnExperiment, check_classes, few_shot_splits, hold_out, input_info, model_size,
                              pretrain_builtin, read_data, with_cache_note)
-from .models.backbones.spec import preprocessing_of
-from .serve.bundle import write_bundle
-from .serve.models import transfer_net
-from .tasks import Task
-from .train import resolve_device
-from .train.config import under
-from .transfer import STRATEGIES
-from .transfer.features import FeatureCache
-from .transfer.run import build_strategy, run_strategy
+from ..models.backbones.spec import preprocessing_of
+from ..serve.bundle import write_bundle
+from ..serve.models import transfer_net
+from ..tasks import Task
+from ..train import resolve_device
+from ..train.config import under
+from ..transfer import STRATEGIES
+from ..transfer.features import FeatureCache
+from ..transfer.run import build_strategy, run_strategy
+from .transfer import print_row
 
 
 def _cache(config: OwnExperiment, base, out: Path):
     trunk = copy.deepcopy(base.trunk)
     device = resolve_device(config.transfer.train.device)
     if config.feature_cache == "disk":
-        from .transfer.disk_cache import DiskFeatureCache
+        from ..transfer.disk_cache import DiskFeatureCache
         return DiskFeatureCache(trunk, device, out / "features", config.transfer.train.eval_batch_size)
     return FeatureCache(trunk, device, config.transfer.train.eval_batch_size)
 
 
 def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
-    from .evaluate import summarize
-    from .evaluate.report import print_summary, write_reports
+    from ..evaluate import summarize
+    from ..evaluate.report import print_summary, write_reports
     started = time.perf_counter()
     backbone, size = model_size(config)
-    source_net, source_outputs, record = None, None, {"mode": "transfer", "model": config.model}
+    source_net, source_outputs, record = None, None, {"mode": "transfer", "model": config.model.to_config()}
     if backbone is None:
         source_net, source_info, source_outputs = pretrain_builtin(config, size, console)
         record["source_outputs"] = source_outputs
@@ -84,15 +85,13 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
                 for stage in row["stages"]:
                     stage["curve"] = [e.get("val_score", float("nan")) for e in stage.pop("history", None) or []]
                 rows.append(row)
-                console.print(f"  k={shot!s:>4} seed={seed} {row['strategy']:<34} test acc "
-                              f"{row['test']['accuracy'] * 100:5.1f}%  {row['seconds']:5.1f}s"
-                              + (" cached" if row["cached"] else ""), highlight=False, soft_wrap=True)
+                print_row(console, row)
                 if shot == config.transfer.shots[-1] and seed == config.transfer.seeds[0]:
                     _keep_best(deploy, model, result)
     if hasattr(cache, "close"):
         cache.close()
     summary = summarize(rows)
-    title = f"{_model_name(config)}: transfer to {Path(data.origin).name}"
+    title = f"{config.model.label}: transfer to {Path(data.origin).name}"
     print_summary(console, summary, title)
     paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
     record.update(tasks=[{**task.describe(), "class_names": names}], strategy=deploy["strategy"],
@@ -109,14 +108,6 @@ def _keep_best(deploy: dict, model, result) -> None:
         return   # adapters are saved by the strategy's own means; the deployable file holds plain weights
     if deploy["score"] is None or result.val_score > deploy["score"]:
         deploy.update(score=result.val_score, model=model, strategy=result.strategy, test=result.test)
-
-
-def _model_name(config: OwnExperiment) -> str:
-    spec = config.model
-    for key in ("torchvision", "timm", "hf", "name"):
-        if key in spec:
-            return Path(str(spec[key])).name or str(spec[key])
-    return "model"
 
 
 def replace_seed(train, seed: int):

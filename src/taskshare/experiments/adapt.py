@@ -94,6 +94,24 @@ def make_model(config: AdaptExperiment, x: torch.Tensor, out_dim: int) -> TrunkH
     return TrunkHead(trunk, head)
 
 
+def _split(spec: AdaptData, seed: int, xs, ys, xt, yt):
+    """Source train and validation pairs, the unlabelled target inputs, and the target's labelled test
+    set (None without target labels), all drawn from one generator seeded by `seed`."""
+    g = np.random.default_rng(seed)
+    order = g.permutation(len(xs))
+    n_val = max(1, int(len(xs) * spec.val_fraction))
+    x_s, y_s = torch.as_tensor(xs[order]), torch.as_tensor(ys[order])
+    val, train = (x_s[:n_val], y_s[:n_val]), (x_s[n_val:], y_s[n_val:])
+    x_t = torch.as_tensor(xt)
+    test = None
+    if yt is not None:
+        t_order = g.permutation(len(xt))
+        n_test = max(1, int(len(xt) * spec.test_fraction))
+        test = to_dataset((x_t[t_order[:n_test]], torch.as_tensor(yt)[t_order[:n_test]]), "target test data")
+        x_t = x_t[t_order[n_test:]]
+    return train, val, x_t, test
+
+
 def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
     seed = config.adapt.train.seed
     (xs, ys), xt, yt = build_domains(config, seed)
@@ -102,18 +120,7 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
     check_training_labels(task, ys, "source labels")
     if yt is not None:
         task.check_labels(yt, "target labels")
-    g = np.random.default_rng(seed)
-    order = g.permutation(len(xs))
-    n_val = max(1, int(len(xs) * config.data.val_fraction))
-    x_s, y_s = torch.as_tensor(xs[order]), torch.as_tensor(ys[order])
-    val, train = (x_s[:n_val], y_s[:n_val]), (x_s[n_val:], y_s[n_val:])
-    x_t = torch.as_tensor(xt)
-    test = None
-    if yt is not None:
-        t_order = g.permutation(len(xt))
-        n_test = max(1, int(len(xt) * config.data.test_fraction))
-        test = to_dataset((x_t[t_order[:n_test]], torch.as_tensor(yt)[t_order[:n_test]]), "target test data")
-        x_t = x_t[t_order[n_test:]]
+    train, val, x_t, test = _split(config.data, seed, xs, ys, xt, yt)
     n = min(1000, len(val[0]), len(x_t))
     raw = proxy_a_distance(val[0][:n].reshape(n, -1), x_t[:n].reshape(n, -1)) if n >= 4 else float("nan")
     console.print(f"how different are these domains: proxy A-distance {raw:.2f} on the raw inputs "

@@ -140,13 +140,19 @@ def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: 
             saver = _model_saver(config, task, out_dir, shot, seed)
             for res in compare(base, task, splits, config.transfer.strategies, train_cfg, source_size, shot,
                                train_frozen_bn=config.transfer.train_frozen_bn, on_model=saver):
-                row = res.to_dict()
-                for stage in row["stages"]:   # keep the validation curve, drop the rest of the history
-                    stage["curve"] = [e.get("val_score", float("nan")) for e in stage.pop("history", None) or []]
+                row = result_row(res)
                 results.append(row)
                 if on_result:
                     on_result(row)
     return results
+
+
+def result_row(result) -> dict:
+    """A result as saved: each stage keeps its validation curve, not the rest of its history."""
+    row = result.to_dict()
+    for stage in row["stages"]:
+        stage["curve"] = [e.get("val_score", float("nan")) for e in stage.pop("history", None) or []]
+    return row
 
 
 def _model_saver(config: ExperimentConfig, task: Task, out_dir: Path | None, shot, seed: int):

@@ -67,15 +67,20 @@ def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: st
                       f"{best.leep:.3f}", f"{best.nce:.3f}", f"{best.h_score:.2f}",
                       advice.strategy + (f"({args})" if args else ""))
     console.print(table)
+    _print_reasons(console, results)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "advice.json", json.dumps(results, indent=2, default=str).encode())
+    return results
+
+
+def _print_reasons(console, results: list[dict]) -> None:
+    """Why each recommendation, and what the confirming sweep found when one ran."""
     for row in results:
         console.print(f"k={row['labels_per_class']}: {row['advice']['reason']}", highlight=False)
         if "confirmed" in row:
             c = row["confirmed"]
             console.print(f"  confirmed by a sweep: recommended {c['recommended'] * 100:.1f}%, the sweep's pick "
                           f"({c['sweep_choice']}) {c['sweep'] * 100:.1f}% test accuracy", highlight=False)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "advice.json", json.dumps(results, indent=2, default=str).encode())
-    return results
 
 
 def _confirm(config, model, target, task, splits, spec, source_size, shot) -> dict:

@@ -1,17 +1,31 @@
-"""Step time of gradient balancing as a ratio to equal weighting, measured in one run on 1 thread:
-trunk Linear(784,512)-ReLU-Linear(512,512)-ReLU, T linear heads to 10 classes, batch 256, T in {2, 10};
-taskshare side by side with torchjd (`pip install torchjd`) and LibMTL (`pip install libmtl==1.1.5 --no-deps`),
-each when installed. Medians of 5 rounds.
+"""Step time of gradient balancing as a ratio to equal weighting, on one thread, for two trunks and
+T in {2, 10, 40}; taskshare side by side with torchjd (`pip install "torchjd[full]"`, the `bench`
+extra) and LibMTL (`pip install --no-deps libmtl==1.1.5`: its pinned dependencies are years old), each
+when installed.
 
-    python benchmarks/balancing_speed.py
+- mlp: Linear(784,512)-ReLU-Linear(512,512)-ReLU, batch 256.
+- cnn: Conv(1,16,3)-ReLU-Conv(16,32,3,stride 2)-ReLU-Conv(32,32,3,stride 2)-ReLU-Flatten on 28x28
+  inputs, batch 32.
+T linear heads to 10 classes.
 
-floor: forward + T separate gradient computations on the trunk (what any per-task-gradient method
-must at least pay without batching). Each round times 20 steps after 3 warm-up steps; SGD applies
-the update in every variant, so only the gradient work differs.
+    nice -n 10 python benchmarks/balancing_speed.py [--rounds 5] [--steps 2]
+    nice -n 10 python benchmarks/balancing_speed.py --part engines --rounds 9 --steps 2   # CNN engines alone
+
+Interleaved rounds: in every round each variant runs once, in a shuffled order, and each of its
+timings (`--steps` steps, after one untimed step) is paired with an equal-weighting timing of as many
+steps (also after one untimed step) taken just before it; a row is the median over rounds of these
+per-round ratios. A loaded machine then slows both sides
+of a ratio alike, and the row "equal weighting" (equal weighting timed against itself) shows the
+noise that remains. floor: forward + T separate gradient computations on the trunk (what any
+per-task-gradient method pays without batching or a kernel). SGD applies the update in every variant.
+Left out to fit a loaded two-core machine (each ran 12-41x equal weighting at T=10 in an earlier run):
+GradDrop at the parameter level, torchjd's ConFIG, LibMTL's GradVac.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import statistics
 import subprocess
 import sys
@@ -30,41 +44,76 @@ from taskshare.train.balanced import BalancedStep, build_balancer  # noqa: E402
 
 OURS = ["mgda", "upgrad", "pcgrad", "gradvac", "imtl_g", "dualproj", "aligned_mtl", "config", "cagrad", "nash_mtl",
         "fairgrad", "graddrop"]
-REPRESENTATION = ["mgda", "upgrad", "imtl_g", "dualproj", "pcgrad", "nash_mtl", "graddrop"]
-LOSS_WEIGHTING = ["uncertainty", "dwa", "rlw", "gls", "imtl_l", "log_scale", "gradnorm", "famo"]
+REPRESENTATION = ["mgda", "upgrad", "graddrop"]
+LOSS_WEIGHTING = ["uncertainty", "gradnorm", "famo"]
+TS = (2, 10, 40)
+# the dearest rows (12-41x equal weighting at T=10 in an earlier run), left out of the speed table to fit
+# a loaded two-core machine; the memory table keeps its own list
+SPEED_LEFT_OUT = {"taskshare graddrop", "torchjd config", "LibMTL gradvac"}
 THEIRS = {"mgda": "MGDA", "upgrad": "UPGrad", "pcgrad": "PCGrad", "gradvac": "GradVac", "imtl_g": "IMTLG",
           "dualproj": "DualProj", "aligned_mtl": "AlignedMTL", "config": "ConFIG", "cagrad": "CAGrad",
           "nash_mtl": "NashMTL", "fairgrad": "FairGrad"}
 THEIR_ARGS = {"CAGrad": lambda T: {"c": 0.5}, "NashMTL": lambda T: {"n_tasks": T}, "FairGrad": lambda T: {"alpha": 1.0}}
 # LibMTL 1.1.5 (the version on PyPI): method, its backward() keyword arguments, representation level
-LIBMTL = {"uw": ("UW", {}, False), "dwa": ("DWA", {"T": 2.0}, False), "gls": ("GLS", {}, False),
-          "rlw": ("RLW", {"dist": "Normal"}, False), "gradnorm": ("GradNorm", {"alpha": 1.5}, False),
+LIBMTL = {"uw": ("UW", {}, False), "gradnorm": ("GradNorm", {"alpha": 1.5}, False),
           "pcgrad": ("PCGrad", {}, False), "mgda": ("MGDA", {"mgda_gn": "none"}, False),
           "cagrad": ("CAGrad", {"calpha": 0.5, "rescale": 1}, False), "gradvac": ("GradVac", {"beta": 0.5}, False),
           "imtl": ("IMTL", {}, False), "mgda, representation level": ("MGDA", {"mgda_gn": "none"}, True),
-          "imtl, representation level": ("IMTL", {}, True), "graddrop, representation level": ("GradDrop", {"leak": 0.0}, True)}
+          "graddrop, representation level": ("GradDrop", {"leak": 0.0}, True)}
 
 
-def setup(T: int, seed: int = 0):
+def make_trunk(kind: str) -> tuple[nn.Module, int, tuple[int, ...], int]:
+    """(trunk, feature width, input shape, batch size)."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU()), 512, (784,), 256
+    if kind == "cnn":
+        trunk = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                              nn.ReLU(), nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten())
+        return trunk, 32 * 7 * 7, (1, 28, 28), 32
+    raise ValueError(f"trunk must be 'mlp' or 'cnn', got {kind!r}")
+
+
+def setup(T: int, trunk: str = "mlp", seed: int = 0):
     torch.manual_seed(seed)
     tasks = [Task(f"t{i}", num_classes=10) for i in range(T)]
-    trunk = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU())
-    model = HardSharing(trunk, tasks, in_features=512)
-    x = torch.randn(256, 784)
-    ys = {t.name: torch.randint(0, 10, (256,)) for t in tasks}
+    net, width, shape, batch = make_trunk(trunk)
+    model = HardSharing(net, tasks, in_features=width)
+    x = torch.randn(batch, *shape)
+    ys = {t.name: torch.randint(0, 10, (batch,)) for t in tasks}
     return model, tasks, x, ys
 
 
-def timed(step, rounds: int = 5, steps: int = 20, warmup: int = 3) -> float:
-    for _ in range(warmup):
+def clock(step, steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
         step()
-    times = []
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(steps):
+    return (time.perf_counter() - t0) / steps
+
+
+def interleaved(steps: dict, rounds: int, per: int, seed: int = 0) -> tuple[dict[str, list[float]], list[float], dict]:
+    """Per-round ratios to equal weighting: every round runs each variant once in a shuffled order, each
+    timing paired with an equal-weighting timing taken just before it. Also the equal step's seconds and
+    the variants that failed (warm-up included), with their error."""
+    rng = random.Random(seed)
+    base = steps["equal weighting"]
+    failures, ratios, base_s = {}, {}, []
+    for label, step in steps.items():   # warm-up; a peer method that cannot run this setup is reported
+        try:
             step()
-        times.append((time.perf_counter() - t0) / steps)
-    return statistics.median(times)
+        except Exception as err:
+            failures[label] = f"{type(err).__name__}: {str(err).splitlines()[0][:80]}"
+    live = [label for label in steps if label not in failures]
+    for _ in range(rounds):
+        rng.shuffle(live)
+        for label in live:
+            # one untimed step before each timing: both sides are timed warm (without it, equal weighting
+            # timed right after its own baseline ran warm against a cold baseline and read 0.8x)
+            base()
+            b = clock(base, per)
+            steps[label]()
+            ratios.setdefault(label, []).append(clock(steps[label], per) / b)
+            base_s.append(b)
+    return ratios, base_s, failures
 
 
 def import_libmtl():
@@ -113,8 +162,8 @@ def libmtl_step(cls, kwargs: dict, rep_grad: bool, model, tasks, x, ys, opt):
     return step
 
 
-def make_steps(T: int, libmtl: bool = True):
-    model, tasks, x, ys = setup(T)
+def make_steps(T: int, libmtl: bool = True, trunk: str = "mlp"):
+    model, tasks, x, ys = setup(T, trunk)
     opt = torch.optim.SGD(model.parameters(), lr=1e-3)
     shared = list(model.trunk.parameters())
     names = [t.name for t in tasks]
@@ -134,8 +183,8 @@ def make_steps(T: int, libmtl: bool = True):
             torch.autograd.grad(loss, shared, retain_graph=True)
         opt.step()
 
-    def ours(name: str, representation: bool = False):
-        runner = BalancedStep(build_balancer(name, T), tasks, model, representation)
+    def ours(name: str, representation: bool = False, engine: str = "auto"):
+        runner = BalancedStep(build_balancer(name, T), tasks, model, representation, engine=engine)
 
         def step():
             opt.zero_grad(set_to_none=True)
@@ -154,6 +203,9 @@ def make_steps(T: int, libmtl: bool = True):
         steps[f"taskshare {name}"] = ours(name)
     for name in REPRESENTATION:
         steps[f"taskshare {name}, representation level"] = ours(name, True)
+    if trunk == "cnn":   # the two other ways to the per-task gradients of convolutions
+        steps["taskshare upgrad, engine=kernel (Conv2d kernel)"] = ours("upgrad", engine="kernel")
+        steps["taskshare upgrad, engine=batched (is_grads_batched)"] = ours("upgrad", engine="batched")
     try:
         from torchjd import aggregation
         from torchjd.autojac import jac_to_grad, mtl_backward
@@ -210,9 +262,92 @@ def memory_table() -> str:
     return "\n".join(lines)
 
 
+def quartiles(values: list[float]) -> tuple[float, float]:
+    q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
+    return q[0], q[2]
+
+
+def speed_table(rounds: int, per: int, trunks: list[str], ts: list[int], publish=None) -> str:
+    """The table; `publish(text)` is called after every (trunk, T) with the columns done so far."""
+    load_before = os.getloadavg()
+    started = time.perf_counter()
+    cells: dict[str, dict[tuple[str, int], str]] = {}
+    failed: dict[str, list[str]] = {}
+    notes = []
+    done = []
+    for T in ts:            # both trunks at small T first: an interrupted run still compares them
+        for trunk in trunks:
+            steps = {k: v for k, v in make_steps(T, trunk=trunk).items() if k not in SPEED_LEFT_OUT}
+            ratios, base_s, failures = interleaved(steps, rounds, per, seed=T)
+            for label in steps:
+                if label in failures:
+                    cells.setdefault(label, {})[trunk, T] = "fails"
+                    failed.setdefault(label, []).append(f"{trunk} T={T}")
+                    failed.setdefault(label + " error", [failures[label]])
+                else:
+                    cells.setdefault(label, {})[trunk, T] = f"{statistics.median(ratios[label]):.2f}x"
+                print(f"{trunk} T={T} {label}: {cells[label][trunk, T]}", flush=True)
+            lo, hi = quartiles(ratios["equal weighting"])
+            notes.append(f"{trunk} T={T}: {1000 * statistics.median(base_s):.1f} ms, equal/equal quartiles "
+                         f"{lo:.2f}-{hi:.2f}")
+            done.append((trunk, T))
+            if publish is not None:
+                publish(render(cells, failed, notes, done, trunks, ts, rounds, per, load_before, started))
+    return render(cells, failed, notes, done, trunks, ts, rounds, per, load_before, started)
+
+
+def render(cells, failed, notes, done, trunks, ts, rounds, per, load_before, started) -> str:
+    minutes = (time.perf_counter() - started) / 60
+    load_after = os.getloadavg()
+    cols = [(trunk, T) for trunk in trunks for T in ts if (trunk, T) in done]
+    lines = [f"Measured on {machine()}, {os.cpu_count()} cores shared with other jobs: load average "
+             f"{load_before[0]:.1f} at the start and {load_after[0]:.1f} at the end ({minutes:.0f} minutes). "
+             f"Median over {rounds} interleaved rounds of the per-round ratio to an equal-weighting timing "
+             f"({per} steps each side) taken just before it. Equal weighting per step and the spread of "
+             f"equal weighting timed against itself (25th-75th percentile of the per-round ratios): "
+             + "; ".join(notes) + ".", "",
+             "| | " + " | ".join(f"{trunk.upper()} T={T}" for trunk, T in cols) + " |",
+             "|---" * (len(cols) + 1) + "|"]
+    for label, by in cells.items():
+        lines.append(f"| {label} | " + " | ".join(by.get(c, "") for c in cols) + " |")
+    for label in [k for k in failed if not k.endswith(" error")]:   # one line per failing row, every setting named
+        lines.append("")
+        lines.append(f"{label} fails at {', '.join(failed[label])}: {failed[label + ' error'][0]}")
+    return "\n".join(lines)
+
+
+ENGINES = ["equal weighting", "taskshare upgrad", "taskshare upgrad, engine=kernel (Conv2d kernel)",
+           "taskshare upgrad, engine=batched (is_grads_batched)"]
+
+
+def engines_table(rounds: int, per: int, ts: list[int]) -> str:
+    """The CNN trunk's three ways to per-task gradients, alone (more rounds than the full table)."""
+    load_before, started = os.getloadavg(), time.perf_counter()
+    rows: dict[str, list[str]] = {label: [] for label in ENGINES}
+    for T in ts:
+        steps = make_steps(T, libmtl=False, trunk="cnn")
+        ratios, _, _ = interleaved({k: steps[k] for k in ENGINES}, rounds, per, seed=T)
+        for label in ENGINES:
+            lo, hi = quartiles(ratios[label])
+            rows[label].append(f"{statistics.median(ratios[label]):.2f}x ({lo:.2f}-{hi:.2f})")
+            print(f"cnn T={T} {label}: {rows[label][-1]}", flush=True)
+    lines = [f"Measured on {machine()}, {os.cpu_count()} cores shared with other jobs: load average "
+             f"{load_before[0]:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
+             f"({(time.perf_counter() - started) / 60:.0f} minutes). CNN trunk, UPGrad; median (25th-75th "
+             f"percentile) over {rounds} interleaved rounds of the ratio to equal weighting, {per} steps each "
+             f"side.", "", "| | " + " | ".join(f"T={T}" for T in ts) + " |", "|---" * (len(ts) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(cells) + " |" for label, cells in rows.items()]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--part", choices=["speed", "memory"], default="speed")
+    parser.add_argument("--part", choices=["speed", "memory", "engines"], default="speed")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2, help="steps per timing, each side of a ratio")
+    parser.add_argument("--trunks", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
+    parser.add_argument("--tasks", nargs="+", type=int, default=list(TS))
+    parser.add_argument("--no-write", action="store_true", help="print only (a trial run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.part == "memory":
@@ -220,31 +355,14 @@ def main() -> None:
         write_section("balancing_memory", text)
         print(text)
         return
-    results: dict[str, dict[int, float]] = {}
-    base_ms: dict[int, float] = {}
-    failures: dict[str, str] = {}
-    for T in (2, 10):
-        steps = make_steps(T)
-        base = timed(steps["equal weighting"])
-        base_ms[T] = base * 1000
-        for label, step in steps.items():
-            try:
-                results.setdefault(label, {})[T] = timed(step) / base
-            except Exception as err:  # a peer method that cannot run this setup is reported, not hidden
-                failures[label] = f"fails at T={T}: {type(err).__name__}: {str(err).splitlines()[0][:80]}"
-                results.setdefault(label, {})[T] = float("nan")
-            print(f"T={T} {label}: {results[label][T]:.2f}x", flush=True)
-    floor = {T: results["floor: T gradients on the trunk"][T] for T in (2, 10)}
-    lines = [f"Measured on {machine()}; step time as a ratio to equal weighting in the same run, medians of 5 rounds "
-             f"of 20 steps (equal weighting: {base_ms[2]:.2f} ms per step at T=2, {base_ms[10]:.2f} ms at T=10).", "",
-             "| | T=2 | T=2 / floor | T=10 | T=10 / floor |", "|---|---|---|---|---|"]
-    for label, by_t in results.items():
-        if label in failures:
-            lines.append(f"| {label} | {failures[label]} | | | |")
-            continue
-        lines.append(f"| {label} | {by_t[2]:.2f}x | {by_t[2] / floor[2]:.2f} | {by_t[10]:.2f}x | {by_t[10] / floor[10]:.2f} |")
-    text = "\n".join(lines)
-    write_section("balancing_speed", text)
+    if args.part == "engines":
+        text = engines_table(args.rounds, args.steps, args.tasks)
+        if not args.no_write:
+            write_section("balancing_conv_engines", text)
+        print(text)
+        return
+    text = speed_table(args.rounds, args.steps, args.trunks, args.tasks,
+                       None if args.no_write else lambda t: write_section("balancing_speed", t))
     print(text)
 
 

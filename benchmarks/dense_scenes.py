@@ -32,13 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, machine, write_section  # noqa: E402
 
 from taskshare import CrossStitch, HardSharing, MultiTaskDataset, Task, TrainConfig, evaluate_multitask, fit_multitask  # noqa: E402
+from taskshare.data.dense_scenes import make_dense_scenes  # noqa: E402
 from taskshare.data.scenes import mnist_npz  # noqa: E402
 from taskshare.evaluate.dense import DENSE_METRICS, delta_m_metrics  # noqa: E402
 from taskshare.evaluate.metrics import METRICS  # noqa: E402
 from taskshare.models import MTAN  # noqa: E402
 from taskshare.tasks_dense import DenseTask  # noqa: E402
 
-CANVAS, DIGIT = 32, 14
+CANVAS = 32
 TASKS = [DenseTask("seg", "segmentation", num_classes=10, size=(CANVAS, CANVAS)),
          DenseTask("depth", "depth", size=(CANVAS, CANVAS)), Task("count", num_classes=3)]
 REPORTED = {"seg": ["miou", "pixel_accuracy"], "depth": ["abs_err", "rel_err"], "count": ["accuracy"]}
@@ -47,26 +48,9 @@ ROWS = [("hard", None), ("mtan", None), ("cross_stitch", None), ("hard", "upgrad
 
 
 def make_scenes(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> MultiTaskDataset:
-    rng = np.random.default_rng(seed)
-    small = images.reshape(-1, DIGIT, 2, DIGIT, 2).mean((2, 4))           # 28x28 -> 14x14
-    x = np.zeros((n, 1, CANVAS, CANVAS), np.float32)
-    seg = np.full((n, CANVAS, CANVAS), -1, np.int64)
-    depth = np.full((n, CANVAS, CANVAS), np.inf, np.float32)
-    count = np.zeros(n, np.int64)
-    rows, cols = np.mgrid[0:CANVAS, 0:CANVAS]
-    for i in range(n):
-        k = int(rng.integers(1, 4))
-        count[i] = k - 1
-        for j in rng.choice(len(small), size=k, replace=False):
-            r, c = rng.integers(0, CANVAS - DIGIT + 1, size=2)
-            patch = small[j]
-            view = x[i, 0, r:r + DIGIT, c:c + DIGIT]
-            np.maximum(view, patch, out=view)
-            seg_view = seg[i, r:r + DIGIT, c:c + DIGIT]
-            seg_view[patch > 0.3] = labels[j]
-            centre = np.hypot(rows - (r + DIGIT / 2), cols - (c + DIGIT / 2)) / CANVAS
-            depth[i] = np.minimum(depth[i], centre)
-    return MultiTaskDataset(x, {"seg": seg, "depth": depth, "count": count})
+    """The library's dense scenes (the same arrays this script has always built), without the normals."""
+    scenes = make_dense_scenes(images, labels, n, CANVAS, seed)
+    return MultiTaskDataset(scenes["x"], {t: scenes[t] for t in ("seg", "depth", "count")})
 
 
 class Pooled(nn.Module):

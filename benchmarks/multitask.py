@@ -28,7 +28,7 @@ from _common import ROOT, device_line, write_section  # noqa: E402
 from taskshare import Task, TrainConfig  # noqa: E402
 from taskshare.data.multitask import MultiTaskDataset  # noqa: E402
 from taskshare.data.scenes import make_scenes, mnist_npz  # noqa: E402
-from taskshare.evaluate.sharing_report import sharing_table  # noqa: E402
+from taskshare.evaluate.report.sharing import sharing_table  # noqa: E402
 from taskshare.models import HardSharing  # noqa: E402
 from taskshare.models.zoo import CNN2d, mlp  # noqa: E402
 from taskshare.train.compare_sharing import compare_sharing  # noqa: E402

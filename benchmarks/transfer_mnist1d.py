@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, machine, write_section  # noqa: E402
 
 from taskshare.evaluate import summarize  # noqa: E402
-from taskshare.evaluate.report import markdown_table  # noqa: E402
+from taskshare.evaluate.report.transfer import markdown_table  # noqa: E402
 from taskshare.experiments.specs import ModelSpec  # noqa: E402
 from taskshare.experiments.task_data import load_task_data  # noqa: E402
 from taskshare.experiments.transfer import ExperimentConfig, pretrain, transfer_all  # noqa: E402

@@ -105,6 +105,7 @@ def test_the_command_refuses_root_before_writing_anything(tmp_path, capsys):
     assert {p.name for p in Path("/").iterdir()} == before
 
 
+@pytest.mark.slow
 def test_the_command_refuses_a_file_and_a_foreign_folder_and_reruns_with_overwrite(tmp_path, capsys):
     (tmp_path / "taken").write_text("mine")
     assert main(["run", str(_config(tmp_path, tmp_path / "taken"))]) == 2

@@ -119,6 +119,7 @@ def test_single_class_folder_stops_before_training(tmp_path, capsys):
     assert "single class ('only')" in capsys.readouterr().out.replace("\n", "")
 
 
+@pytest.mark.slow
 def test_class_smaller_than_the_shots_is_named(tmp_path, capsys):
     pics = image_folder(tmp_path / "pics", per_class=10)
     for p in sorted((pics / "light").glob("*.png"))[:6]:

@@ -9,6 +9,7 @@ from taskshare.experiments.pipeline import Pipeline, Stage, fit_end_to_end, fit_
 CFG = TrainConfig(epochs=30, lr=1e-2, min_steps=0, progress=False, device="cpu")
 
 
+@pytest.mark.slow
 def test_stages_train_alone_compose_and_fine_tune():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(400, 4, generator=g)

@@ -33,6 +33,44 @@ def test_all_missing_gives_zero_loss_with_graph():
     assert torch.equal(out.grad, torch.zeros_like(out))
 
 
+
+def test_regression_target_of_minus_one_is_a_value_and_only_nan_is_unknown():
+    task = Task("r", "regression")
+    y = torch.tensor([-1.0, float("nan"), 2.0])
+    assert task.known(y).tolist() == [True, False, True]
+    out = torch.tensor([[0.0], [5.0], [2.0]])
+    assert task.loss(out, y).item() == pytest.approx(0.5)     # (0 - (-1))^2 and 0 over two known rows
+    assert task.metrics(out, y)["mae"] == pytest.approx(0.5)
+
+
+def test_binary_and_multilabel_keep_minus_one_as_unknown():
+    assert Task("b", "binary").known(torch.tensor([1.0, -1.0, float("nan"), 0.0])).tolist() == [True, False, False, True]
+    assert Task("m", "multilabel", num_classes=2).known(torch.tensor([[-1, 1]])).tolist() == [[False, True]]
+
+
+def test_a_regression_column_of_minus_ones_counts_as_known_labels():
+    import numpy as np
+
+    from taskshare.validate import check_training_labels, known_count
+    task = Task("r", "regression")
+    assert known_count(task, np.array([-1.0, -1.0, np.nan])) == 2
+    check_training_labels(task, np.array([-1.0, -1.0]))      # not "every label is unknown"
+    with pytest.raises(TaskshareError, match="every label"):
+        check_training_labels(task, np.array([np.nan, np.nan]))
+    assert known_count(Task("b", "binary"), np.array([-1.0, 1.0, np.nan])) == 1
+
+
+def test_multitask_batches_keep_minus_one_as_a_regression_value_and_nan_as_unknown():
+    import numpy as np
+
+    from taskshare import MultiTaskDataset
+    from taskshare.data.multitask import MultiTaskLoader
+    data = MultiTaskDataset(np.zeros((3, 2), np.float32), {"r": np.array([-1.0, np.nan, 1.0], np.float32)})
+    (_, labels), = list(MultiTaskLoader(data, batch_size=3, shuffle=False))
+    task = Task("r", "regression")
+    assert task.known(task.prepare_target(labels["r"])).reshape(-1).tolist() == [True, False, True]
+    assert task.loss(torch.zeros(3, 1), labels["r"]).item() == pytest.approx(1.0)   # (1 + 1) / 2 known rows
+
 @pytest.mark.parametrize("kind,size,head_out", [("multiclass", 4, 4), ("binary", None, 1), ("multilabel", 3, 3), ("regression", None, 1)])
 def test_head_width_follows_task(kind, size, head_out):
     task = Task("t", kind, num_classes=size)

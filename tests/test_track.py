@@ -63,6 +63,7 @@ def test_a_yaml_track_key_logs_the_run_and_is_checked_before_training(tmp_path, 
     assert not (tmp_path / "out2").exists()
 
 
+@pytest.mark.slow
 def test_mlflow_file_store_holds_config_metrics_and_artifacts(tmp_path, monkeypatch):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient

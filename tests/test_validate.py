@@ -127,7 +127,7 @@ def test_the_command_refuses_targets_of_another_width_before_pretraining(tmp_pat
 
 
 def test_a_missing_sidecar_is_reported_with_unreadable_weights(tmp_path):
-    from taskshare.train.checkpoint import read_meta
+    from taskshare.io import read_meta
     (tmp_path / "w.safetensors").write_bytes(b"\x00\x01 not safetensors")
     with pytest.raises(TaskshareError) as err:
         read_meta(tmp_path / "w.safetensors")

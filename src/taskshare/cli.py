@@ -132,7 +132,7 @@ def _report(args, console: Console) -> int:
     from .distributed import is_main
     if not is_main():
         return 0
-    from .evaluate.rebuild import rebuild
+    from .evaluate.report.rebuild import rebuild
     for path in rebuild(args.run_dir):
         console.print(f"wrote {path}")
     return 0

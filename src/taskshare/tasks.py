@@ -91,7 +91,12 @@ class Task:
         """Boolean mask of known label entries, shaped like the loss terms."""
         if self.kind == "multiclass":
             return y != MISSING
-        return ~torch.isnan(y) & (y != MISSING) if y.is_floating_point() else y != MISSING
+        if not y.is_floating_point():
+            # integer targets hold no NaN; -1 marks an unknown label, but -1 is a real regression value
+            return torch.ones_like(y, dtype=torch.bool) if self.kind == "regression" else y != MISSING
+        if self.kind == "regression":
+            return ~torch.isnan(y)
+        return ~torch.isnan(y) & (y != MISSING)
 
     def prepare_target(self, y: Tensor) -> Tensor:
         """Shape targets the way the loss wants them: class indices, or float columns."""

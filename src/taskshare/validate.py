@@ -113,7 +113,9 @@ def check_labels(task: Any, y: Any, where: str = "training data") -> None:
 
 def known_count(task: Any, y: Any) -> int:
     flat = numeric(y, f"task {task.name!r} labels").astype(np.float64).reshape(-1)
-    return int((~np.isnan(flat) & (flat != MISSING)).sum())
+    known = ~np.isnan(flat)
+    # -1 marks an unknown class; for a regression target it is a value like any other
+    return int((known if task.kind == "regression" else known & (flat != MISSING)).sum())
 
 
 def check_training_labels(task: Any, y: Any, where: str = "training data", every_class: bool = True) -> None:

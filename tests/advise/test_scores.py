@@ -54,6 +54,7 @@ def _source_model(epochs, seed=0):
     return model
 
 
+@pytest.mark.slow
 def test_advise_ranks_a_trained_source_above_an_untrained_one_and_recommends():
     x, y = _xor(300, 2)
     trained, untrained = _source_model(40), _source_model(0)

@@ -91,6 +91,7 @@ def test_unknown_engine_is_named():
         BalancedStep(BALANCERS.get("mgda")(), [Task("a", num_classes=2)], model, engine="fast")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(30))
 def test_active_set_qp_is_at_least_as_good_as_long_projected_gradient(seed):
     g = torch.Generator().manual_seed(seed)

@@ -7,7 +7,8 @@ from torch import nn
 
 from taskshare import HardSharing, MultiTaskDataset, Task, TaskshareError, TrainConfig, fit_multitask
 from taskshare.balancing import FAMO, GradNorm, GradVac, PCGrad
-from taskshare.train.checkpoint import load_into, save
+from taskshare.io import load_into
+from taskshare.train.checkpoint import save
 
 
 def test_gradvac_with_fresh_targets_is_pcgrad_for_two_tasks():
@@ -52,6 +53,7 @@ def _regression(scales, n=256, seed=0):
                                 for i, s in enumerate(scales)})
 
 
+@pytest.mark.slow
 def test_gradnorm_gives_smaller_weights_to_larger_scaled_tasks():
     torch.manual_seed(0)
     scales = [1.0, 10.0]

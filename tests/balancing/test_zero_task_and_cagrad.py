@@ -80,6 +80,7 @@ def _scipy_minimum(K, radius, starts=4):
     return best
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", range(8))
 def test_cagrad_inner_problem_to_1e_8_of_an_independent_solver(seed):
     g = torch.Generator().manual_seed(seed)

@@ -80,6 +80,7 @@ def test_csv_of_image_paths_names_missing_files(tmp_path):
     assert data.kind == "image" and data.dataset()[1][0].shape == (3, 5, 5)
 
 
+@pytest.mark.slow
 def test_parquet_reads_like_csv(tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
@@ -102,6 +103,7 @@ def test_jsonl_text_with_missing_labels(tmp_path):
         read_source({"jsonl": str(tmp_path / "bad.jsonl")})
 
 
+@pytest.mark.slow
 def test_hf_dataset_folder_keeps_classlabel_names(tmp_path):
     datasets = pytest.importorskip("datasets")
     features = datasets.Features({"text": datasets.Value("string"),

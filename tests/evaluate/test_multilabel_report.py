@@ -11,8 +11,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from taskshare import Task, TrainConfig
 from taskshare.data.multitask import MultiTaskDataset
 from taskshare.evaluate.multilabel import label_values
-from taskshare.evaluate.rebuild import rebuild
-from taskshare.evaluate.sharing_report import sharing_markdown
+from taskshare.evaluate.report.rebuild import rebuild
+from taskshare.evaluate.report.sharing import sharing_markdown
 from taskshare.train.compare_sharing import compare_sharing
 
 
@@ -62,6 +62,7 @@ def test_markdown_report_shows_each_label_and_the_skipped_count(compared):
     assert f"{100 * auroc:.1f} / {100 * ap:.1f}" in lines[0].split(" | ")[2]
 
 
+@pytest.mark.slow
 def test_html_report_shows_each_label_from_the_saved_results(compared, tmp_path):
     tasks, rows = compared
     (tmp_path / "multitask_results.json").write_text(json.dumps({"config": {}, "results": [r.to_dict() for r in rows]}))

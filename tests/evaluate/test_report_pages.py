@@ -9,8 +9,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from taskshare.evaluate.page import STYLE
-from taskshare.evaluate.rebuild import rebuild
+from taskshare.evaluate.report.page import STYLE
+from taskshare.evaluate.report.rebuild import rebuild
 
 pytest.importorskip("matplotlib")
 
@@ -46,6 +46,7 @@ def _runs(tmp_path):
     return {"transfer": transfer, "multitask": mt, "adapt": adapt, "advise": advise}
 
 
+@pytest.mark.slow
 def test_every_mode_writes_report_html_with_the_same_look(tmp_path):
     pages = {}
     for mode, folder in _runs(tmp_path).items():

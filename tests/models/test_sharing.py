@@ -60,6 +60,7 @@ def test_zero_coupling_is_exactly_independent_models():
             assert torch.allclose(p, q, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_large_coupling_keeps_towers_together_approaching_hard_sharing():
     data = _two_task_data()
     spreads = []

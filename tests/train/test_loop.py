@@ -9,6 +9,7 @@ from taskshare.train.schedule import lr_multiplier
 from ..conftest import blobs, small_mlp
 
 
+@pytest.mark.slow
 def test_fit_learns_separable_blobs_and_restores_best_weights(task3):
     x, y = blobs()
     s = split((x, y), 0.25, seed=0)
@@ -29,6 +30,7 @@ def test_early_stopping_stops_after_patience(task3):
     assert len(history.epochs) - 1 - history.best_epoch == 2
 
 
+@pytest.mark.slow
 def test_same_seed_same_weights_different_seed_different(task3):
     x, y = blobs()
 

@@ -27,6 +27,7 @@ def _model():
     return HardSharing(nn.Sequential(nn.Linear(6, 32), nn.ReLU()), TASKS, in_features=32)
 
 
+@pytest.mark.slow
 def test_hard_sharing_learns_both_tasks_with_missing_labels():
     model = _model()
     history = fit_multitask(model, TASKS, _data(), _data(seed=1), TrainConfig(epochs=20, lr=1e-2, progress=False))
@@ -45,6 +46,7 @@ def test_batch_with_no_known_label_for_a_task_adds_zero_and_no_nan():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_one_dataset_per_task():
     rng = np.random.default_rng(0)
     xa, xb = rng.normal(size=(150, 6)).astype(np.float32), rng.normal(size=(60, 6)).astype(np.float32)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from taskshare.train.checkpoint import load_tensors
+from taskshare.io import load_tensors
 from taskshare.train.resume import RunCheckpoints
 
 from ..conftest import wait_for_checkpoint
@@ -34,6 +34,7 @@ def _interrupt(tmp_path, sig):
     return ckpt, code
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_interrupted_run_resumes_to_identical_parameters(tmp_path, sig):
     reference = tmp_path / "reference"
@@ -73,6 +74,7 @@ def test_resume_needs_a_checkpoint_dir():
         TrainConfig(resume=True)
 
 
+@pytest.mark.slow
 def test_multitask_run_with_a_stateful_method_resumes_exactly(tmp_path, caplog):
     """In-process: a run stopped after its checkpoints (epochs cut short) and resumed with the full
     budget ends where the uninterrupted run ends, FAMO's logits and Adam moments included."""
@@ -106,6 +108,7 @@ def test_multitask_run_with_a_stateful_method_resumes_exactly(tmp_path, caplog):
     assert torch.equal(full_method.logits, resumed_method.logits)
 
 
+@pytest.mark.slow
 def test_per_task_datasets_resume_to_the_same_batches(tmp_path):
     """One dataset per task (TaskLoader): each task's order and position carry over epochs, and are
     saved with the run, so the resumed run draws the batches the uninterrupted one draws."""

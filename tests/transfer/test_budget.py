@@ -1,11 +1,12 @@
 """One budget per comparison: a strategy's stages share it, and every strategy and scratch get the same."""
+import pytest
 import torch
 from torch import nn
 
 from taskshare import Task, TrainConfig, TrunkHead
 from taskshare.data import few_shot
 from taskshare.evaluate import summarize
-from taskshare.evaluate.report import steps_table, write_reports
+from taskshare.evaluate.report.transfer import steps_table, write_reports
 from taskshare.transfer import compare
 
 from ..conftest import blobs
@@ -18,6 +19,7 @@ def _pretrained():
     return TrunkHead(trunk, nn.Linear(16, 3))
 
 
+@pytest.mark.slow
 def test_every_strategy_and_scratch_take_the_same_steps_and_the_report_shows_them(tmp_path):
     x, y = blobs(n_per_class=30)
     splits = few_shot((x, y), 10, seed=0, test=(x, y))   # 30 training examples: one step per epoch

@@ -98,6 +98,7 @@ def test_ridge_matches_the_closed_form_per_output_with_missing_values():
         assert np.allclose(out[:, j], z @ w + b, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_strength_is_the_validation_best_of_the_grid():
     x, y = _noisy(n=400, d=40, noise=3.0, seed=3)
     train, val = slice(0, 60), slice(60, 400)   # few training rows, many features: the penalty matters
@@ -144,6 +145,7 @@ def test_head_is_a_plain_linear_equal_to_the_standardised_solve():
     assert torch.allclose(sol.head(xt.float()).double(), z @ w.T + b, atol=1e-3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,c", [("multiclass", 0.01), ("multiclass", 10.0), ("multilabel", 10.0)])
 def test_newton_and_lbfgs_reach_one_optimum(kind, c):
     # more features than rows, correlated: at C=10 the problem is as badly conditioned as a probe's weak

@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -32,6 +33,7 @@ def test_cached_probe_equals_uncached_probe():
     assert cached.stages[0]["epochs"] == plain.stages[0]["epochs"]
 
 
+@pytest.mark.slow
 def test_augmentation_turns_cache_off(caplog):
     x, y = blobs(n_per_class=20)
     splits = few_shot((x, y), 10, seed=0)

@@ -44,6 +44,7 @@ def splits():
     return few_shot((x, y), 10, seed=0, test=(x, y))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_which_groups_move(name, splits):
     pre = _pretrained()
@@ -57,7 +58,7 @@ def test_which_groups_move(name, splits):
     bn = model.trunk[2][1]
     if not CASES[name][2]:  # a frozen BatchNorm keeps its pretrained running statistics
         assert torch.equal(bn.running_mean, pre.trunk[2][1].running_mean)
-    assert 0 <= result.test["accuracy"] <= 1 and result.strategy.startswith(name)
+    assert result.test["accuracy"] > 0.9 and result.strategy.startswith(name)   # a constant predictor: 1/3
 
 
 def test_linear_probe_uses_cache_and_trunk_stays_bitwise_equal(splits):
@@ -121,6 +122,7 @@ def test_auto_uses_evidence_unless_told_not_to_and_folds_only_where_validation_i
     assert build_strategy({"name": "auto", "confirm": True}).should_sweep(DataFacts(train_size=5, val_labels_per_class=1))
 
 
+@pytest.mark.slow
 def test_auto_sweep_keeps_the_candidate_best_on_validation(splits):
     model, result = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits,
                                  {"name": "auto", "confirm_min_val": 10}, TrainConfig(epochs=2, progress=False, device="cpu"))
@@ -147,6 +149,7 @@ def test_single_class_training_set_is_refused():
                      TrainConfig(epochs=1, progress=False))
 
 
+@pytest.mark.slow
 def test_train_frozen_bn_option_updates_statistics_and_skips_cache(splits):
     pre = _pretrained()
     task, cfg = Task("t", "multiclass", num_classes=3), TrainConfig(epochs=2, progress=False, device="cpu")
@@ -179,11 +182,12 @@ class PlainDataset(torch.utils.data.Dataset):
         return self.x[i], self.y[i]
 
 
+@pytest.mark.slow
 def test_any_torch_dataset_works_with_every_kind_of_stage():
     from taskshare.data import few_shot
     x, y = blobs(n_per_class=30)
     splits = few_shot(PlainDataset(x, y), 10, seed=0, test=PlainDataset(x, y))
-    cfg = TrainConfig(epochs=2, progress=False, device="cpu", min_steps=0)
+    cfg = TrainConfig(epochs=10, batch_size=8, lr=1e-2, progress=False, device="cpu", min_steps=0)
     for name in ("lp_ft", "scratch"):
         _, res = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits, name, cfg)
-        assert res.test["accuracy"] > 0.3
+        assert res.test["accuracy"] > 0.9, name     # three balanced classes: a constant predictor scores 1/3

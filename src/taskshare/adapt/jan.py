@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from .base import ADAPTERS, DomainMethod, method_dataclass
-from .losses import _check_pair, gaussian_kernels
+from .losses import check_feature_pair, gaussian_kernels
 
 
 def joint_mmd(source: list[Tensor], target: list[Tensor]) -> Tensor:
@@ -12,7 +12,7 @@ def joint_mmd(source: list[Tensor], target: list[Tensor]) -> Tensor:
     features' multi-kernel set and the predictions' single kernel), the biased estimator."""
     k = None
     for i, (s, t) in enumerate(zip(source, target)):
-        _check_pair(s, t, "joint mmd")
+        check_feature_pair(s, t, "joint mmd")
         layer = gaussian_kernels(torch.cat([s, t]).float(), (0.25, 0.5, 1.0, 2.0, 4.0) if i == 0 else (1.0,))
         k = layer if k is None else k * layer
     n = len(source[0])

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 
-def _check_pair(source: Tensor, target: Tensor, what: str) -> None:
+def check_feature_pair(source: Tensor, target: Tensor, what: str) -> None:
     from ..errors import TaskshareError
     if source.dim() != 2 or target.dim() != 2 or source.shape[1] != target.shape[1]:
         raise TaskshareError(f"{what}: expected (batch, features) source and target with the same width, "
@@ -31,7 +31,7 @@ def gaussian_kernels(z: Tensor, multipliers: Sequence[float] = (0.25, 0.5, 1.0, 
 def multi_kernel_mmd(source: Tensor, target: Tensor, multipliers: Sequence[float] = (0.25, 0.5, 1.0, 2.0, 4.0)) -> Tensor:
     """Squared MMD with a sum of Gaussian kernels (DAN, Long et al., ICML 2015), the biased estimator
     (>= 0, 0 for identical samples); kernels from `gaussian_kernels`."""
-    _check_pair(source, target, "mmd")
+    check_feature_pair(source, target, "mmd")
     k = gaussian_kernels(torch.cat([source, target]).float(), multipliers)
     s = len(source)
     return k[:s, :s].mean() + k[s:, s:].mean() - 2 * k[:s, s:].mean()
@@ -39,7 +39,7 @@ def multi_kernel_mmd(source: Tensor, target: Tensor, multipliers: Sequence[float
 
 def coral(source: Tensor, target: Tensor) -> Tensor:
     """Deep CORAL (Sun & Saenko, ECCV-W 2016): ||C_s - C_t||_F^2 / (4 d^2), C the feature covariances."""
-    _check_pair(source, target, "coral")
+    check_feature_pair(source, target, "coral")
     d = source.shape[1]
 
     def cov(x: Tensor) -> Tensor:

@@ -14,7 +14,7 @@ from ..models.trunk_head import TrunkHead
 from ..tasks import Task
 from ..train.config import TrainConfig
 from ..train.device import resolve_device
-from ..train.loop import History, _budget, evaluate, train_loop
+from ..train.loop import History, epoch_budget, evaluate, train_loop
 from .base import ADAPTERS, DomainMethod
 from .safety import Progress, bound_gradient, check_source_score, ramp, source_pull
 from .selection import dev_score, importance_weighted_loss, iwv_score, weighted_losses  # noqa: F401
@@ -123,7 +123,7 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
             model.train(was)
         method.build(width, task.out_dim)
         method.to(device)
-    progress = Progress(_budget(config, len(loader))[0] * len(loader))
+    progress = Progress(epoch_budget(config, len(loader))[0] * len(loader))
     if weight is None:
         weight = method.default_weight if method is not None else 0.0
     objective = adaptation_objective(task, method, weight, progress, pull_limit)

@@ -172,12 +172,11 @@ def affinity_svg(affinity: Affinity, cell: int = 44) -> str:
 
 def save_affinity(run_dir, affinity: Affinity, groups: list[list[str]] | None = None) -> None:
     """affinity.json (and the heatmap as affinity.svg) in a run folder; `taskshare report` shows them."""
-    import json
     from pathlib import Path
 
-    from ..train.checkpoint import atomic_write_bytes
+    from ..io import atomic_write_json, atomic_write_text
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     data = {"tasks": affinity.tasks, "matrix": affinity.matrix, "steps": affinity.steps, "groups": groups}
-    atomic_write_bytes(run_dir / "affinity.json", json.dumps(data, indent=2).encode())
-    atomic_write_bytes(run_dir / "affinity.svg", affinity_svg(affinity).encode())
+    atomic_write_json(run_dir / "affinity.json", data)
+    atomic_write_text(run_dir / "affinity.svg", affinity_svg(affinity))

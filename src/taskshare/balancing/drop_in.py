@@ -24,7 +24,8 @@ from ..errors import TaskshareError
 from .base import Balancer
 from .build import build_balancer
 from .jacobian import Buffers, gramian_of, per_task_grads, shared_jacobian, write_grads, write_weighted
-from .linear_kernel import KernelGramian, LinearCapture
+from .conv_kernel import LayerCapture, LayerKernelGramian
+from .linear_kernel import LinearCapture
 
 
 def graph_leaves(roots: Sequence[Tensor], stop: Sequence[Tensor] = ()) -> list[Tensor]:
@@ -136,7 +137,7 @@ def write_balanced(method: Balancer, losses: Sequence[Tensor], shared: Sequence[
     if not shared:
         return
     if method.needs == "gramian" and capture is not None and capture.usable():
-        kernel = KernelGramian(feature_grads, z, shared, capture, "sequential" if engine == "kernel" else engine,
+        kernel = LayerKernelGramian(feature_grads, z, shared, capture, "sequential" if engine == "kernel" else engine,
                                chunk, buffers)
         kernel.write(weights(kernel.gramian()))
     elif method.needs == "gramian":   # never builds the (T, P) matrix
@@ -185,7 +186,8 @@ class Balancing:
         if self.method.needs != "gramian" or self.representation or self.engine not in ("auto", "kernel"):
             self._capture = None
             return nullcontext()
-        self._capture = LinearCapture(trunk, [p for p in trunk.parameters() if p.requires_grad])
+        self._capture = LayerCapture(trunk, [p for p in trunk.parameters() if p.requires_grad],
+                                     convs=self.engine == "kernel")
         return self._capture
 
     def backward(self, losses: Sequence[Tensor] | Tensor, shared: Iterable[Tensor] | None = None,

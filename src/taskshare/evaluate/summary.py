@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -79,3 +80,18 @@ def summarize(rows: list[dict], metric: str = "accuracy", higher_is_better: bool
         cells[key] = Cell(mean, std, len(scores), sum(v[1] for v in values) / len(values),
                           sum(v[2] for v in values) / len(values))
     return Summary(metric, higher_is_better, shots, order, cells)
+
+
+def gains_over_scratch(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str], tuple[float, float, int]]:
+    """(strategy, shot) -> (mean, std, seeds) of test metric minus scratch's on the same split and seed,
+    in points (x100)."""
+    scratch = {(str(r["labels_per_class"]), r["seed"]): r["test"][metric] for r in rows
+               if r["strategy"].split(" -> ")[0] == "scratch"}
+    diffs: dict[tuple[str, str], list[float]] = {}
+    for r in rows:
+        name = r["strategy"].split(" -> ")[0]
+        key = (str(r["labels_per_class"]), r["seed"])
+        if name == "scratch" or key not in scratch:
+            continue
+        diffs.setdefault((name, key[0]), []).append(100 * (r["test"][metric] - scratch[key]))
+    return {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for k, v in diffs.items()}

@@ -15,6 +15,7 @@ from ..adapt import ADAPTERS, fit_adaptation, proxy_a_distance
 from ..config import from_dict
 from ..data import to_dataset
 from ..errors import ConfigError, TaskshareError
+from ..io import atomic_write_bytes
 from ..validate import check_pair, check_training_labels, read_npz, typed
 from .modes import RUNNERS
 from .runs import guard, only_run, rebuild_report, resumable, track
@@ -24,7 +25,6 @@ from ..models.trunk_head import TrunkHead
 from ..tasks import Task
 from ..train import TrainConfig
 from ..train.config import under
-from ..train.checkpoint import atomic_write_bytes
 from ..train.loop import evaluate
 
 
@@ -170,7 +170,7 @@ def run_adapt_command(args, raw: dict, console) -> int:
         config = replace(config, adapt=replace(config.adapt, train=resumable(config.adapt.train,
                                                                              args.shared_out or config.output)))
     result = run_adapt(config, out, console)
-    from ..evaluate.adapt_report import below_chance
+    from ..evaluate.report.adapt import below_chance
     for method in below_chance(result):
         console.print(f"[yellow]{method}: target {result['metric']} is at or below chance "
                       f"({result['chance'] * 100:.1f}%)[/]", highlight=False)

@@ -15,7 +15,7 @@ from .runs import guard, packaged_config, rebuild_report
 from .task_data import load_task_data
 from .transfer import ExperimentConfig, load_config, load_pretrained, pretrain, quick
 from ..tasks import Task
-from ..train.checkpoint import atomic_write_bytes, read_meta
+from ..io import atomic_write_bytes, read_meta
 from ..advise import advise
 
 

@@ -15,6 +15,7 @@ from ..config import from_dict, to_dict
 from ..data.multitask import MultiTaskDataset
 from ..data.splits import stratified_indices
 from ..errors import ConfigError
+from ..io import atomic_write_bytes
 from ..validate import check_pair, check_training_labels, read_npz, typed
 from .modes import RUNNERS
 from .runs import guard, only_run, rebuild_report, resumable, track
@@ -22,9 +23,9 @@ from .specs import ModelSpec, MultiTaskData
 from ..models.zoo import trunk_factory
 from ..train.compare_sharing import MODES, SharingResult, compare_sharing, sharing_modes
 from ..tasks import Task
+from ..tasks_dense import DENSE_KINDS
 from ..train import TrainConfig
 from ..train.config import under
-from ..train.checkpoint import atomic_write_bytes
 
 
 @dataclass
@@ -36,7 +37,7 @@ class MultiTaskSpec:
     sampler: str = "proportional"     # one dataset per task: round_robin | proportional | temperature | uniform
     temperature: float = 2.0
     weights: dict[str, float] = field(default_factory=dict)
-    balancer: Any = None              # hard sharing: a balancing method by name, or {name: ..., hyperparameter: ...}
+    balancer: Any = None              # every mode but single: a balancing method by name, or {name: ..., hyperparameter: ...}
     representation: bool = False      # gradient methods on the shared features instead of the parameters
     options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per mode, e.g. {mmoe: {num_experts: 8}}
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -59,8 +60,8 @@ class MultiTaskExperiment:
         if sum([self.data.builtin is not None, self.data.npz is not None, per_task]) != 1:
             raise ConfigError.at("data", ": give exactly one of 'builtin' (digit_scenes), 'npz' (one file with every "
                               "task's labels), or an 'npz' file for every entry of 'tasks'")
-        if self.data.builtin not in (None, "digit_scenes"):
-            raise ConfigError.at("data.builtin", f" = {self.data.builtin!r}; expected 'digit_scenes'")
+        if self.data.builtin not in (None, "digit_scenes", "dense_scenes"):
+            raise ConfigError.at("data.builtin", f" = {self.data.builtin!r}; expected 'digit_scenes' or 'dense_scenes'")
         bad = [m for m in self.multitask.modes if m not in sharing_modes()]
         if bad:
             raise ConfigError.at("multitask.modes", f" has {bad[0]!r}; expected some of {sharing_modes()}")
@@ -80,6 +81,9 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
         images, labels = sklearn_digits() if spec.images == "sklearn" else mnist_npz(spec.images)
         scenes = make_scenes(images, labels, spec.scenes, spec.canvas, spec.digits, missing=spec.missing, seed=spec.seed)
         return [Task(n, "binary") for n in scenes.labels], MultiTaskDataset(scenes.x, scenes.labels)
+    if spec.builtin == "dense_scenes":
+        from ..dense_data import dense_scenes_data
+        return dense_scenes_data(spec)
     own = [t.npz is not None for t in spec.tasks]
     if spec.tasks and all(own):
         return _per_task_files(spec)
@@ -90,6 +94,9 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
     path = Path(spec.npz)
     if not spec.tasks:
         raise ConfigError("data.tasks: list the tasks held in the file (name, kind, num_classes, key)")
+    if any(t.kind in DENSE_KINDS for t in spec.tasks):   # per-pixel labels: their own reading and checks
+        from ..dense_data import dense_npz_data
+        return dense_npz_data(spec)
     tasks = [Task(t.name, t.kind, t.num_classes, t.num_outputs) for t in spec.tasks]
     arrays = read_npz(path, [spec.x, *(t.key or t.name for t in spec.tasks)])
     labels = {}
@@ -150,7 +157,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
             console.print(f"multi-task data: one dataset per task, training sizes "
                           f"{ {t: len(d[1]) for t, d in train.items()} }; sampler {config.multitask.sampler}")
     example = train.x[:2] if isinstance(train, MultiTaskDataset) else torch.as_tensor(next(iter(train.values()))[0][:2])
-    factory = trunk_factory(config.model.name, config.model.args, example)
+    factory = trunk_factory(config.model.name, config.model.args, example, any(t.kind in DENSE_KINDS for t in tasks))
     rows: list[SharingResult] = []
     for seed in config.multitask.seeds:
         spec = config.multitask
@@ -167,7 +174,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
 
 
 def write_multitask_reports(out: Path, tasks: list[Task], rows: list[SharingResult], config: dict) -> None:
-    from ..evaluate.sharing_report import sharing_markdown
+    from ..evaluate.report.sharing import sharing_markdown
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "multitask_results.json",
                        json.dumps({"config": config, "results": [r.to_dict() for r in rows]}, indent=2, default=str).encode())
@@ -197,7 +204,7 @@ def quick_multitask(config: MultiTaskExperiment) -> MultiTaskExperiment:
 
 def report_multitask(config: MultiTaskExperiment, out: Path, console) -> int:
     """run_multitask, then the comparison in the terminal, report.html and the trackers."""
-    from ..evaluate.sharing_report import print_sharing
+    from ..evaluate.report.sharing import print_sharing
     started = time.perf_counter()
     tasks, rows = run_multitask(config, out, console)
     print_sharing(console, tasks, rows, "multi-task: one model per task vs sharing")

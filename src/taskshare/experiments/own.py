@@ -160,7 +160,7 @@ def model_size(config: OwnExperiment):
 def run_own(config: OwnExperiment, out: Path, console) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import yaml
-    from ..train.checkpoint import atomic_write_bytes
+    from ..io import atomic_write_bytes
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
     if config.mode == "multitask":
         from .own_multitask import run_own_multitask

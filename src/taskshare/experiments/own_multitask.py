@@ -46,7 +46,7 @@ def _tasks(data) -> list[Task]:
 
 
 def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
-    from ..evaluate.sharing_report import print_sharing
+    from ..evaluate.report.sharing import print_sharing
     started = time.perf_counter()
     backbone, size = model_size(config)
     data = read_data(config.data, size, "data")  # type: ignore[arg-type]

@@ -38,7 +38,7 @@ def _cache(config: OwnExperiment, base, out: Path):
 
 def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     from ..evaluate import summarize
-    from ..evaluate.report import print_summary, write_reports
+    from ..evaluate.report.transfer import print_summary, write_reports
     started = time.perf_counter()
     backbone, size = model_size(config)
     source_net, record = None, {"mode": "transfer", "model": config.model.to_config()}

@@ -42,7 +42,7 @@ def rebuild_report(out: Path) -> None:
     """report.html (and the Markdown) from the run's saved results, as every mode writes; rank 0 only."""
     from ..distributed import is_main
     if is_main():
-        from ..evaluate.rebuild import rebuild
+        from ..evaluate.report.rebuild import rebuild
         rebuild(out)
 
 

@@ -115,6 +115,8 @@ class TaskSpec:
     num_outputs: int | None = None
     key: str | None = None            # npz: the array holding this task's labels (default: the name)
     npz: str | None = None            # this task's own file (arrays x, y): one dataset per task
+    ignore_index: int = -1            # kind segmentation: the pixel label meaning "unlabelled"
+    mask: str | None = None           # dense kinds, npz: an (N, H, W) array, 0 where the pixel's label is unknown
 
 
 @dataclass
@@ -122,7 +124,8 @@ class TaskSpec:
 class MultiTaskData:
     """Several tasks' data: built-in digit scenes, one file with every task's labels, or a file per task."""
 
-    builtin: str | None = None        # "digit_scenes": canvases of real digits, task has_<d> per digit
+    builtin: str | None = None        # "digit_scenes": canvases of real digits, task has_<d> per digit;
+                                      # "dense_scenes": tasks seg, depth, normals (per pixel) and count
     images: str = "sklearn"           # digit_scenes source: sklearn (8x8, bundled) or an .npz with images, labels
     digits: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     scenes: int = 2400

@@ -18,10 +18,10 @@ import torch
 from ..config import from_dict, load_yaml, to_dict
 from ..data import Splits, few_shot, split
 from ..errors import ConfigError, TaskshareError
+from ..io import atomic_write_bytes, safe_name
 from ..models import transfer_model
 from ..tasks import Task
 from ..train import TrainConfig, evaluate, fit, load_into, read_meta, save
-from ..train.checkpoint import atomic_write_bytes, safe_name
 from ..train.config import under
 from ..transfer import compare
 from ..validate import typed
@@ -212,7 +212,7 @@ def run_transfer(config: ExperimentConfig, out: Path, console, command: str, pre
     """The whole experiment into `out`: the source model (trained, or loaded for `transfer`), every
     strategy on the target, the reports."""
     from ..evaluate import summarize
-    from ..evaluate.report import print_summary, write_reports
+    from ..evaluate.report.transfer import print_summary, write_reports
     import yaml
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())

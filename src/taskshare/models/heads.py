@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import TaskshareError
 from ..tasks import Task
-from .surgery import feature_dim
+from ..tasks_dense import DENSE_KINDS
+from .surgery import feature_dim, module_device
 
 
 def check_tasks(tasks: Sequence[Task]) -> list[Task]:
@@ -26,12 +28,50 @@ def check_tasks(tasks: Sequence[Task]) -> list[Task]:
     return tasks
 
 
+class PooledHead(nn.Module):
+    """A per-image task's head on dense (batch, channels, H, W) features: the channels averaged over
+    positions, then the task's own head (dense and per-image tasks can then share one trunk)."""
+
+    def __init__(self, head: nn.Module):
+        super().__init__()
+        self.head = head
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.head(z.flatten(2).mean(-1) if z.dim() > 2 else z)
+
+
+def task_head(task: Task, width: int, dense_features: bool) -> nn.Module:
+    head = task.make_head(width)
+    return PooledHead(head) if dense_features and task.kind not in DENSE_KINDS else head
+
+
+@torch.no_grad()
+def _output_shape(trunk: nn.Module, example: Tensor) -> tuple[int, ...] | None:
+    was = trunk.training
+    try:
+        trunk.eval()
+        out = trunk(example.to(module_device(trunk)))
+        return tuple(out.shape) if isinstance(out, Tensor) else None
+    except Exception:
+        return None                     # feature_dim below names the problem
+    finally:
+        trunk.train(was)
+
+
 def make_heads(tasks: Sequence[Task], trunk: nn.Module, example: Tensor | None, in_features: int | None) -> nn.ModuleDict:
+    dense = any(t.kind in DENSE_KINDS for t in tasks)
     if in_features is None:
         if example is None:
             raise TaskshareError("give an example input batch (or in_features) to size the task heads")
-        in_features = feature_dim(trunk, example)
-    return nn.ModuleDict({t.name: t.make_head(in_features) for t in tasks})
+        shape = _output_shape(trunk, example)
+        if shape is not None and len(shape) == 4:     # image features: dense heads, pooled per-image heads
+            in_features, dense = shape[1], True
+        elif dense:
+            raise TaskshareError(f"dense tasks need a trunk giving (batch, channels, H, W) features, got shape "
+                                 f"{shape}; drop the trunk's final pooling / flatten")
+        else:             # (batch, features), or feature_dim's message naming what is wrong
+            in_features = shape[1] if shape is not None and len(shape) == 2 else feature_dim(trunk, example)
+    return nn.ModuleDict({t.name: task_head(t, in_features, dense) for t in tasks})
 
 
 def requested(heads: nn.ModuleDict, tasks: Sequence[str] | None) -> list[str]:

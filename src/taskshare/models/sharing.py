@@ -91,4 +91,6 @@ def dry_shapes(stages: Sequence[nn.Module], example: Tensor) -> list[tuple[int, 
 
 
 def task_heads(tasks: Sequence[Task], width: int) -> nn.ModuleDict:
-    return nn.ModuleDict({t.name: t.make_head(width) for t in tasks})
+    from .heads import DENSE_KINDS, task_head    # with a dense task the features are images: pooled per-image heads
+    dense = any(t.kind in DENSE_KINDS for t in tasks)
+    return nn.ModuleDict({t.name: task_head(t, width, dense) for t in tasks})

@@ -10,7 +10,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import TaskshareError
-from ..train.checkpoint import atomic_write_bytes, save
+from ..io import atomic_write_bytes
+from ..train.checkpoint import save
 
 FORMAT = "taskshare-run/1"
 RUN_FILE = "run.json"

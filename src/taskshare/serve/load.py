@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from ..errors import TaskshareError
+from ..io import load_into
 from ..models.backbones.spec import family
 from ..tasks import Task
-from ..train.checkpoint import load_into
 from .bundle import read_bundle
 from .models import backbone_for, multitask_net, transfer_net
 

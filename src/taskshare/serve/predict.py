@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TaskshareError
-from ..train.checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .load import LoadedRun
 
 log = logging.getLogger("taskshare")
@@ -79,10 +79,10 @@ def unknown_labels(run: LoadedRun, frame) -> dict[str, list[str]]:
     if frame is None:
         return {}
     out = {}
-    from ..data.sources.base import _blank, _label_text
+    from ..data.sources.base import is_blank, label_text
     for task, names in run.class_names.items():
         if task in frame.columns:
-            seen = {_label_text(v) for v in frame[task] if not _blank(v)}
+            seen = {label_text(v) for v in frame[task] if not is_blank(v)}
             extra = sorted(seen - set(names))
             if extra:
                 out[task] = extra

@@ -1,5 +1,6 @@
 """Training: the loop, its config, devices and precision, checkpoints."""
-from .checkpoint import load_into, load_tensors, read_meta, save
+from ..io import load_into, load_tensors, read_meta
+from .checkpoint import save
 from .config import TrainConfig
 from .device import resolve_device
 from .loop import History, evaluate, fit, predict

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from ..balancing.build import build_balancer  # noqa: F401  (its home was here)
 from ..balancing.drop_in import shared_leaves, write_balanced
-from ..balancing.linear_kernel import LinearCapture
+from ..balancing.conv_kernel import LayerCapture
 from ..balancing import (Balancer, Buffers, gramian_of, per_task_grads,
                          write_grads, write_weighted)
 from ..distributed import mean_across, sum_across, world
@@ -49,7 +49,8 @@ class BalancedStep:
             balancer.attach(model)
         self.capture = None
         if self.trunked and balancer.needs == "gramian" and not representation and engine in ("auto", "kernel"):
-            self.capture = LinearCapture(model.trunk, [p for p in model.trunk.parameters() if p.requires_grad])
+            self.capture = LayerCapture(model.trunk, [p for p in model.trunk.parameters() if p.requires_grad],
+                                        convs=engine == "kernel")
 
     def forward(self, model: nn.Module, x: Tensor, task_names: list[str]) -> dict[str, Tensor]:
         if self.balancer.needs == "losses" or not self.trunked:

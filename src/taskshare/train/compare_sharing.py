@@ -3,6 +3,7 @@ and cross-stitch, with per-task metrics, delta_m against the single-task models,
 and inference time for all tasks together."""
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ class SharingResult:
     inference_ms: float                 # one forward pass for every task over the test inputs
     seconds: float
     delta_m: float | None = None        # % against the single-task models (None without them)
+    balancer: str | None = None         # the balancing method this mode trained with (None: equal weighting)
     gains: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -80,6 +82,14 @@ def sharing_modes() -> tuple[str, ...]:
     return ("single", *SHARING.names())
 
 
+def _balancer_label(balancer: Any, num_tasks: int, representation: bool) -> str | None:
+    if balancer is None:
+        return None
+    from ..balancing import build_balancer
+    name = build_balancer(balancer, num_tasks).name
+    return f"{name}, representation level" if representation else name
+
+
 def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], train: Any, val: Any, test: Any,
                     modes: Sequence[str] = MODES, config: TrainConfig | None = None, coupling: float = 1e-3,
                     layers: str | None = None, sampler: str = "proportional", temperature: float = 2.0,
@@ -88,8 +98,12 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
                     ) -> list[SharingResult]:
     """Train each mode on the same data from the same seed; model selection on `val`, metrics on
     `test`. `trunk_factory()` returns a fresh trunk (an nn.Sequential for cross-stitch). `balancer`
-    (and `representation`) apply to hard sharing, the mode with one shared trunk. `options`: each mode's
-    own settings, e.g. {"mmoe": {"num_experts": 8}}."""
+    applies to every mode but the single-task baseline, each mode starting from a fresh copy: it balances
+    over the parameters two or more tasks reach (hard's trunk, the cross-stitch units, MMoE's and PLE's
+    shared experts; soft sharing has none, so there only loss weighting changes the update).
+    `representation` applies to the modes with shared features (hard, MTAN); the others balance at the
+    parameter level, and each row's `balancer` says which. `options`: each mode's own settings, e.g.
+    {"mmoe": {"num_experts": 8}}."""
     config = config or TrainConfig()
     tasks = list(tasks)
     bad = [m for m in modes if m not in sharing_modes()]
@@ -104,7 +118,7 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(config.seed)
             if mode == "single":
-                models, test_metrics = [], {}
+                models, test_metrics, used = [], {}, None
                 for task in tasks:
                     model = HardSharing(trunk_factory(), [task], example)
                     fit_multitask(model, [task], _restrict(train, task), _restrict(val, task),
@@ -114,15 +128,19 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
             else:
                 model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers,
                                       **dict((options or {}).get(mode, {})))
+                # a method instance keeps state (GradVac's targets, FAMO's logits): one copy per mode
+                method = copy.deepcopy(balancer) if isinstance(balancer, nn.Module) else balancer
+                level = representation and hasattr(model, "forward_features") and hasattr(model, "forward_heads")
                 fit_multitask(model, tasks, train, val, under(config, mode), weights, sampler, temperature,
-                              balancer if mode == "hard" else None, representation and mode == "hard")
+                              method, level)
+                used = _balancer_label(method, len(tasks), level)
                 test_metrics = evaluate_multitask(model, tasks, test, config.eval_batch_size)
                 models = [model]
         seconds = time.perf_counter() - started
         results.append(SharingResult(
             mode, config.seed, test_metrics, {t.name: test_metrics[t.name][t.main_metric] for t in tasks},
             sum(p.numel() for m in models for p in m.parameters()),
-            inference_ms(models, test, config.eval_batch_size), seconds))
+            inference_ms(models, test, config.eval_batch_size), seconds, balancer=used))
     single = next((r for r in results if r.mode == "single"), None)
     if single is not None:
         for r in results:

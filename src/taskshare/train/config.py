@@ -77,5 +77,5 @@ def under(config: TrainConfig, *names: object) -> TrainConfig:
     from dataclasses import replace
     from pathlib import Path
 
-    from .checkpoint import safe_name
+    from ..io import safe_name
     return replace(config, checkpoint_dir=str(Path(config.checkpoint_dir, *map(safe_name, names))))

@@ -108,7 +108,7 @@ def make_adamw(param_groups, lr: float, weight_decay: float) -> torch.optim.Adam
         return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
 
 
-def _budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
+def epoch_budget(config: TrainConfig, steps_per_epoch: int) -> tuple[int, int]:
     """Epochs and patience. When the training set is so small that `epochs` would give fewer than
     `min_steps` optimizer steps, epochs are repeated to reach it and patience stretches by the same
     factor, so early stopping still waits the same share of training."""
@@ -191,7 +191,7 @@ def train_loop(model: nn.Module, loader, objective: Objective, validate: Validat
     trainable = [p for g in param_groups for p in g["params"]]
     if not trainable:
         raise TaskshareError("nothing to train: every parameter of the model is frozen")
-    epochs, patience = _budget(config, len(loader))
+    epochs, patience = epoch_budget(config, len(loader))
     optimizer = make_adamw(param_groups, config.lr, config.weight_decay)
     accumulate, window, window_share = config.accumulate, 0, 1.0
     scheduler = make_scheduler(optimizer, epochs * -(-len(loader) // accumulate), config.schedule, config.warmup)

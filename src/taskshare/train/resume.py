@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .checkpoint import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 log = logging.getLogger("taskshare")
 NAME = re.compile(r"^step-(\d{9})\.pt$")

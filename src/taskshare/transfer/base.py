@@ -55,11 +55,12 @@ class Strategy:
     def label(self) -> str:
         """Short name with non-default hyperparameters, for tables: finetune(trunk_lr_scale=1.0)."""
         changed = [f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)  # type: ignore[arg-type]
-                   if getattr(self, f.name) != _default(f)]
+                   if getattr(self, f.name) != field_default(f)]
         return f"{self.name}({', '.join(changed)})" if changed else self.name
 
 
-def _default(f):
+def field_default(f):
+    """A dataclass field's default value, calling its factory if it has one (labels show what changed)."""
     return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
 
 

@@ -114,7 +114,7 @@ def existing(path: str | Path, what: str) -> Path:
 def encode_labels(values, column: str, classes: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Label cells -> class indices; blank/None/NaN cells -> -1 (unknown). Class names are the
     distinct values as strings, sorted (numbers by value), unless `classes` fixes them."""
-    cells = [None if _blank(v) else _label_text(v) for v in values]
+    cells = [None if is_blank(v) else label_text(v) for v in values]
     if classes is None:
         distinct = {c for c in cells if c is not None}
         classes = sorted(distinct, key=_sort_key)
@@ -125,7 +125,7 @@ def encode_labels(values, column: str, classes: list[str] | None = None) -> tupl
     return np.array([-1 if c is None else index[c] for c in cells], dtype=np.int64), list(classes)
 
 
-def _blank(v) -> bool:
+def is_blank(v) -> bool:
     if v is None:
         return True
     if isinstance(v, float) and np.isnan(v):
@@ -133,7 +133,7 @@ def _blank(v) -> bool:
     return isinstance(v, str) and not v.strip()
 
 
-def _label_text(v) -> str:
+def label_text(v) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
     return str(v).strip()

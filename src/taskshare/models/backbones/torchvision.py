@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ...errors import TaskshareError
-from ...train.checkpoint import load_into, load_tensors
+from ...io import load_into, load_tensors
 from ..surgery import find_head, split_head
 from .base import Backbone, ImagePreprocess, PreprocessedTrunk, module_groups, require
 

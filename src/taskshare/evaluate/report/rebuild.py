@@ -6,8 +6,8 @@ import html
 import json
 from pathlib import Path
 
-from ..errors import TaskshareError
-from ..train.checkpoint import atomic_write_bytes
+from ...errors import TaskshareError
+from ...io import atomic_write_text
 
 
 def rebuild(run_dir: str | Path) -> list[Path]:
@@ -18,8 +18,8 @@ def rebuild(run_dir: str | Path) -> list[Path]:
     written: list[Path] = []
     results = run_dir / "results.json"
     if results.exists():
-        from .report import write_reports
-        from .summary import summarize
+        from .transfer import write_reports
+        from ..summary import summarize
         data = _load(results)
         rows = data.get("results")
         if not isinstance(rows, list) or not rows:
@@ -33,7 +33,7 @@ def rebuild(run_dir: str | Path) -> list[Path]:
         from .page import shell
         body = page.read_text() if results.exists() and page.exists() else shell(f"taskshare run: {run_dir.name}")
         body = body.replace("</body></html>", "".join(extras) + "</body></html>")
-        atomic_write_bytes(page, body.encode())
+        atomic_write_text(page, body)
         written.append(page)
     if not written:
         raise TaskshareError(f"{run_dir} holds no saved results (results.json, multitask_results.json, "
@@ -42,7 +42,7 @@ def rebuild(run_dir: str | Path) -> list[Path]:
 
 
 def _load(path: Path) -> dict:
-    from ..config import read_mapping
+    from ...config import read_mapping
     return read_mapping(path, json.loads, json.JSONDecodeError, "JSON (was the run interrupted?)", TaskshareError)
 
 
@@ -65,7 +65,7 @@ def _multitask_plot(rows: list[dict], tasks: list[str]) -> str:
 
 def _per_label_html(task: str, rows: list[dict]) -> str:
     """A multi-label task's per-label AUROC / AP table and skipped-label counts (nothing for other kinds)."""
-    from .multilabel import per_label_rows
+    from ..multilabel import per_label_rows
     table = per_label_rows([{"mode": r["mode"], "metrics": r.get("test", {}).get(task, {})} for r in rows])
     if table is None:
         return ""
@@ -98,11 +98,11 @@ def _extra_sections(run_dir: Path) -> list[str]:
             parts.append(_multitask_section(_load(mt), "" if mt.parent == run_dir else mt.parent.name))
     ad = run_dir / "adapt_results.json"
     if ad.exists():
-        from .adapt_report import adapt_section
+        from .adapt import adapt_section
         parts.append(adapt_section(_load(ad)))
     advice = run_dir / "advice.json"
     if advice.exists():
-        from .adapt_report import advice_section
+        from .adapt import advice_section
         try:
             rows = json.loads(advice.read_text())
         except json.JSONDecodeError as exc:
@@ -110,7 +110,7 @@ def _extra_sections(run_dir: Path) -> list[str]:
         parts.append(advice_section(rows if isinstance(rows, list) else []))
     af = run_dir / "affinity.json"
     if af.exists():
-        from ..advise.affinity import Affinity, affinity_svg
+        from ...advise.affinity import Affinity, affinity_svg
         data = _load(af)
         affinity = Affinity(data["tasks"], data["matrix"], data.get("steps", 0))
         groups = data.get("groups")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import html
 import math
 
-from .summary import Summary
+from ..summary import Summary
 
 PALETTE = ["#444444", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#17becf", "#bcbd22", "#7f7f7f", "#aec7e8"]

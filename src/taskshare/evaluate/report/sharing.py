@@ -4,8 +4,8 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from ..tasks import Task
-from .multilabel import per_label_rows
+from ...tasks import Task
+from ..multilabel import per_label_rows
 
 
 def _mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
@@ -24,7 +24,7 @@ def sharing_table(tasks: list[Task], rows: list) -> tuple[list[str], list[list[s
     header = ["mode", *[t.name for t in tasks], f"mean {metric}", "delta_m (%)", "params", "infer ms"]
     body = []
     for mode, rs in by_mode.items():
-        cells = [mode]
+        cells = [mode + (f" ({rs[0].balancer})" if getattr(rs[0], "balancer", None) else "")]
         cells += [_mean_std([r.main[t.name] for r in rs], 100) for t in tasks]
         cells.append(_mean_std([statistics.mean(r.main.values()) for r in rs], 100))
         cells.append(_mean_std([r.delta_m for r in rs], 1, 2) if rs[0].delta_m is not None else "")

@@ -1,26 +1,10 @@
-"""Learning curves (validation score per epoch, every stage of a strategy in sequence) and the
-transfer gain over scratch paired by seed, for the HTML report."""
+"""Learning curves for the HTML report: validation score per epoch, every stage of a strategy in
+sequence, as dependency-free SVG."""
 from __future__ import annotations
 
 import html
-import statistics
 
 from .plot import PALETTE
-
-
-def gains_over_scratch(rows: list[dict], metric: str = "accuracy") -> dict[tuple[str, str], tuple[float, float, int]]:
-    """(strategy, shot) -> (mean, std, seeds) of test metric minus scratch's on the same split and seed,
-    in points (x100)."""
-    scratch = {(str(r["labels_per_class"]), r["seed"]): r["test"][metric] for r in rows
-               if r["strategy"].split(" -> ")[0] == "scratch"}
-    diffs: dict[tuple[str, str], list[float]] = {}
-    for r in rows:
-        name = r["strategy"].split(" -> ")[0]
-        key = (str(r["labels_per_class"]), r["seed"])
-        if name == "scratch" or key not in scratch:
-            continue
-        diffs.setdefault((name, key[0]), []).append(100 * (r["test"][metric] - scratch[key]))
-    return {k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v)) for k, v in diffs.items()}
 
 
 def curves_svg(rows: list[dict], shot, seed=None, width: int = 720, height: int = 320) -> str:

@@ -2,17 +2,15 @@
 from __future__ import annotations
 
 import html
-import json
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from ..train.checkpoint import atomic_write_bytes
-from .curves import gains_over_scratch
+from ...io import atomic_write_json, atomic_write_text
+from ..summary import Summary, gains_over_scratch
 from .figures import curves_figure, strategy_figure
 from .page import STYLE, figure
-from .summary import Summary
 
 
 def terminal_table(summary: Summary, title: str = "") -> Table:
@@ -72,15 +70,15 @@ def write_reports(out_dir: Path, rows: list[dict], summary: Summary, title: str,
     svg = strategy_figure(summary, title=title)
     paths = {"json": out_dir / "results.json", "svg": out_dir / "plot.svg",
              "md": out_dir / "report.md", "html": out_dir / "report.html"}
-    atomic_write_bytes(paths["json"], json.dumps({"title": title, **(extra or {}), "results": rows}, indent=2, default=str).encode())
-    atomic_write_bytes(paths["svg"], svg.encode())
+    atomic_write_json(paths["json"], {"title": title, **(extra or {}), "results": rows})
+    atomic_write_text(paths["svg"], svg)
     notes = warnings(summary)
     md = [f"# {title}", "", f"Target test {summary.metric} (%), mean ± std over seeds; best per column in bold.", "",
           markdown_table(summary), "", "Optimizer steps per run (mean over seeds; the budget is shared by a "
           "strategy's stages, early stopping may end a run sooner):", "", steps_table(summary), "",
           "![strategies against labels per class](plot.svg)", ""]
     md += [f"- {n}" for n in notes] or ["No negative transfer: every strategy matched or beat scratch."]
-    atomic_write_bytes(paths["md"], ("\n".join(md) + "\n").encode())
+    atomic_write_text(paths["md"], "\n".join(md) + "\n")
     gains = gains_over_scratch(rows, summary.metric)
     gain_rows = "".join(
         f"<tr><td>{html.escape(name)}</td>" + "".join(
@@ -105,7 +103,7 @@ same split and seed; mean ± standard deviation across seeds. Negative: negative
 <h2>Warnings</h2>
 <ul>{''.join(f'<li class="warn">{html.escape(n)}</li>' for n in notes) or '<li>No negative transfer.</li>'}</ul>
 </body></html>"""
-    atomic_write_bytes(paths["html"], page.encode())
+    atomic_write_text(paths["html"], page)
     return paths
 
 

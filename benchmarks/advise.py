@@ -28,7 +28,8 @@ from taskshare import Task  # noqa: E402
 from taskshare.advise import advise, h_score, leep, logme, nce  # noqa: E402
 from taskshare.advise.advise import _features  # noqa: E402
 from taskshare.data import few_shot  # noqa: E402
-from taskshare.experiment import TaskData, load_task_data, pretrain  # noqa: E402
+from taskshare.experiments.task_data import TaskData, load_task_data  # noqa: E402
+from taskshare.experiments.transfer import pretrain  # noqa: E402
 from transfer_mnist1d import MODELS, pretrained_setup  # noqa: E402
 from taskshare.models.surgery import reinitialize, split_head  # noqa: E402
 from taskshare.models.trunk_head import transfer_model  # noqa: E402

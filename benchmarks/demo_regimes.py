@@ -29,7 +29,7 @@ DEMO = {"few labels": "demo_multitask.yaml", "small trunk": "demo_multitask_smal
 
 def _run(raw: dict, seed: int) -> tuple[dict, float]:
     """One comparison with the data and the weights drawn from `seed`; each mode's result by name."""
-    from taskshare.multitask_experiment import load_multitask, run_multitask
+    from taskshare.experiments.multitask import load_multitask, run_multitask
     config = load_multitask({**raw, "data": {**raw["data"], "seed": seed}})
     config = replace(config, multitask=replace(config.multitask, seeds=[seed]))
     started = time.perf_counter()

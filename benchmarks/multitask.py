@@ -31,7 +31,7 @@ from taskshare.data.scenes import make_scenes, mnist_npz  # noqa: E402
 from taskshare.evaluate.report.sharing import sharing_table  # noqa: E402
 from taskshare.models import HardSharing  # noqa: E402
 from taskshare.models.zoo import CNN2d, mlp  # noqa: E402
-from taskshare.multitask import compare_sharing  # noqa: E402
+from taskshare.train.compare_sharing import compare_sharing  # noqa: E402
 from taskshare.train.multitask import fit_multitask  # noqa: E402
 
 
@@ -168,7 +168,7 @@ def schools(seeds: list[int], epochs: int) -> str:
 
 def _pooled(factory, train, val, test, cfg, tasks):
     """One model for every school: the tasks' data pooled into a single task."""
-    from taskshare.multitask import SharingResult
+    from taskshare.train.compare_sharing import SharingResult
     pool = lambda d: (np.concatenate([v[0] for v in d.values()]), np.concatenate([v[1] for v in d.values()]))  # noqa: E731
     task = Task("all", "regression")
     started = time.perf_counter()

@@ -52,7 +52,7 @@ def topics_csv(path: Path) -> int:
 def run_config(raw: dict, out: Path) -> tuple[list[dict], float]:
     """The experiment `taskshare run` builds from this config; its rows from results.json."""
     from rich.console import Console
-    from taskshare.own_experiment import load_own, run_own
+    from taskshare.experiments.own import load_own, run_own
     started = time.perf_counter()
     run_own(load_own(raw), out, Console(quiet=True))
     rows = json.loads((out / "results.json").read_text())["results"]

@@ -27,7 +27,7 @@ from _common import ROOT, device_line, write_section  # noqa: E402
 
 from taskshare import Task, TrainConfig, evaluate  # noqa: E402
 from taskshare.models import build_model  # noqa: E402
-from taskshare.pipeline import Pipeline, Stage, fit_end_to_end, fit_stage  # noqa: E402
+from taskshare.experiments.pipeline import Pipeline, Stage, fit_end_to_end, fit_stage  # noqa: E402
 
 CANVAS, DIGIT = 48, 28
 SIZES = [100, 300, 1000, 3000]

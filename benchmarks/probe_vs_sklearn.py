@@ -47,7 +47,8 @@ def _features(trunk: nn.Module, x: np.ndarray) -> np.ndarray:
 
 def mnist1d_part(model: str, pretrain_epochs: int | None):
     from transfer_mnist1d import MODELS
-    from taskshare.experiment import ExperimentConfig, load_task_data, pretrain
+    from taskshare.experiments.task_data import load_task_data
+    from taskshare.experiments.transfer import ExperimentConfig, pretrain
     from taskshare.models import split_head
     config = ExperimentConfig(model=MODELS[model])
     train = replace(config.pretrain.train, progress=False)

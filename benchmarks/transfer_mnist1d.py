@@ -27,7 +27,9 @@ from _common import ROOT, machine, write_section  # noqa: E402
 
 from taskshare.evaluate import summarize  # noqa: E402
 from taskshare.evaluate.report.transfer import markdown_table  # noqa: E402
-from taskshare.experiment import ExperimentConfig, ModelSpec, load_task_data, pretrain, transfer_all  # noqa: E402
+from taskshare.experiments.specs import ModelSpec  # noqa: E402
+from taskshare.experiments.task_data import load_task_data  # noqa: E402
+from taskshare.experiments.transfer import ExperimentConfig, pretrain, transfer_all  # noqa: E402
 
 MODELS = {"mlp": ModelSpec("mlp", {"hidden": [256, 256, 256]}),
           "cnn1d": ModelSpec("cnn1d", {"channels": [32, 32, 32]})}

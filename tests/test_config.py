@@ -2,7 +2,7 @@ import pytest
 
 from taskshare import ConfigError
 from taskshare.config import from_dict
-from taskshare.experiment import ExperimentConfig, load_config
+from taskshare.experiments.transfer import ExperimentConfig, load_config
 
 
 def test_unknown_key_names_key_and_allowed(tmp_path):

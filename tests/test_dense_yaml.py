@@ -10,7 +10,7 @@ import yaml
 from taskshare.cli import main
 from taskshare.data.dense_scenes import make_dense_scenes
 from taskshare.errors import ConfigError, TaskshareError
-from taskshare.multitask_experiment import build_data, load_multitask
+from taskshare.experiments.multitask import build_data, load_multitask
 from taskshare.tasks_dense import DenseTask
 
 TRAIN = {"epochs": 2, "batch_size": 16, "min_steps": 0, "progress": False, "device": "cpu"}

@@ -60,7 +60,7 @@ def test_checkpoint_from_cuda_loads_on_cpu(tmp_path):
 @pytest.mark.parametrize("mode", ["hard", "soft", "cross_stitch"])
 def test_multitask_training_on_cuda(mode):
     from taskshare.data.multitask import MultiTaskDataset
-    from taskshare.multitask import build_sharing
+    from taskshare.models import build_sharing
     from taskshare.train.multitask import evaluate_multitask, fit_multitask
     x, y = blobs(n_per_class=60, dim=8)
     flag = (y == 0).astype("float32")

@@ -38,9 +38,9 @@ SECTIONS = ["mode", "data", "model", "multitask", "adapt", "task", "output", "so
 @FAST
 @given(st.dictionaries(st.sampled_from(SECTIONS), VALUES, max_size=4))
 def test_experiment_configs_from_any_mapping_are_valid_or_named(data):
-    from taskshare.adapt_experiment import load_adapt
-    from taskshare.experiment import ExperimentConfig
-    from taskshare.multitask_experiment import load_multitask
+    from taskshare.experiments.adapt import load_adapt
+    from taskshare.experiments.transfer import ExperimentConfig
+    from taskshare.experiments.multitask import load_multitask
     for load in (load_adapt, load_multitask, lambda d: from_dict(ExperimentConfig, d, "config")):
         try:
             config = load(dict(data))

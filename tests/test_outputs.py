@@ -9,7 +9,7 @@ import yaml
 
 from taskshare import TaskshareError
 from taskshare.cli import main
-from taskshare.outputs import MARKER, prepare_output
+from taskshare.experiments.outputs import MARKER, prepare_output
 
 
 def test_new_and_empty_folders_are_created_and_marked(tmp_path):

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from taskshare import Task, TaskshareError, TrainConfig, evaluate
-from taskshare.pipeline import Pipeline, Stage, fit_end_to_end, fit_stage
+from taskshare.experiments.pipeline import Pipeline, Stage, fit_end_to_end, fit_stage
 
 CFG = TrainConfig(epochs=30, lr=1e-2, min_steps=0, progress=False, device="cpu")
 

@@ -8,7 +8,7 @@ from taskshare import Task, TaskshareError, TrainConfig, fit
 from taskshare.cli import main
 from taskshare.errors import ConfigError
 from taskshare.models import build_model
-from taskshare.track import open_trackers
+from taskshare.experiments.track import open_trackers
 
 pytest.importorskip("tensorboard")
 

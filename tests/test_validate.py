@@ -9,7 +9,7 @@ from taskshare import Task, TaskshareError, TrainConfig, fit
 from taskshare.cli import main
 from taskshare.config import from_dict
 from taskshare.errors import ConfigError
-from taskshare.experiment import ExperimentConfig
+from taskshare.experiments.transfer import ExperimentConfig
 from taskshare.models import build_model
 from taskshare.validate import read_npz
 

@@ -17,23 +17,28 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
+def _union(value: Any, options: tuple, where: str) -> Any:
+    """The first of the union's types the value converts to."""
+    if value is None and type(None) in options:
+        return None
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return _convert(value, option, where)
+        except ConfigError:
+            continue            # the next option may fit; the message names them all
+    raise ConfigError(f"{where} = {value!r}; expected {' or '.join(_type_name(o) for o in options)}")
+
+
 def _convert(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(f"{where} = {value!r}; expected {' or '.join(_type_name(o) for o in options)}")
+        return _union(value, typing.get_args(tp), where)
+    if hasattr(tp, "from_config"):      # a spec with its own YAML form (e.g. ModelSpec's families)
+        return tp.from_config(value, where)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -49,6 +54,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where} = {value!r}; expected a mapping")
         return dict(value)
+    return _scalar(value, tp, where)
+
+
+def _scalar(value: Any, tp: Any, where: str) -> Any:
+    """A number, flag or string of the declared type (other types pass as they are)."""
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             if isinstance(value, str):  # YAML reads 1e-3 as a string
@@ -94,6 +104,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "config") -> Any:
 
 
 def to_dict(obj: Any) -> Any:
+    if hasattr(obj, "to_config"):       # written back in the form it was read
+        return obj.to_config()
     if dataclasses.is_dataclass(obj):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):

@@ -113,5 +113,5 @@ def dense_scenes_data(spec: Any) -> tuple[list[Task], MultiTaskDataset]:
 
 
 def _default_spec(name: str):
-    from .multitask_experiment import TaskSpec
+    from .experiments.specs import TaskSpec
     return TaskSpec(name, SCENE_TASKS[name], num_classes=10 if name == "seg" else 3 if name == "count" else None)

@@ -13,7 +13,7 @@ from taskshare.data.multitask import MultiTaskDataset
 from taskshare.evaluate.multilabel import label_values
 from taskshare.evaluate.report.rebuild import rebuild
 from taskshare.evaluate.report.sharing import sharing_markdown
-from taskshare.multitask import compare_sharing
+from taskshare.train.compare_sharing import compare_sharing
 
 
 def test_each_label_value_matches_sklearn_over_its_known_entries():

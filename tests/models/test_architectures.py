@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from taskshare import MultiTaskDataset, Task, TaskshareError, TrainConfig
-from taskshare.models import MMoE, MTAN, PLE, SHARING
-from taskshare.multitask import build_sharing, compare_sharing
+from taskshare.models import MMoE, MTAN, PLE, SHARING, build_sharing
+from taskshare.train.compare_sharing import compare_sharing
 
 TASKS = [Task("a", "regression"), Task("b", num_classes=3), Task("c", "binary")]
 OUT = {"a": 1, "b": 3, "c": 1}
@@ -108,7 +108,7 @@ def test_mtan_on_convolutional_stages_and_bad_trunks():
     assert model(x)["seg"].shape == (3, 2)
     with pytest.raises(TaskshareError, match="nn.Sequential"):
         MTAN(nn.Linear(6, 3), TASKS, torch.randn(2, 6))
-    with pytest.raises(TaskshareError, match="no option 'experts'"):
+    with pytest.raises(TaskshareError, match="unknown key 'experts'; allowed keys: none"):
         build_sharing("hard", mlp, TASKS, torch.randn(2, 6), experts=3)
     with pytest.raises(TaskshareError, match="unknown sharing mode 'moe'"):
         build_sharing("moe", mlp, TASKS, torch.randn(2, 6))
@@ -150,7 +150,7 @@ def test_gradient_balancing_runs_on_what_the_architecture_shares(mode):
 
 def test_yaml_modes_reach_the_registered_architectures():
     from taskshare.errors import ConfigError
-    from taskshare.multitask_experiment import load_multitask
+    from taskshare.experiments.multitask import load_multitask
     spec = load_multitask({"mode": "multitask", "multitask": {"modes": ["single", "mmoe", "ple", "mtan"],
                                                               "options": {"mmoe": {"num_experts": 3}}}})
     assert spec.multitask.modes == ["single", "mmoe", "ple", "mtan"]

@@ -15,7 +15,7 @@ def test_family_names_the_key_or_none_for_builtins():
 
 
 def test_options_are_checked_and_named():
-    with pytest.raises(ConfigError, match="a timm model takes the options pretrained, checkpoint, image_size"):
+    with pytest.raises(ConfigError, match="model family timm: unknown key .weights.; allowed keys: pretrained, checkpoint, image_size"):
         build_backbone({"timm": "test_efficientnet", "weights": "DEFAULT"})
 
 

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from taskshare import MultiTaskDataset, Task, TrainConfig
-from taskshare import multitask as multitask_module
-from taskshare.multitask import compare_sharing
+from taskshare.train import compare_sharing as multitask_module
+from taskshare.train.compare_sharing import compare_sharing
 
 TASKS = [Task("a", "regression"), Task("b", num_classes=3)]
 

@@ -40,7 +40,7 @@ class DomainMethod(nn.Module):
     __repr__ = nn.Module.__repr__
 
 
-ADAPTERS: Registry[type[DomainMethod]] = Registry("domain adaptation method")
+ADAPTERS: Registry[type[DomainMethod]] = Registry("domain adaptation method", DomainMethod)
 
 
 def method_dataclass(cls):

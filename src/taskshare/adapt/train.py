@@ -27,15 +27,7 @@ def build_method(spec: Any) -> DomainMethod | None:
     """None (source only), a name, a {name: ..., hyperparameter: ...} mapping, or an instance."""
     if spec is None or spec == "source_only":
         return None
-    if isinstance(spec, DomainMethod):
-        return spec
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or "name" not in spec:
-        raise TaskshareError(f"a domain adaptation method is a name or a mapping with 'name'; got {spec!r}")
-    from ..config import from_dict
-    return from_dict(ADAPTERS.get(spec["name"]), {k: v for k, v in spec.items() if k != "name"},
-                     f"adaptation {spec['name']}")
+    return ADAPTERS.build(spec)
 
 
 def target_inputs(target: Any) -> Tensor:

@@ -41,7 +41,7 @@ def capacity_check(trunk_of_width: Callable[[int], nn.Module], widths: Sequence[
                    tolerance: float = 0.5) -> CapacityReport:
     """`trunk_of_width(w)` builds a fresh trunk of width w; every width trains the single-task models
     and hard sharing on the same data and seed (`compare_sharing`)."""
-    from ..multitask import compare_sharing
+    from ..train.compare_sharing import compare_sharing
     if not widths:
         raise TaskshareError("capacity_check needs at least one width")
     rows = []

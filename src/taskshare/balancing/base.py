@@ -109,7 +109,7 @@ def _check_vector(v: Tensor, what: str) -> None:
         raise TaskshareError(f"{what} has NaN/Inf: {v.tolist()}")
 
 
-BALANCERS: Registry[type[Balancer]] = Registry("balancing method")
+BALANCERS: Registry[type[Balancer]] = Registry("balancing method", Balancer)
 
 
 def balancer_dataclass(cls):

@@ -1,10 +1,10 @@
-"""Sharing architectures by name: `SHARING.get("mmoe")(trunk_factory, tasks, example, **options)` builds
+"""Sharing architectures by name: `build_sharing("mmoe", trunk_factory, tasks, example, **options)` builds
 one, which is how compare_sharing and the multitask YAML's `modes:` reach every architecture. Each
 architecture's file registers its own builder; the three classic modes are registered here."""
 from __future__ import annotations
 
 import copy
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -17,30 +17,31 @@ from .hard_sharing import HardSharing
 from .soft_sharing import SoftSharing
 
 Builder = Callable[..., nn.Module]
-SHARING: Registry[Builder] = Registry("sharing mode")
+SHARING: Registry[Builder] = Registry("sharing mode", nn.Module)
 
 
-def _options(mode: str, options: dict, allowed: Sequence[str]) -> dict:
-    bad = [k for k in options if k not in allowed]
-    if bad:
-        raise TaskshareError(f"sharing mode {mode!r} has no option {bad[0]!r}; expected some of {list(allowed)}")
-    return options
+def build_sharing(mode: str, trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], example: Tensor,
+                  coupling: float = 1e-3, layers: str | None = None, **options: Any) -> nn.Module:
+    """A registered sharing architecture by name; `options` are its own (num_experts for mmoe,
+    shared_experts / task_experts for ple and cgc, ...). `coupling` and `layers` reach the modes that
+    take them (soft sharing)."""
+    return SHARING.build({"name": mode, **options}, trunk_factory=trunk_factory, tasks=tasks, example=example,
+                         coupling=coupling, layers=layers)
 
 
 @SHARING.register("hard")
-def _hard(trunk_factory, tasks, example, **options):
-    _options("hard", options, ())
+def _hard(trunk_factory, tasks, example):
     return HardSharing(trunk_factory(), tasks, example)
 
 
 @SHARING.register("soft")
-def _soft(trunk_factory, tasks, example, **options):
-    return SoftSharing(trunk_factory(), tasks, example, **_options("soft", options, ("coupling", "layers", "distance")))
+def _soft(trunk_factory, tasks, example, coupling: float = 1e-3, layers: str | None = None, distance: str = "mean"):
+    return SoftSharing(trunk_factory(), tasks, example, coupling=coupling, layers=layers, distance=distance)
 
 
 @SHARING.register("cross_stitch")
-def _cross_stitch(trunk_factory, tasks, example, **options):
-    return CrossStitch(trunk_factory(), tasks, example, **_options("cross_stitch", options, ("alpha_self",)))
+def _cross_stitch(trunk_factory, tasks, example, alpha_self: float = 0.9):
+    return CrossStitch(trunk_factory(), tasks, example, alpha_self=alpha_self)
 
 
 # --- pieces the newer architectures share -----------------------------------------------------------

@@ -89,3 +89,22 @@ def build_model(name: str, in_features: int, num_outputs: int, **kwargs) -> nn.M
     except (TypeError, ValueError, RuntimeError) as exc:    # a value of the wrong kind, e.g. hidden: 5
         raise TaskshareError(f"model {name!r} cannot be built with in_features={in_features}, "
                              f"num_outputs={num_outputs} and arguments {kwargs}: {exc}") from None
+
+
+def trunk_factory(name: str, args: dict, example, dense: bool = False) -> Callable[[], nn.Sequential]:
+    """Fresh trunks (nn.Sequential, the head removed) of a zoo model for inputs shaped like `example`:
+    one per call, as compare_sharing builds one per mode and task. `dense`: image features kept (cnn2d
+    without its final pooling), for per-pixel tasks."""
+    in_features = example.shape[1] if example.dim() in (2, 4) else 1
+
+    def make() -> nn.Sequential:
+        net = build_model(name, in_features, 1, **args)
+        if isinstance(net, nn.Sequential):  # mlp: everything but the output layer
+            return net[:-1]
+        if hasattr(net, "features") and isinstance(net.features, nn.Sequential) and example.dim() == 4:
+            return net.features[:-2] if dense else net.features
+        from ..errors import TaskshareError
+        raise TaskshareError(f"model {name!r} cannot serve as a multi-task trunk for inputs of shape "
+                             f"{tuple(example.shape[1:])}; use mlp (flat inputs) or cnn2d (images)")
+
+    return make

@@ -42,8 +42,8 @@ def builtin_net(spec: dict[str, Any], input_info: dict[str, Any], outputs: int) 
 
 def builtin_trunk(spec: dict[str, Any], input_info: dict[str, Any]) -> nn.Module:
     """A fresh built-in trunk (the model without its output layer) for multi-task heads."""
-    from ..multitask_experiment import trunk_factory
-    return trunk_factory(spec, example_input(input_info))()
+    from ..models.zoo import trunk_factory
+    return trunk_factory(spec["name"], spec.get("args", {}), example_input(input_info))()
 
 
 def transfer_net(record: dict[str, Any], task: Task, source_net: nn.Module | None = None,

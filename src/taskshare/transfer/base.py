@@ -64,7 +64,7 @@ def field_default(f):
     return f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy")
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", Strategy)
 
 
 def check_fraction(value: float, name: str) -> None:

@@ -50,15 +50,7 @@ def new_cache(pretrained: TrunkHead, config: TrainConfig) -> FeatureCache:
 
 def build_strategy(spec: str | dict | Strategy) -> Strategy:
     """A strategy from a name, a {name: ..., hyperparameter: ...} dict, or an instance."""
-    if isinstance(spec, Strategy):
-        return spec
-    if isinstance(spec, str):
-        return STRATEGIES.get(spec)()
-    if isinstance(spec, dict) and "name" in spec:
-        from ..config import from_dict
-        cls = STRATEGIES.get(spec["name"])
-        return from_dict(cls, {k: v for k, v in spec.items() if k != "name"}, f"strategy {spec['name']}")
-    raise TaskshareError(f"a strategy is a name or a mapping with 'name'; got {spec!r}")
+    return STRATEGIES.build(spec)
 
 
 def data_facts(task: Task, splits: Splits, source_size: int | None = None, augmented: bool = False) -> DataFacts:

@@ -14,26 +14,26 @@ from ...errors import ConfigError
 from ...registry import Registry
 from .base import Backbone, ImagePreprocess
 
-BACKBONES: Registry[Callable[..., Backbone]] = Registry("model family")
+BACKBONES: Registry[Callable[..., Backbone]] = Registry("model family", Backbone)
 
 
 @BACKBONES.register("torchvision")
-def _torchvision(name: str, weights: str | None = None, image_size: int | None = None, max_groups: int = 8,
+def _torchvision(model: str, weights: str | None = None, image_size: int | None = None, max_groups: int = 8,
                  pretrained: bool = True) -> Backbone:
     from . import torchvision_backbone
-    return torchvision_backbone(name, weights if pretrained else None, max_groups, image_size)
+    return torchvision_backbone(model, weights if pretrained else None, max_groups, image_size)
 
 
 @BACKBONES.register("timm")
-def _timm(name: str, pretrained: bool = False, checkpoint: str | None = None, image_size: int | None = None) -> Backbone:
+def _timm(model: str, pretrained: bool = False, checkpoint: str | None = None, image_size: int | None = None) -> Backbone:
     from . import timm_backbone
-    return timm_backbone(name, pretrained, checkpoint, image_size)
+    return timm_backbone(model, pretrained, checkpoint, image_size)
 
 
 @BACKBONES.register("hf")
-def _hf(name: str, pooling: str = "mean", max_length: int = 128, pretrained: bool = True) -> Backbone:
+def _hf(model: str, pooling: str = "mean", max_length: int = 128, pretrained: bool = True) -> Backbone:
     from . import hf_backbone
-    return hf_backbone(name, pooling, max_length)
+    return hf_backbone(model, pooling, max_length)
 
 
 def family(spec: dict[str, Any]) -> str | None:
@@ -58,14 +58,7 @@ def build_backbone(spec: dict[str, Any], pretrained: bool = True) -> Backbone:
             options.update(pretrained=False, checkpoint=None)
         elif key == "torchvision":
             options["pretrained"] = False
-    builder = BACKBONES.get(key)
-    try:
-        return builder(spec[key], **options)
-    except TypeError as exc:
-        import inspect
-        allowed = list(inspect.signature(builder).parameters)[1:]
-        raise ConfigError(f"model: a {key} model takes the options {', '.join(allowed)}; got {sorted(options)} "
-                          f"({exc})") from None
+    return BACKBONES.build({"name": key, **options}, model=spec[key])   # the family's key names the model
 
 
 def preprocessing_of(backbone: Backbone) -> dict[str, Any] | None:

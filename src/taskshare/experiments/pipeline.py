@@ -8,10 +8,10 @@ from typing import Any, Callable, Sequence
 
 from torch import Tensor, nn
 
-from .errors import TaskshareError
-from .tasks import Task
-from .train import TrainConfig
-from .train.loop import History, fit
+from ..errors import TaskshareError
+from ..tasks import Task
+from ..train import TrainConfig
+from ..train.loop import History, fit
 
 
 @dataclass

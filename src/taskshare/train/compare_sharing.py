@@ -12,14 +12,14 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from .data.multitask import MultiTaskDataset
-from .errors import TaskshareError
-from .evaluate.delta import delta_m, relative_gains, sharing_warnings
-from .models import SHARING, HardSharing
-from .tasks import Task
-from .train.config import under
-from .train import TrainConfig, resolve_device
-from .train.multitask import evaluate_multitask, fit_multitask
+from ..data.multitask import MultiTaskDataset
+from ..errors import TaskshareError
+from ..evaluate.delta import delta_m, relative_gains, sharing_warnings
+from ..models import SHARING, HardSharing, build_sharing
+from ..tasks import Task
+from .config import TrainConfig, under
+from .device import resolve_device
+from .multitask import evaluate_multitask, fit_multitask
 
 MODES = ("single", "hard", "soft", "cross_stitch")
 
@@ -85,18 +85,9 @@ def sharing_modes() -> tuple[str, ...]:
 def _balancer_label(balancer: Any, num_tasks: int, representation: bool) -> str | None:
     if balancer is None:
         return None
-    from .balancing import build_balancer
+    from ..balancing import build_balancer
     name = build_balancer(balancer, num_tasks).name
     return f"{name}, representation level" if representation else name
-
-
-def build_sharing(mode: str, trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], example: Tensor,
-                  coupling: float = 1e-3, layers: str | None = None, **options: Any) -> nn.Module:
-    """A registered sharing architecture by name (taskshare.models.SHARING); `options` are its own
-    (num_experts for mmoe, shared_experts / task_experts for ple and cgc, ...)."""
-    if mode == "soft":
-        options = {"coupling": coupling, "layers": layers, **options}
-    return SHARING.get(mode)(trunk_factory, tasks, example, **options)
 
 
 def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], train: Any, val: Any, test: Any,

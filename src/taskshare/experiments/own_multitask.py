@@ -9,56 +9,58 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import to_dict
-from .data.multitask import MultiTaskDataset
-from .data.splits import stratified_indices
-from .errors import TaskshareError
-from .models.backbones.spec import preprocessing_of
-from .multitask import compare_sharing
-from .multitask_experiment import write_multitask_reports
-from .own_experiment import OwnExperiment, input_info, model_size, read_data
-from .serve.bundle import write_bundle
-from .serve.models import multitask_net
-from .tasks import Task
-from .train.config import under
-from .train.multitask import evaluate_multitask, fit_multitask
+from ..config import to_dict
+from ..data.multitask import MultiTaskDataset
+from ..errors import TaskshareError
+from ..models.backbones.spec import preprocessing_of
+from ..train.compare_sharing import compare_sharing
+from .multitask import split_data, write_multitask_reports
+from .specs import MultiTaskData
+from .own import OwnExperiment, input_info, model_size, read_data
+from ..serve.bundle import write_bundle
+from ..serve.models import multitask_net
+from ..tasks import Task
+from ..train.config import under
+from ..train.multitask import evaluate_multitask, fit_multitask
 
 
 def _inputs(data, tokenizer) -> torch.Tensor:
     if data.kind == "text":
         return tokenizer(list(data.inputs))
     if data.kind == "image":
-        from .data.sources import decode
+        from ..data.sources import decode
         return torch.stack([decode(p, tuple(data.encoding["size"]), data.encoding.get("mode", "RGB")) for p in data.inputs])
     return torch.as_tensor(np.asarray(data.inputs, np.float32))
 
 
+def _tasks(data) -> list[Task]:
+    """One multiclass task per label column, each with known examples of at least two classes."""
+    tasks = []
+    for name in data.tasks:
+        present = np.unique(data.labels[name][data.labels[name] >= 0])
+        if len(present) < 2:
+            raise TaskshareError(f"task {name!r} has {'a single class' if len(present) else 'no known label'} "
+                                 f"in {data.origin}; expected examples of at least 2 classes")
+        tasks.append(Task(name, "multiclass", num_classes=len(data.class_names[name])))
+    return tasks
+
+
 def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
-    from .evaluate.report.sharing import print_sharing
+    from ..evaluate.report.sharing import print_sharing
     started = time.perf_counter()
     backbone, size = model_size(config)
     data = read_data(config.data, size, "data")  # type: ignore[arg-type]
     tokenizer = getattr(backbone, "tokenizer", None)
     if data.kind == "text" and tokenizer is None:
         raise TaskshareError(f"{data.origin} holds text: it needs a text model (model: {{hf: ...}})")
-    tasks = []
-    for name in data.tasks:
-        known = data.labels[name][data.labels[name] >= 0]
-        present = np.unique(known)
-        if len(present) < 2:
-            raise TaskshareError(f"task {name!r} has {'a single class' if len(present) else 'no known label'} "
-                                 f"in {data.origin}; expected examples of at least 2 classes")
-        tasks.append(Task(name, "multiclass", num_classes=len(data.class_names[name])))
+    tasks = _tasks(data)
     dataset = MultiTaskDataset(_inputs(data, tokenizer), data.labels, data.origin)
-    n = len(dataset)
-    rest, test = stratified_indices(np.zeros(n, np.int64), config.test_fraction, config.split_seed)
-    train, val = stratified_indices(np.zeros(len(rest), np.int64), config.val_fraction / (1 - config.test_fraction),
-                                    config.split_seed + 1)
-    train_set, val_set, test_set = dataset.subset(rest[train]), dataset.subset(rest[val]), dataset.subset(test)
+    rows = MultiTaskData(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.split_seed)
+    train_set, val_set, test_set = split_data(dataset, rows)
     known = {t.name: int((train_set.labels[t.name] >= 0).sum()) for t in tasks}
     console.print(f"multi-task data {data.origin}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
                   f"rows, {len(tasks)} tasks; known training labels per task: {known}")
-    record = {"mode": "multitask", "model": config.model, "input": input_info(data, tokenizer),
+    record = {"mode": "multitask", "model": config.model.to_config(), "input": input_info(data, tokenizer),
               "tasks": [{**t.describe(), "class_names": data.class_names[t.name]} for t in tasks]}
     if backbone is not None:
         record["preprocessing"] = preprocessing_of(backbone)

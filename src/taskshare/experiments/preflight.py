@@ -10,24 +10,22 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, TaskshareError
+from ..errors import ConfigError, TaskshareError
 
 
 def check_transfer(config: Any, target: Any, source: Any = None, in_features: int | None = None) -> None:
     """A transfer experiment (ExperimentConfig) against its loaded data (experiment.TaskData):
     strategies, model arguments, input width (the source's, or `in_features` of saved weights) and
     labels per class for every shot."""
-    from .models.zoo import MODELS
     from .track import check_spec
-    from .transfer import build_strategy
-    from .validate import model_arguments
+    from ..transfer import build_strategy
     check_spec(config.track)
     for i, spec in enumerate(config.transfer.strategies):
         try:
             build_strategy(spec)
         except TaskshareError as exc:
             raise ConfigError(f"config.transfer.strategies[{i}]: {exc}") from None
-    model_arguments(config.model.name, MODELS.get(config.model.name), config.model.args)
+    config.model.check()
     width = in_features if in_features is not None else (source.x.shape[1] if source is not None else None)
     if width is not None and target.x.shape[1] != width:
         origin = "the pretrained weights take" if in_features is not None else "the source data have"
@@ -53,14 +51,12 @@ def check_transfer(config: Any, target: Any, source: Any = None, in_features: in
 
 def check_multitask(config: Any) -> None:
     """A multi-task experiment: the balancing method and the model's arguments resolve."""
-    from .models.zoo import MODELS
-    from .validate import model_arguments
     from .track import check_spec
     check_spec(config.track)
     spec = config.multitask
-    model_arguments(config.model["name"], MODELS.get(config.model["name"]), config.model.get("args", {}))
+    config.model.check()
     if spec.balancer is not None:
-        from .balancing import build_balancer
+        from ..balancing import build_balancer
         tasks = len(config.data.tasks) or len(config.data.digits)
         try:
             build_balancer(spec.balancer, max(tasks, 2))
@@ -70,10 +66,8 @@ def check_multitask(config: Any) -> None:
 
 def check_adapt(config: Any) -> None:
     """A domain-adaptation experiment: the task, each method with its options, and the model."""
-    from .adapt.train import build_method
-    from .models.zoo import MODELS
-    from .tasks import Task
-    from .validate import model_arguments
+    from ..adapt.train import build_method
+    from ..tasks import Task
     from .track import check_spec
     check_spec(config.track)
     allowed = {"name", "kind", "num_classes", "num_outputs"}
@@ -99,4 +93,4 @@ def check_adapt(config: Any) -> None:
                 build_method({"name": method, **config.adapt.options.get(method, {})})
             except TaskshareError as exc:
                 raise ConfigError(f"config.adapt.options.{method}: {exc}") from None
-    model_arguments(config.model["name"], MODELS.get(config.model["name"]), config.model.get("args", {}))
+    config.model.check()

@@ -3,57 +3,29 @@ part): build the data, compare sharing modes against one model per task, write t
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
-from .config import from_dict, to_dict
-from .data.multitask import MultiTaskDataset
-from .data.splits import stratified_indices
-from .errors import ConfigError, TaskshareError
-from .io import atomic_write_bytes
-from .validate import check_pair, check_training_labels, read_npz, typed
-from .models import build_model
-from .multitask import MODES, SharingResult, compare_sharing, sharing_modes
-from .tasks import Task
-from .tasks_dense import DENSE_KINDS
-from .train import TrainConfig
-from .train.config import under
-
-
-@dataclass
-@typed()
-class TaskSpec:
-    name: str
-    kind: str = "binary"
-    num_classes: int | None = None
-    num_outputs: int | None = None
-    key: str | None = None            # npz: the array holding this task's labels (default: the name)
-    npz: str | None = None            # this task's own file (arrays x, y): one dataset per task
-    ignore_index: int = -1            # kind segmentation: the pixel label meaning "unlabelled"
-    mask: str | None = None           # dense kinds, npz: an (N, H, W) array, 0 where the pixel's label is unknown
-
-
-@dataclass
-@typed()
-class MultiTaskData:
-    builtin: str | None = None        # "digit_scenes": canvases of real digits, task has_<d> per digit;
-                                      # "dense_scenes": tasks seg, depth, normals (per pixel) and count
-    images: str = "sklearn"           # digit_scenes source: sklearn (8x8, bundled) or an .npz with images, labels
-    digits: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
-    scenes: int = 2400
-    canvas: int = 24
-    missing: float = 0.3              # share of labels hidden as unknown
-    npz: str | None = None            # or a file with inputs `x` and one label array per task
-    x: str = "x"
-    tasks: list[TaskSpec] = field(default_factory=list)
-    val_fraction: float = 0.15
-    test_fraction: float = 0.2
-    seed: int = 0
+from ..config import from_dict, to_dict
+from ..data.multitask import MultiTaskDataset
+from ..data.splits import stratified_indices
+from ..errors import ConfigError
+from ..io import atomic_write_bytes
+from ..validate import check_pair, check_training_labels, read_npz, typed
+from .modes import RUNNERS
+from .runs import guard, only_run, rebuild_report, resumable, track
+from .specs import ModelSpec, MultiTaskData
+from ..models.zoo import trunk_factory
+from ..train.compare_sharing import MODES, SharingResult, compare_sharing, sharing_modes
+from ..tasks import Task
+from ..tasks_dense import DENSE_KINDS
+from ..train import TrainConfig
+from ..train.config import under
 
 
 @dataclass
@@ -77,7 +49,7 @@ class MultiTaskSpec:
 class MultiTaskExperiment:
     mode: str = "multitask"
     data: MultiTaskData = field(default_factory=lambda: MultiTaskData(builtin="digit_scenes"))
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "cnn2d", "args": {"channels": [8, 16, 32]}})
+    model: ModelSpec = field(default_factory=lambda: ModelSpec("cnn2d", {"channels": [8, 16, 32]}))
     multitask: MultiTaskSpec = field(default_factory=MultiTaskSpec)
     output: str = "runs/multitask"
     track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
@@ -93,8 +65,8 @@ class MultiTaskExperiment:
         bad = [m for m in self.multitask.modes if m not in sharing_modes()]
         if bad:
             raise ConfigError.at("multitask.modes", f" has {bad[0]!r}; expected some of {sharing_modes()}")
-        if set(self.model) - {"name", "args"} or "name" not in self.model:
-            raise ConfigError.at("model", f": expected keys 'name' and optionally 'args', got {sorted(self.model)}")
+        if self.model.pretrained is not None:   # pretrained families run through the own-data experiment
+            raise ConfigError.at("model", f" = {self.model.pretrained!r}; expected a built-in ({{name: ..., args: ...}})")
 
 
 def load_multitask(data: dict) -> MultiTaskExperiment:
@@ -105,12 +77,12 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
     """The tasks and their data: a MultiTaskDataset (shared inputs), or task -> ArrayDataset when
     every task names its own file."""
     if spec.builtin == "digit_scenes":
-        from .data.scenes import make_scenes, mnist_npz, sklearn_digits
+        from ..data.scenes import make_scenes, mnist_npz, sklearn_digits
         images, labels = sklearn_digits() if spec.images == "sklearn" else mnist_npz(spec.images)
         scenes = make_scenes(images, labels, spec.scenes, spec.canvas, spec.digits, missing=spec.missing, seed=spec.seed)
         return [Task(n, "binary") for n in scenes.labels], MultiTaskDataset(scenes.x, scenes.labels)
     if spec.builtin == "dense_scenes":
-        from .dense_data import dense_scenes_data
+        from ..dense_data import dense_scenes_data
         return dense_scenes_data(spec)
     own = [t.npz is not None for t in spec.tasks]
     if spec.tasks and all(own):
@@ -123,7 +95,7 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
     if not spec.tasks:
         raise ConfigError("data.tasks: list the tasks held in the file (name, kind, num_classes, key)")
     if any(t.kind in DENSE_KINDS for t in spec.tasks):   # per-pixel labels: their own reading and checks
-        from .dense_data import dense_npz_data
+        from ..dense_data import dense_npz_data
         return dense_npz_data(spec)
     tasks = [Task(t.name, t.kind, t.num_classes, t.num_outputs) for t in spec.tasks]
     arrays = read_npz(path, [spec.x, *(t.key or t.name for t in spec.tasks)])
@@ -137,7 +109,7 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
 
 
 def _per_task_files(spec: MultiTaskData) -> tuple[list[Task], dict]:
-    from .data import ArrayDataset
+    from ..data import ArrayDataset
     tasks, datasets = [], {}
     for t in spec.tasks:
         path = Path(t.npz)  # type: ignore[arg-type]
@@ -170,28 +142,10 @@ def _as_pair(task: str, d: MultiTaskDataset):
     return d.x, d.labels[task]
 
 
-def trunk_factory(model: dict, example: torch.Tensor, dense: bool = False):
-    """Fresh trunks (nn.Sequential, the head removed) of the configured zoo model; `dense`: image
-    features kept (cnn2d without its final pooling), for per-pixel tasks."""
-    name, args = model["name"], model.get("args", {})
-    in_features = example.shape[1] if example.dim() in (2, 4) else 1
-
-    def make() -> nn.Sequential:
-        net = build_model(name, in_features, 1, **args)
-        if isinstance(net, nn.Sequential):  # mlp: everything but the output layer
-            return net[:-1]
-        if hasattr(net, "features") and isinstance(net.features, nn.Sequential) and example.dim() == 4:
-            return net.features[:-2] if dense else net.features
-        raise TaskshareError(f"model {name!r} cannot serve as a multi-task trunk for inputs of shape "
-                             f"{tuple(example.shape[1:])}; use mlp (flat inputs) or cnn2d (images)")
-
-    return make
-
-
 def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple[list[Task], list[SharingResult]]:
     """Compare the configured sharing modes over every seed; writes the reports into `out`."""
     tasks, data = build_data(config.data)
-    if config.model["name"] == "mlp" and isinstance(data, MultiTaskDataset) and data.x.dim() > 2:
+    if config.model.name == "mlp" and isinstance(data, MultiTaskDataset) and data.x.dim() > 2:
         data.x = data.x.reshape(len(data.x), -1)
     train, val, test = split_data(data, config.data)
     if console:
@@ -203,7 +157,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
             console.print(f"multi-task data: one dataset per task, training sizes "
                           f"{ {t: len(d[1]) for t, d in train.items()} }; sampler {config.multitask.sampler}")
     example = train.x[:2] if isinstance(train, MultiTaskDataset) else torch.as_tensor(next(iter(train.values()))[0][:2])
-    factory = trunk_factory(config.model, example, any(t.kind in DENSE_KINDS for t in tasks))
+    factory = trunk_factory(config.model.name, config.model.args, example, any(t.kind in DENSE_KINDS for t in tasks))
     rows: list[SharingResult] = []
     for seed in config.multitask.seeds:
         spec = config.multitask
@@ -220,8 +174,43 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
 
 
 def write_multitask_reports(out: Path, tasks: list[Task], rows: list[SharingResult], config: dict) -> None:
-    from .evaluate.report.sharing import sharing_markdown
+    from ..evaluate.report.sharing import sharing_markdown
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "multitask_results.json",
                        json.dumps({"config": config, "results": [r.to_dict() for r in rows]}, indent=2, default=str).encode())
     atomic_write_bytes(out / "multitask_report.md", sharing_markdown(tasks, rows, note=config.get("note", "")).encode())
+
+
+@RUNNERS.register("multitask")
+def run_multitask_command(args, raw: dict, console) -> int:
+    """`taskshare run CONFIG` with `mode: multitask`."""
+    only_run(args, "a multi-task config")
+    config = load_multitask(raw)
+    from .preflight import check_multitask
+    check_multitask(config)
+    guard(args, Path(args.out or config.output))
+    if args.resume:
+        train = resumable(config.multitask.train, args.shared_out or config.output)
+        config = replace(config, multitask=replace(config.multitask, train=train))
+    return report_multitask(config, Path(args.out or config.output), console)
+
+
+def quick_multitask(config: MultiTaskExperiment) -> MultiTaskExperiment:
+    """The demo's small version: fewer scenes (a few-label regime stays few) and epochs."""
+    data = replace(config.data, scenes=min(config.data.scenes, 600))
+    spec = replace(config.multitask, train=replace(config.multitask.train, epochs=3, min_steps=30))
+    return replace(config, data=data, multitask=spec)
+
+
+def report_multitask(config: MultiTaskExperiment, out: Path, console) -> int:
+    """run_multitask, then the comparison in the terminal, report.html and the trackers."""
+    from ..evaluate.report.sharing import print_sharing
+    started = time.perf_counter()
+    tasks, rows = run_multitask(config, out, console)
+    print_sharing(console, tasks, rows, "multi-task: one model per task vs sharing")
+    if config.note:
+        console.print(config.note, style="bold", markup=False, highlight=False)
+    rebuild_report(out)
+    track(config, out)
+    console.print(f"done in {time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
+    return 0

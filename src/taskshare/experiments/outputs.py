@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .errors import TaskshareError
+from ..errors import TaskshareError
 
 MARKER = ".taskshare-run"
 

@@ -11,60 +11,82 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import to_dict
-from .data.augment import build_augment
-from .own_experiment import (OwnExperiment, check_classes, few_shot_splits, hold_out, input_info, model_size,
+from ..config import to_dict
+from ..data.augment import build_augment
+from .own import (OwnExperiment, check_classes, few_shot_splits, hold_out, input_info, model_size,
                              pretrain_builtin, read_data, with_cache_note)
-from .models.backbones.spec import preprocessing_of
-from .serve.bundle import write_bundle
-from .serve.models import transfer_net
-from .tasks import Task
-from .train import resolve_device
-from .train.config import under
-from .transfer import STRATEGIES
-from .transfer.features import FeatureCache
-from .transfer.run import build_strategy, run_strategy
+from ..models.backbones.spec import preprocessing_of
+from ..serve.bundle import write_bundle
+from ..serve.models import transfer_net
+from ..tasks import Task
+from ..train import resolve_device
+from ..train.config import under
+from ..transfer import STRATEGIES
+from ..transfer.features import FeatureCache
+from ..transfer.run import build_strategy, run_strategy
+from .transfer import print_row, result_row
 
 
 def _cache(config: OwnExperiment, base, out: Path):
     trunk = copy.deepcopy(base.trunk)
     device = resolve_device(config.transfer.train.device)
     if config.feature_cache == "disk":
-        from .transfer.disk_cache import DiskFeatureCache
+        from ..transfer.disk_cache import DiskFeatureCache
         return DiskFeatureCache(trunk, device, out / "features", config.transfer.train.eval_batch_size)
     return FeatureCache(trunk, device, config.transfer.train.eval_batch_size)
 
 
 def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
-    from .evaluate import summarize
-    from .evaluate.report.transfer import print_summary, write_reports
+    from ..evaluate import summarize
+    from ..evaluate.report.transfer import print_summary, write_reports
     started = time.perf_counter()
     backbone, size = model_size(config)
-    source_net, source_outputs, record = None, None, {"mode": "transfer", "model": config.model}
+    source_net, record = None, {"mode": "transfer", "model": config.model.to_config()}
     if backbone is None:
-        source_net, source_info, source_outputs = pretrain_builtin(config, size, console)
-        record["source_outputs"] = source_outputs
+        source_net, source_info, record["source_outputs"] = pretrain_builtin(config, size, console)
         if source_info["kind"] == "table":   # the network learnt the source's scaling and categories
             config = replace(config, target={**config.target, "encoding": source_info["encoding"]})
     else:
         record["preprocessing"] = preprocessing_of(backbone)
+    data, task, train_ds, test_ds = _target(config, size, getattr(backbone, "tokenizer", None), record, console)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        base = transfer_net(record, task, source_net, pretrained=True) if backbone is None else backbone.with_head(task)
+    rows, deploy = _every_strategy(config, base, task, data, train_ds, test_ds, out, console)
+    summary = summarize(rows)
+    title = f"{config.model.label}: transfer to {Path(data.origin).name}"
+    print_summary(console, summary, title)
+    paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
+    record.update(tasks=[{**task.describe(), "class_names": data.class_names[task.name]}], strategy=deploy["strategy"],
+                  val_score=deploy["score"], test=deploy["test"], labels_per_class=config.transfer.shots[-1])
+    write_bundle(out, deploy["model"], record)
+    console.print(f"kept {deploy['strategy']} (best on validation at k={config.transfer.shots[-1]}) -> "
+                  f"{out / 'model.safetensors'}; use it with 'taskshare predict {out} INPUTS'")
+    console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
+    return 0
+
+
+def _target(config: OwnExperiment, size, tokenizer, record: dict, console):
+    """The target read, its known labels kept, the test part held out and every class checked; returns
+    the data, the task and the train and test datasets (the input's record goes into `record`)."""
     data = read_data(config.target, size, "target")  # type: ignore[arg-type]
     task_name = data.tasks[0]
     data = data.select(np.flatnonzero(data.labels[task_name] >= 0))   # unknown labels cannot train one task
     train_data, test_data = hold_out(data, config.test, config.test_fraction, config.split_seed, size, task_name)
     check_classes(train_data, task_name, config.transfer.shots, config.transfer.val_per_class)
     names = data.class_names[task_name]
-    task = Task(task_name, "multiclass", num_classes=len(names))
-    tokenizer = getattr(backbone, "tokenizer", None)
     record["input"] = input_info(data, tokenizer)
     console.print(f"target {data.origin}: {len(train_data)} training / {len(test_data)} test examples, "
                   f"{len(names)} classes ({', '.join(names[:8])}{' ...' if len(names) > 8 else ''})"
                   + (f"; {len(data.skipped)} unreadable file(s) skipped" if data.skipped else ""))
-    train_ds = train_data.dataset(task_name, tokenizer, config.num_workers)
-    test_ds = test_data.dataset(task_name, tokenizer, config.num_workers)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        base = transfer_net(record, task, source_net, pretrained=True) if backbone is None else backbone.with_head(task)
+    return (data, Task(task_name, "multiclass", num_classes=len(names)),
+            train_data.dataset(task_name, tokenizer, config.num_workers),
+            test_data.dataset(task_name, tokenizer, config.num_workers))
+
+
+def _every_strategy(config: OwnExperiment, base, task: Task, data, train_ds, test_ds, out: Path, console):
+    """Every strategy (and scratch) at every shot and seed; returns the result rows and the model to
+    deploy: the best on validation at the last shot, first seed."""
     size_hw = tuple(data.encoding["size"]) if data.kind == "image" else None
     augment = build_augment(config.augment, size_hw, data.kind)
     with_cache_note(config, augment)
@@ -80,28 +102,13 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
             for strategy in strategies:
                 model, result = run_strategy(base, task, splits, strategy, train_cfg, None, augment,
                                              cache if cache is not None else False, shot, config.transfer.train_frozen_bn)
-                row = result.to_dict()
-                for stage in row["stages"]:
-                    stage["curve"] = [e.get("val_score", float("nan")) for e in stage.pop("history", None) or []]
-                rows.append(row)
-                console.print(f"  k={shot!s:>4} seed={seed} {row['strategy']:<34} test acc "
-                              f"{row['test']['accuracy'] * 100:5.1f}%  {row['seconds']:5.1f}s"
-                              + (" cached" if row["cached"] else ""), highlight=False, soft_wrap=True)
+                rows.append(result_row(result))
+                print_row(console, rows[-1])
                 if shot == config.transfer.shots[-1] and seed == config.transfer.seeds[0]:
                     _keep_best(deploy, model, result)
     if hasattr(cache, "close"):
         cache.close()
-    summary = summarize(rows)
-    title = f"{_model_name(config)}: transfer to {Path(data.origin).name}"
-    print_summary(console, summary, title)
-    paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
-    record.update(tasks=[{**task.describe(), "class_names": names}], strategy=deploy["strategy"],
-                  val_score=deploy["score"], test=deploy["test"], labels_per_class=config.transfer.shots[-1])
-    write_bundle(out, deploy["model"], record)
-    console.print(f"kept {deploy['strategy']} (best on validation at k={config.transfer.shots[-1]}) -> "
-                  f"{out / 'model.safetensors'}; use it with 'taskshare predict {out} INPUTS'")
-    console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
-    return 0
+    return rows, deploy
 
 
 def _keep_best(deploy: dict, model, result) -> None:
@@ -109,14 +116,6 @@ def _keep_best(deploy: dict, model, result) -> None:
         return   # adapters are saved by the strategy's own means; the deployable file holds plain weights
     if deploy["score"] is None or result.val_score > deploy["score"]:
         deploy.update(score=result.val_score, model=model, strategy=result.strategy, test=result.test)
-
-
-def _model_name(config: OwnExperiment) -> str:
-    spec = config.model
-    for key in ("torchvision", "timm", "hf", "name"):
-        if key in spec:
-            return Path(str(spec[key])).name or str(spec[key])
-    return "model"
 
 
 def replace_seed(train, seed: int):

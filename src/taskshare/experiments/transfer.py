@@ -1,4 +1,4 @@
-"""The pretrain-then-transfer experiment behind `taskshare run|pretrain|transfer|demo`.
+"""The pretrain-then-transfer experiment behind `taskshare run|pretrain|transfer|demo` (mode: transfer).
 
 Source task A and target task B come from data specs (the built-in MNIST-1D generator or an .npz
 file); a model from the zoo is pretrained on A, its head cut, and every strategy is run on B at each
@@ -7,6 +7,7 @@ number of labels per class and seed, against the scratch baseline.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -14,40 +15,22 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .config import from_dict, load_yaml, to_dict
-from .data import Splits, few_shot, split
-from .errors import ConfigError, TaskshareError
-from .io import safe_name
-from .models import build_model, transfer_model
-from .tasks import Task
-from .train.config import under
-from .validate import check_dense_classes, check_pair, class_labels, read_npz, typed
-from .train import TrainConfig, evaluate, fit, load_into, read_meta, save
-from .transfer import compare
+from ..config import from_dict, load_yaml, to_dict
+from ..data import Splits, few_shot, split
+from ..errors import ConfigError, TaskshareError
+from ..io import atomic_write_bytes, safe_name
+from ..models import transfer_model
+from ..tasks import Task
+from ..train import TrainConfig, evaluate, fit, load_into, read_meta, save
+from ..train.config import under
+from ..transfer import compare
+from ..validate import typed
+from .modes import RUNNERS
+from .runs import guard, resumable, track
+from .specs import DataSpec, ModelSpec
+from .task_data import TaskData, load_task_data
 
 log = logging.getLogger("taskshare")
-
-
-@dataclass
-@typed()
-class DataSpec:
-    builtin: str | None = None        # "mnist1d": generated locally, no download
-    npz: str | None = None            # or an .npz file holding the arrays named below
-    x: str = "x"
-    y: str = "y"
-    x_test: str = "x_test"            # used when present in the file
-    y_test: str = "y_test"
-    classes: list[int] | None = None  # keep these classes, relabelled 0..n-1 in this order
-    num_samples: int = 30_000         # builtin only: samples generated (80% train, 20% test)
-    seed: int = 42                    # builtin only: generator seed
-    test_fraction: float = 0.2        # npz without test arrays: stratified hold-out
-
-
-@dataclass
-@typed()
-class ModelSpec:
-    name: str = "mlp"                                    # a built-in model: mlp | cnn1d
-    args: dict[str, Any] = field(default_factory=dict)   # its keyword arguments, e.g. hidden: [256, 256]
 
 
 @dataclass
@@ -102,63 +85,6 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
     return from_dict(ExperimentConfig, data, "config")
 
 
-@dataclass
-class TaskData:
-    x: np.ndarray
-    y: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-
-    @property
-    def num_classes(self) -> int:
-        return int(max(self.y.max(), self.y_test.max()) + 1)
-
-
-def _relabel(x: np.ndarray, y: np.ndarray, classes: list[int] | None) -> tuple[np.ndarray, np.ndarray]:
-    if classes is None:
-        return x, y
-    missing = [c for c in classes if not (y == c).any()]
-    if missing:
-        raise TaskshareError(f"classes {missing} do not occur in the data; present: {sorted(np.unique(y).tolist())}")
-    keep = np.isin(y, classes)
-    lookup = {c: i for i, c in enumerate(classes)}
-    return x[keep], np.array([lookup[int(v)] for v in y[keep]], dtype=np.int64)
-
-
-def load_task_data(spec: DataSpec, generated: dict) -> TaskData:
-    """Arrays for one task; builtin data are generated once per experiment (memoised in `generated`)."""
-    if spec.builtin == "mnist1d":
-        key = ("mnist1d", spec.num_samples, spec.seed)
-        if key not in generated:
-            from .data.mnist1d import generate
-            generated[key] = generate(spec.num_samples, spec.seed)
-        raw = generated[key]
-    else:
-        path = Path(spec.npz)  # type: ignore[arg-type]
-        raw = read_npz(path, [spec.x, spec.y], [spec.x_test, spec.y_test])
-        raw = {"x": raw[spec.x], "y": raw[spec.y], "x_test": raw.get(spec.x_test), "y_test": raw.get(spec.y_test)}
-        for part, inputs, labels in (("", "x", "y"), (" test", "x_test", "y_test")):
-            if raw[inputs] is not None and raw[labels] is not None:
-                check_pair(raw[inputs], raw[labels], f"{path}{part} arrays ({getattr(spec, inputs)!r}, {getattr(spec, labels)!r})")
-                raw[labels] = class_labels(raw[labels], f"array {getattr(spec, labels)!r} in {path}")
-        if raw["x_test"] is None or raw["y_test"] is None:
-            from .data import stratified_indices
-            train_idx, test_idx = stratified_indices(raw["y"], spec.test_fraction, spec.seed)
-            raw = {"x": raw["x"][train_idx], "y": raw["y"][train_idx],
-                   "x_test": raw["x"][test_idx], "y_test": raw["y"][test_idx]}
-    x, y = _relabel(np.asarray(raw["x"], np.float32), np.asarray(raw["y"]).astype(np.int64), spec.classes)
-    x_test, y_test = _relabel(np.asarray(raw["x_test"], np.float32), np.asarray(raw["y_test"]).astype(np.int64), spec.classes)
-    where = f"{spec.npz} ({spec.y!r})" if spec.npz else f"{spec.builtin} labels"
-    if len(y) == 0 or len(y_test) == 0:
-        raise TaskshareError(f"{where}: {len(y)} training and {len(y_test)} test examples after the split; expected "
-                             f"at least one of each (more examples, or x_test and y_test arrays)")
-    n = check_dense_classes(y, where, "; or list the classes to keep, e.g. classes: [10, 11, 12, 13]")
-    if y_test.max() >= n:
-        raise TaskshareError(f"{where}: the test labels reach {y_test.max()}, but training has classes 0..{n - 1}; "
-                             f"expected test classes seen in training")
-    return TaskData(x, y, x_test, y_test)
-
-
 def pretrain(config: ExperimentConfig, source: TaskData, out_dir: Path | None = None) -> tuple[torch.nn.Module, dict]:
     """Train the configured model on the source task (or load its checkpoint); returns it with its
     source test metrics."""
@@ -169,7 +95,7 @@ def pretrain(config: ExperimentConfig, source: TaskData, out_dir: Path | None = 
                    seed=config.pretrain.train.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.pretrain.train.seed)
-        model = build_model(config.model.name, source.x.shape[1], task.out_dim, **config.model.args)
+        model = config.model.build(source.x.shape[1], task.out_dim)
         fit(model, task, splits.train, splits.val, under(config.pretrain.train, "pretrain"))
     metrics = evaluate(model, task, splits.test)
     if out_dir is not None:
@@ -186,7 +112,7 @@ def load_pretrained(config: ExperimentConfig, path: str | Path) -> tuple[torch.n
     shapes = meta.get("model", {})
     if "in_features" not in shapes or "num_outputs" not in shapes:
         raise TaskshareError(f"{path}: its sidecar does not record the model's in_features and num_outputs")
-    model = build_model(config.model.name, shapes["in_features"], shapes["num_outputs"], **config.model.args)
+    model = config.model.build(shapes["in_features"], shapes["num_outputs"])
     load_into(model, path)
     log.info("loaded pretrained weights from %s", path)
     return model, meta.get("source_test", {})
@@ -214,13 +140,19 @@ def transfer_all(config: ExperimentConfig, pretrained: torch.nn.Module, target: 
             saver = _model_saver(config, task, out_dir, shot, seed)
             for res in compare(base, task, splits, config.transfer.strategies, train_cfg, source_size, shot,
                                train_frozen_bn=config.transfer.train_frozen_bn, on_model=saver):
-                row = res.to_dict()
-                for stage in row["stages"]:   # keep the validation curve, drop the rest of the history
-                    stage["curve"] = [e.get("val_score", float("nan")) for e in stage.pop("history", None) or []]
+                row = result_row(res)
                 results.append(row)
                 if on_result:
                     on_result(row)
     return results
+
+
+def result_row(result) -> dict:
+    """A result as saved: each stage keeps its validation curve, not the rest of its history."""
+    row = result.to_dict()
+    for stage in row["stages"]:
+        stage["curve"] = [e.get("val_score", float("nan")) for e in stage.pop("history", None) or []]
+    return row
 
 
 def _model_saver(config: ExperimentConfig, task: Task, out_dir: Path | None, shot, seed: int):
@@ -247,3 +179,86 @@ def _model_saver(config: ExperimentConfig, task: Task, out_dir: Path | None, sho
 
 def _with_seed(cfg: TrainConfig, seed: int) -> TrainConfig:
     return replace(cfg, seed=seed)
+
+
+@RUNNERS.register("transfer")
+def run_transfer_command(args, raw: dict, console) -> int:
+    """`taskshare run|pretrain|transfer CONFIG`: pretrain writes OUT/pretrained.safetensors, transfer
+    continues from it (or --pretrained), run does both."""
+    config = from_dict(ExperimentConfig, {k: v for k, v in raw.items() if k != "mode"}, "config")
+    out = Path(args.out or config.output)
+    shared = Path(args.shared_out or config.output)     # under several processes: the folder every rank reads
+    if getattr(args, "resume", False):
+        config = replace(config, pretrain=replace(config.pretrain, train=resumable(config.pretrain.train, shared)),
+                         transfer=replace(config.transfer, train=resumable(config.transfer.train, shared)))
+    guard(args, out, continues=args.command == "transfer")   # transfer continues the pretrain run's folder
+    pretrained = getattr(args, "pretrained", None)
+    if args.command == "transfer":
+        pretrained = pretrained or config.pretrain.checkpoint or str(shared / "pretrained.safetensors")
+    return run_transfer(config, out, console, args.command, pretrained)
+
+
+def quick(config: ExperimentConfig) -> ExperimentConfig:
+    """A small version of the demo for a first look and for tests."""
+    src = replace(config.source, num_samples=6000)
+    tgt = replace(config.target, num_samples=6000)
+    pre = replace(config.pretrain, train=replace(config.pretrain.train, epochs=8))
+    tr = replace(config.transfer, shots=[5, "all"], strategies=["scratch", "linear_probe", "finetune", "lp_ft", "auto"],
+                 train=replace(config.transfer.train, epochs=10))
+    return replace(config, source=src, target=tgt, pretrain=pre, transfer=tr)
+
+
+def run_transfer(config: ExperimentConfig, out: Path, console, command: str, pretrained_path: str | None) -> int:
+    """The whole experiment into `out`: the source model (trained, or loaded for `transfer`), every
+    strategy on the target, the reports."""
+    from ..evaluate import summarize
+    from ..evaluate.report.transfer import print_summary, write_reports
+    import yaml
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
+    started = time.perf_counter()
+    source = _source_model(config, out, console, command, pretrained_path)
+    if source is None:
+        return 0                                          # pretrain only
+    model, target, source_size = source
+    console.print(f"target task B: {len(target.y)} training examples, {target.num_classes} classes; "
+                  f"shots {config.transfer.shots}, seeds {config.transfer.seeds}")
+    rows = transfer_all(config, model, target, source_size, on_result=lambda r: print_row(console, r), out_dir=out)
+    summary = summarize(rows)
+    title = f"{config.model.name}: transfer A -> B"
+    print_summary(console, summary, title)
+    paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
+    console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
+    track(config, out)
+    return 0
+
+
+def _source_model(config: ExperimentConfig, out: Path, console, command: str, pretrained_path: str | None):
+    """(source model, target data, source size), checked before the source model trains; None after
+    `pretrain`, which stops there."""
+    from .preflight import check_transfer
+    generated: dict = {}
+    if command in ("run", "demo", "pretrain"):
+        source = load_task_data(config.source, generated)
+        target = None if command == "pretrain" else load_task_data(config.target, generated)
+        if target is not None:
+            check_transfer(config, target, source)
+        else:
+            config.model.check()
+        console.print(f"source task A: {len(source.y)} training examples, {source.num_classes} classes")
+        model, metrics = pretrain(config, source, out)
+        console.print(f"pretrained {config.model.name} on A: test accuracy {metrics.get('accuracy', float('nan')) * 100:.1f}%"
+                      f"  -> {out / 'pretrained.safetensors'}")
+        return None if command == "pretrain" else (model, target, len(source.y))
+    path = Path(pretrained_path or config.pretrain.checkpoint or out / "pretrained.safetensors")
+    meta = read_meta(path)
+    target = load_task_data(config.target, generated)
+    check_transfer(config, target, in_features=meta.get("model", {}).get("in_features"))
+    model, _ = load_pretrained(config, path)
+    return model, target, meta.get("source_size")
+
+
+def print_row(console, r: dict) -> None:
+    console.print(f"  k={r['labels_per_class']!s:>4} seed={r['seed']} {r['strategy']:<34} "
+                  f"test acc {r['test']['accuracy'] * 100:5.1f}%  {r['seconds']:5.1f}s"
+                  + (" cached" if r["cached"] else ""), highlight=False, soft_wrap=True)

@@ -19,18 +19,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import from_dict, to_dict
-from .data import few_shot, split
-from .data.sources import SOURCES, SourceData, read_source
-from .data.splits import stratified_indices
-from .errors import ConfigError, TaskshareError
-from .experiment import PretrainSpec, TransferSpec
-from .models.backbones.spec import family, preprocessing_of
-from .multitask_experiment import MultiTaskSpec
-from .serve.models import backbone_for, builtin_net
-from .tasks import Task
-from .train import evaluate, fit
-from .train.config import under
+from ..config import from_dict, to_dict
+from ..data import few_shot, split
+from ..data.sources import SOURCES, SourceData, read_source
+from ..data.splits import stratified_indices
+from ..errors import ConfigError, TaskshareError
+from .transfer import PretrainSpec, TransferSpec
+from ..models.backbones.spec import BACKBONES, preprocessing_of
+from .multitask import MultiTaskSpec
+from ..serve.models import builtin_net
+from .specs import ModelSpec
+from ..tasks import Task
+from ..train import evaluate, fit
+from ..train.config import under
 
 log = logging.getLogger("taskshare")
 MODES = ("transfer", "multitask")
@@ -46,7 +47,7 @@ class OwnExperiment:
     test_fraction: float = 0.2        # stratified by the first task's labels
     val_fraction: float = 0.15        # multitask: rows held out for model selection
     split_seed: int = 0               # seeds the test hold-out, fixed across strategies and seeds
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "mlp"})  # {torchvision|timm|hf: ...} or {name, args}
+    model: ModelSpec = field(default_factory=ModelSpec)   # {torchvision|timm|hf: ...} or {name, args}
     augment: Any = "none"             # images: none | light | standard | {preset, flip: false} | [transform names]
     num_workers: int = 0              # DataLoader workers that decode images (0: the main process decodes)
     feature_cache: str = "disk"       # disk: memory-mapped under OUT/features, shared by strategies and seeds | memory
@@ -62,10 +63,7 @@ class OwnExperiment:
         if data is None:
             raise ConfigError(f"a {self.mode} config needs '{'target' if self.mode == 'transfer' else 'data'}': "
                               f"a data source ({', '.join(SOURCES.names())})")
-        fam = family(self.model)
-        if fam is None and "name" not in self.model:
-            raise ConfigError(f"model = {self.model!r}; expected a pretrained family ({{torchvision: name}}, "
-                              f"{{timm: name}}, {{hf: name}}) or a built-in ({{name: mlp, args: {{...}}}})")
+        fam = self.model.family
         if self.mode == "transfer" and fam is None and self.source is None:
             raise ConfigError("a built-in model has no pretrained weights: give 'source' (data to pretrain on) "
                               "or a pretrained model (model: {torchvision: ...}, {timm: ...}, {hf: ...})")
@@ -81,7 +79,7 @@ def is_own_config(raw: dict[str, Any]) -> bool:
         if isinstance(spec, dict) and any(k in SOURCES and k != "npz" for k in spec):
             return True
     model = raw.get("model")
-    return isinstance(model, dict) and any(k in ("torchvision", "timm", "hf") for k in model)
+    return isinstance(model, dict) and any(k in BACKBONES for k in model)
 
 
 def load_own(raw: dict[str, Any]) -> OwnExperiment:
@@ -152,9 +150,9 @@ def align_classes(test: SourceData, train: SourceData) -> SourceData:
 
 def model_size(config: OwnExperiment):
     """The backbone (pretrained families) and the image size its preprocessing expects."""
-    if family(config.model) is None:
+    if config.model.family is None:
         return None, (32, 32)
-    backbone = backbone_for(config.model, pretrained=True)
+    backbone = config.model.backbone(pretrained=True)
     pre = preprocessing_of(backbone)
     return backbone, tuple(pre["size"]) if pre else (224, 224)
 
@@ -162,7 +160,7 @@ def model_size(config: OwnExperiment):
 def run_own(config: OwnExperiment, out: Path, console) -> int:
     out.mkdir(parents=True, exist_ok=True)
     import yaml
-    from .io import atomic_write_bytes
+    from ..io import atomic_write_bytes
     atomic_write_bytes(out / "config.yaml", yaml.safe_dump(to_dict(config), sort_keys=False).encode())
     if config.mode == "multitask":
         from .own_multitask import run_own_multitask
@@ -187,10 +185,10 @@ def pretrain_builtin(config: OwnExperiment, image_size, console) -> tuple[torch.
         # the initial weights too come from the config's seed: drawn from the process's random state,
         # they differed between two runs of one command (and a resumed run would not match its checkpoint)
         torch.manual_seed(config.pretrain.train.seed)
-        net = builtin_net(config.model, info, n_classes)
+        net = builtin_net(config.model.to_config(), info, n_classes)
         fit(net, task, splits.train, splits.val, under(config.pretrain.train, "pretrain"))
     metrics = evaluate(net, task, splits.val)
-    console.print(f"pretrained {config.model['name']} on the source ({len(source)} examples, {n_classes} classes): "
+    console.print(f"pretrained {config.model.name} on the source ({len(source)} examples, {n_classes} classes): "
                   f"validation accuracy {metrics['accuracy'] * 100:.1f}%")
     return net, info, n_classes
 
@@ -213,24 +211,21 @@ def run_own_command(args, raw: dict[str, Any], console) -> int:
         raise TaskshareError(f"'taskshare {args.command}' is for built-in data; a config with your own data source "
                              f"or a pretrained model runs with 'taskshare run'")
     config = load_own(raw)
-    from .outputs import prepare_output    # the same output-folder rule as every other mode
+    from .runs import guard                 # the same output-folder rule as every other mode
     out = Path(args.out or config.output)
-    resume = getattr(args, "resume", False)
-    prepare_output(out, overwrite=getattr(args, "overwrite", False), resume=resume)
-    if resume:
-        config = resumable(config, out)
+    guard(args, out)
+    if getattr(args, "resume", False):
+        config = resumable_own(config, out)
     return run_own(config, out, console)
 
 
-def resumable(config: OwnExperiment, out: Path) -> OwnExperiment:
+def resumable_own(config: OwnExperiment, out: Path) -> OwnExperiment:
     """Every training run of the experiment checkpointed under OUT/checkpoints (one sub-folder per
     stage, size, seed and strategy) and continued from there: finished runs restore at once, the
     interrupted one goes on from its last step, as the built-in modes do."""
     from dataclasses import replace
 
-    def run(train):
-        return replace(train, checkpoint_dir=str(out / "checkpoints"), resume=True,
-                       checkpoint_every=train.checkpoint_every or 200)
-    return replace(config, pretrain=replace(config.pretrain, train=run(config.pretrain.train)),
-                   transfer=replace(config.transfer, train=run(config.transfer.train)),
-                   multitask=replace(config.multitask, train=run(config.multitask.train)))
+    from .runs import resumable
+    return replace(config, pretrain=replace(config.pretrain, train=resumable(config.pretrain.train, out)),
+                   transfer=replace(config.transfer, train=resumable(config.transfer.train, out)),
+                   multitask=replace(config.multitask, train=resumable(config.multitask.train, out)))

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .errors import ConfigError, TaskshareError
+from ..errors import ConfigError, TaskshareError
 
 KINDS = ("tensorboard", "mlflow")
 

@@ -11,10 +11,23 @@ import torch
 from rich.table import Table
 
 from ..data import few_shot
-from ..experiment import ExperimentConfig, load_pretrained, load_task_data, pretrain
+from .runs import guard, packaged_config, rebuild_report
+from .task_data import load_task_data
+from .transfer import ExperimentConfig, load_config, load_pretrained, pretrain, quick
 from ..tasks import Task
 from ..io import atomic_write_bytes, read_meta
-from .advise import advise
+from ..advise import advise
+
+
+def run_advise_command(args, console) -> int:
+    """`taskshare advise [CONFIG]` (the demo's config when none is given)."""
+    config = load_config(Path(args.config) if args.config else packaged_config("demo.yaml"))
+    config = quick(config) if args.quick else config
+    out = Path(args.out or config.output)
+    guard(args, out)
+    run_advise(config, out, console, args.pretrained, args.confirm)
+    rebuild_report(out)                       # report.html, as every mode writes
+    return 0
 
 
 def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: str | None = None,
@@ -54,15 +67,20 @@ def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: st
                       f"{best.leep:.3f}", f"{best.nce:.3f}", f"{best.h_score:.2f}",
                       advice.strategy + (f"({args})" if args else ""))
     console.print(table)
+    _print_reasons(console, results)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "advice.json", json.dumps(results, indent=2, default=str).encode())
+    return results
+
+
+def _print_reasons(console, results: list[dict]) -> None:
+    """Why each recommendation, and what the confirming sweep found when one ran."""
     for row in results:
         console.print(f"k={row['labels_per_class']}: {row['advice']['reason']}", highlight=False)
         if "confirmed" in row:
             c = row["confirmed"]
             console.print(f"  confirmed by a sweep: recommended {c['recommended'] * 100:.1f}%, the sweep's pick "
                           f"({c['sweep_choice']}) {c['sweep'] * 100:.1f}% test accuracy", highlight=False)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out / "advice.json", json.dumps(results, indent=2, default=str).encode())
-    return results
 
 
 def _confirm(config, model, target, task, splits, spec, source_size, shot) -> dict:

@@ -4,45 +4,28 @@ given (they never reach training or selection)."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .adapt import ADAPTERS, fit_adaptation, fit_source_free, proxy_a_distance
-from .config import from_dict
-from .data import to_dataset
-from .errors import ConfigError, TaskshareError
-from .io import atomic_write_bytes
-from .validate import check_pair, check_training_labels, read_npz, typed
-from .models import build_model
-from .models.surgery import split_head
-from .models.trunk_head import TrunkHead
-from .tasks import Task
-from .train import TrainConfig
-from .train.config import under
-from .train.loop import evaluate
-
-
-@dataclass
-@typed()
-class DomainFile:
-    npz: str
-    x: str = "x"
-    y: str | None = "y"               # target: optional, used only to report accuracy
-
-
-@dataclass
-@typed()
-class AdaptData:
-    source: DomainFile | None = None
-    target: DomainFile | None = None
-    builtin: str | None = None        # "mnist1d_shift": MNIST-1D default -> harder arguments (needs mnist1d)
-    samples: int = 4000
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2        # of the target, held out for reporting when it has labels
+from ..adapt import ADAPTERS, fit_adaptation, fit_source_free, proxy_a_distance
+from ..config import from_dict
+from ..data import to_dataset
+from ..errors import ConfigError, TaskshareError
+from ..io import atomic_write_bytes
+from ..validate import check_pair, check_training_labels, read_npz, typed
+from .modes import RUNNERS
+from .runs import guard, only_run, rebuild_report, resumable, track
+from .specs import AdaptData, DomainFile, ModelSpec
+from ..models.surgery import split_head
+from ..models.trunk_head import TrunkHead
+from ..tasks import Task
+from ..train import TrainConfig
+from ..train.config import under
+from ..train.loop import evaluate
 
 
 @dataclass
@@ -63,7 +46,7 @@ class AdaptExperiment:
     mode: str = "adapt"
     task: dict[str, Any] = field(default_factory=lambda: {"name": "label", "kind": "multiclass", "num_classes": 10})
     data: AdaptData = field(default_factory=lambda: AdaptData(builtin="mnist1d_shift"))
-    model: dict[str, Any] = field(default_factory=lambda: {"name": "cnn1d", "args": {}})
+    model: ModelSpec = field(default_factory=lambda: ModelSpec("cnn1d"))
     adapt: AdaptSpec = field(default_factory=AdaptSpec)
     output: str = "runs/adapt"
     track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
@@ -103,7 +86,7 @@ def _read(spec: DomainFile, labels_required: bool, where: str) -> tuple[np.ndarr
 def build_domains(config: AdaptExperiment, seed: int = 0):
     """(source x, y), target x, target labels or None."""
     if config.data.builtin == "mnist1d_shift":
-        from .data.mnist1d import generate
+        from ..data.mnist1d import generate
         n = config.data.samples
         src = generate(n, seed=42)
         tgt = generate(n, seed=1000 + seed, shear_scale=1.2, corr_noise_scale=0.45)
@@ -115,9 +98,27 @@ def build_domains(config: AdaptExperiment, seed: int = 0):
 
 def make_model(config: AdaptExperiment, x: torch.Tensor, out_dim: int) -> TrunkHead:
     in_features = x.shape[1] if x.dim() in (2, 4) else 1   # width, length (1-D signals) or channels
-    net = build_model(config.model["name"], in_features, out_dim, **config.model.get("args", {}))
+    net = config.model.build(in_features, out_dim)
     trunk, head = split_head(net, example=x[:2])
     return TrunkHead(trunk, head)
+
+
+def _split(spec: AdaptData, seed: int, xs, ys, xt, yt):
+    """Source train and validation pairs, the unlabelled target inputs, and the target's labelled test
+    set (None without target labels), all drawn from one generator seeded by `seed`."""
+    g = np.random.default_rng(seed)
+    order = g.permutation(len(xs))
+    n_val = max(1, int(len(xs) * spec.val_fraction))
+    x_s, y_s = torch.as_tensor(xs[order]), torch.as_tensor(ys[order])
+    val, train = (x_s[:n_val], y_s[:n_val]), (x_s[n_val:], y_s[n_val:])
+    x_t = torch.as_tensor(xt)
+    test = None
+    if yt is not None:
+        t_order = g.permutation(len(xt))
+        n_test = max(1, int(len(xt) * spec.test_fraction))
+        test = to_dataset((x_t[t_order[:n_test]], torch.as_tensor(yt)[t_order[:n_test]]), "target test data")
+        x_t = x_t[t_order[n_test:]]
+    return train, val, x_t, test
 
 
 def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
@@ -128,18 +129,7 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
     check_training_labels(task, ys, "source labels")
     if yt is not None:
         task.check_labels(yt, "target labels")
-    g = np.random.default_rng(seed)
-    order = g.permutation(len(xs))
-    n_val = max(1, int(len(xs) * config.data.val_fraction))
-    x_s, y_s = torch.as_tensor(xs[order]), torch.as_tensor(ys[order])
-    val, train = (x_s[:n_val], y_s[:n_val]), (x_s[n_val:], y_s[n_val:])
-    x_t = torch.as_tensor(xt)
-    test = None
-    if yt is not None:
-        t_order = g.permutation(len(xt))
-        n_test = max(1, int(len(xt) * config.data.test_fraction))
-        test = to_dataset((x_t[t_order[:n_test]], torch.as_tensor(yt)[t_order[:n_test]]), "target test data")
-        x_t = x_t[t_order[n_test:]]
+    train, val, x_t, test = _split(config.data, seed, xs, ys, xt, yt)
     n = min(1000, len(val[0]), len(x_t))
     raw = proxy_a_distance(val[0][:n].reshape(n, -1), x_t[:n].reshape(n, -1)) if n >= 4 else float("nan")
     console.print(f"how different are these domains: proxy A-distance {raw:.2f} on the raw inputs "
@@ -181,3 +171,25 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "adapt_results.json", json.dumps(result, indent=2).encode())
     return result
+
+
+@RUNNERS.register("adapt")
+def run_adapt_command(args, raw: dict, console) -> int:
+    """`taskshare run CONFIG` with `mode: adapt`: every method against source-only, then the reports."""
+    only_run(args, "an adaptation config")
+    config = load_adapt(raw)
+    from .preflight import check_adapt
+    check_adapt(config)
+    out = Path(args.out or config.output)
+    guard(args, out)
+    if args.resume:
+        config = replace(config, adapt=replace(config.adapt, train=resumable(config.adapt.train,
+                                                                             args.shared_out or config.output)))
+    result = run_adapt(config, out, console)
+    from ..evaluate.report.adapt import below_chance
+    for method in below_chance(result):
+        console.print(f"[yellow]{method}: target {result['metric']} is at or below chance "
+                      f"({result['chance'] * 100:.1f}%)[/]", highlight=False)
+    rebuild_report(out)
+    track(config, out)
+    return 0

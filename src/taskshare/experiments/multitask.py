@@ -82,7 +82,7 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
         scenes = make_scenes(images, labels, spec.scenes, spec.canvas, spec.digits, missing=spec.missing, seed=spec.seed)
         return [Task(n, "binary") for n in scenes.labels], MultiTaskDataset(scenes.x, scenes.labels)
     if spec.builtin == "dense_scenes":
-        from ..dense_data import dense_scenes_data
+        from .dense_data import dense_scenes_data
         return dense_scenes_data(spec)
     own = [t.npz is not None for t in spec.tasks]
     if spec.tasks and all(own):
@@ -95,7 +95,7 @@ def build_data(spec: MultiTaskData) -> tuple[list[Task], Any]:
     if not spec.tasks:
         raise ConfigError("data.tasks: list the tasks held in the file (name, kind, num_classes, key)")
     if any(t.kind in DENSE_KINDS for t in spec.tasks):   # per-pixel labels: their own reading and checks
-        from ..dense_data import dense_npz_data
+        from .dense_data import dense_npz_data
         return dense_npz_data(spec)
     tasks = [Task(t.name, t.kind, t.num_classes, t.num_outputs) for t in spec.tasks]
     arrays = read_npz(path, [spec.x, *(t.key or t.name for t in spec.tasks)])

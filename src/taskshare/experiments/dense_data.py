@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.multitask import MultiTaskDataset
-from .errors import ConfigError, TaskshareError
-from .tasks import Task
-from .tasks_dense import DENSE_KINDS, DenseTask
-from .validate import check_pair, check_training_labels, read_npz
+from ..data.multitask import MultiTaskDataset
+from ..errors import ConfigError, TaskshareError
+from ..tasks import Task
+from ..tasks_dense import DENSE_KINDS, DenseTask
+from ..validate import check_pair, check_training_labels, read_npz
 
 # the built-in scenes' tasks and their kinds (taskshare.data.dense_scenes)
 SCENE_TASKS = {"seg": "segmentation", "depth": "depth", "normals": "normals", "count": "multiclass"}
@@ -96,8 +96,8 @@ def dense_npz_data(spec: Any) -> tuple[list[Task], MultiTaskDataset]:
 def dense_scenes_data(spec: Any) -> tuple[list[Task], MultiTaskDataset]:
     """The built-in dense scenes (taskshare.data.dense_scenes) of `spec.images`: every task of
     SCENE_TASKS, or those `spec.tasks` names (with their options)."""
-    from .data.dense_scenes import make_dense_scenes
-    from .data.scenes import mnist_npz, sklearn_digits
+    from ..data.dense_scenes import make_dense_scenes
+    from ..data.scenes import mnist_npz, sklearn_digits
     chosen = spec.tasks or [_default_spec(n) for n in SCENE_TASKS]
     for t in chosen:
         if t.name not in SCENE_TASKS:
@@ -113,5 +113,5 @@ def dense_scenes_data(spec: Any) -> tuple[list[Task], MultiTaskDataset]:
 
 
 def _default_spec(name: str):
-    from .experiments.specs import TaskSpec
+    from .specs import TaskSpec
     return TaskSpec(name, SCENE_TASKS[name], num_classes=10 if name == "seg" else 3 if name == "count" else None)

@@ -230,11 +230,11 @@ def report(rows: list[dict], args, seconds: float) -> list[str]:
               + (": " + ", ".join(f"{p} k={k} {m:+.1f}" for m, p, k in below) if below else "")
               + " (target: none). auto's wall time against one default `finetune` run, mean by k: "
               + ", ".join(f"k={k} {statistics.mean(v):.1f}x" for k, v in by_k.items()) + ".",
-              "", "Where auto cross-validates (fewer than 50 validation labels per class, here k = 5 and 20) its "
-              "final model trains on train + validation, which every fixed strategy holds out for early "
-              "stopping: the same labelled budget, used fully. Its negative regrets there are that extra data, "
-              "not a better choice alone. At k = 100 one validation split decides and the final model is the "
-              "chosen candidate's own run, like the fixed strategies'."]
+              "", "auto's model is always the chosen candidate's own run on the split as given (k to train, k to "
+              "validate), like every fixed strategy's, so its regret is the cost of its choice alone. Where one "
+              "validation split leaves the choice against scratch open and the lead's standard error is above 0.02, "
+              "the candidates still in contention train once more with the roles swapped (the cost column counts "
+              "it)."]
     return lines
 
 

@@ -50,6 +50,22 @@ def test_the_lead_needed_to_displace_scratch_rises_with_the_candidates():
     assert above_bar(1) == pytest.approx(0.994, abs=0.01) and above_bar(5) > 1.8
 
 
+def test_the_size_rule_decides_a_tie_only_where_the_evidence_cannot_resolve_it():
+    """The Exam table at 5 labels per class: 20 held-out examples, the linear probe level with scratch.
+    So few cannot resolve a lead of a few points, and the size rule's choice is kept; on 2,000 examples
+    the same tie is no detectable difference, and scratch is kept."""
+    few = {"scratch": _correct(20, [range(0, 6)]), "linear_probe": _correct(20, [range(3, 9)]),
+           "lp_ft": _correct(20, [range(0, 7)])}
+    d = decide(few, prior="linear_probe", max_se=0.02)
+    assert d.choice == "linear_probe" and "cannot resolve" in d.note and not d.settled
+    assert decide(few, prior="linear_probe").choice == "scratch"          # without max_se: the baseline
+    many = {name: v * 100 for name, v in few.items()}
+    assert decide(many, prior="linear_probe", max_se=0.02).choice == "scratch"
+    # a prior clearly below scratch stays refused, however little evidence there is
+    worse = dict(few, linear_probe=_correct(20, [range(0, 16)]))
+    assert decide(worse, prior="linear_probe", max_se=0.02).choice == "scratch"
+
+
 def test_candidates_far_below_are_pruned_before_another_round():
     n = 100
     scores = {"scratch": _correct(n, [range(0, 40)]), "linear_probe": _correct(n, [range(0, 80)]),

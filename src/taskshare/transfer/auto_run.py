@@ -17,7 +17,7 @@ from ..train.config import under
 from ..train.loop import predict
 from .auto import Auto
 from .base import DataFacts
-from .evidence import Paired, contenders, decide, next_held_out
+from .evidence import Paired, contenders, decide, next_held_out, resolution
 
 
 def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: DataFacts, augment, cache,
@@ -45,8 +45,8 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
                        f"{prior.label()} ({reason})")
     device = resolve_device(config.device)
     evidence = {name: _correct(model, splits.val, device, config) for name, (model, _) in runs.items()}
-    decision = decide(evidence, prior.label(), "scratch")
-    rounds, gap_se = 1, _lead_se(evidence)
+    decision = decide(evidence, prior.label(), "scratch", max_se=auto.max_se)
+    rounds, gap_se = 1, _lead_se(evidence, decision.refused)
     plan = None
     while rounds < auto.rounds and not decision.settled and gap_se > auto.max_se:
         plan = plan or _plan_rounds(splits)
@@ -64,13 +64,13 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
             evidence[name] = evidence[name] + _correct(model, split.val, device, config)
             trainings += 1
         rounds += 1
-        decision = decide(evidence, prior.label(), "scratch")
-        gap_se = _lead_se(evidence)
+        decision = decide(evidence, prior.label(), "scratch", max_se=auto.max_se)
+        gap_se = _lead_se(evidence, decision.refused)
     held_out = len(evidence["scratch"])
     why = (f"{rounds} round(s) of held-out examples ({held_out} in all: the validation split"
            + (", then as many per class from the training split, roles swapped" if rounds > 1 else "") + f"), {trainings} trainings"
            + ("" if rounds > 1 or decision.settled or auto.rounds == 1 else
-              f"; no second round: the lead's standard error {gap_se:.3f} is within max_se {auto.max_se}"))
+              f"; no second round: the leads' standard error {gap_se:.3f} is within max_se {auto.max_se}"))
     return _finish(runs[decision.choice], auto, started,
                    f"{why}; paired per example: {decision.note}. The model kept is {decision.choice}'s run on the "
                    f"split as given. The size rule alone would say {prior.label()} ({reason})")
@@ -104,13 +104,13 @@ def _correct(model, data: Dataset, device, config) -> list[float]:
     return (out.argmax(1) == y)[known].float().tolist()
 
 
-def _lead_se(evidence: dict[str, list[float]]) -> float:
-    """The standard error of the best transfer candidate's lead over scratch (by mean)."""
-    others = [n for n in evidence if n != "scratch"]
-    if not others:
-        return 0.0
-    best = max(others, key=lambda n: float(np.mean(evidence[n])))
-    return Paired.of(evidence[best], evidence["scratch"]).se
+def _lead_se(evidence: dict[str, list[float]], refused: list[str]) -> float:
+    """How well the evidence resolves a lead over scratch: the largest standard error of a transfer
+    candidate's paired lead (never below what its number of examples allows, see `resolution`)."""
+    base = evidence["scratch"]
+    return max((resolution(Paired.of(v, base), min(len(v), len(base))) for n, v in evidence.items()
+                if n != "scratch" and n not in refused),
+               default=0.0)
 
 
 def pool_of(train: Dataset, val: Dataset) -> Dataset:

@@ -49,8 +49,15 @@ class Decision:
                          # transfer candidate refused); False: the baseline kept on a tie
 
 
+def resolution(p: Paired, n: int) -> float:
+    """The standard error to trust for a paired lead over n examples: the measured one, but never below
+    0.5 / sqrt(n) (a quarter of the examples disagreeing): on a dozen examples two candidates often agree
+    on all, and a measured error of 0 would claim certainty the data cannot give."""
+    return max(p.se, 0.5 / math.sqrt(max(1, n)))
+
+
 def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch",
-           higher_is_better: bool = True) -> Decision:
+           higher_is_better: bool = True, max_se: float | None = None) -> Decision:
     """The candidate to keep and why. `scores`: paired samples per candidate (one validation split's
     per-example correctness, later rounds appended; or fold scores), in the same order for all; `prior`:
     the size rule's choice, which breaks ties among the transfer candidates that lead the baseline.
@@ -58,7 +65,10 @@ def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch"
     A candidate below the baseline by more than one standard error of the paired difference is refused.
     A transfer candidate displaces the baseline only when it leads it by more than `above_bar` standard
     errors (the bar rises with the number of candidates: the largest of several noisy leads is biased
-    up); otherwise the baseline is kept."""
+    up). Without such a lead: where the evidence cannot resolve the prior's lead to within `max_se`
+    (its standard error, see `resolution`, is larger) and the prior is not refused, the prior is kept:
+    the data cannot tell, and the rule is all there is to go by; where it can (or `max_se` is None), a
+    tie is no detectable difference and the baseline is kept."""
     sign = 1.0 if higher_is_better else -1.0
     signed = {name: [sign * v for v in vals] for name, vals in scores.items()}
     if baseline not in signed:
@@ -74,12 +84,18 @@ def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch"
         ties = [n for n in ahead if n == best or not Paired.of(signed[n], signed[best]).clearly_below()]
         choice = prior if prior in ties else best
     else:
-        choice, ties = baseline, [baseline] + transfer
+        ties = [baseline] + transfer
+        unresolved = (max_se is not None and prior in transfer
+                      and resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline]))) > max_se)
+        choice = prior if unresolved else baseline
     spread = {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in signed.items()}
     table = ", ".join(f"{n} {sign * mean[n]:.3f} ± {spread[n]:.3f} ({len(signed[n])})" for n in signed)
     leads = ", ".join(f"{n} {sign * p.mean:+.3f} ± {p.se:.3f}" for n, p in vs_base.items())
     others = ", ".join(t for t in ties if t != choice)
-    why = (f"no transfer candidate leads {baseline} by more than {bar:.2f} standard errors"
+    why = (f"no candidate leads {baseline} by more than {bar:.2f} standard errors, and the evidence cannot "
+           f"resolve the size rule's choice to within {max_se} (standard error {resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline]))):.3f}): "
+           f"its prior decides" if not ahead and choice == prior else
+           f"no transfer candidate leads {baseline} by more than {bar:.2f} standard errors"
            if choice == baseline and transfer else
            f"every transfer candidate is clearly below {baseline}" if choice == baseline else
            f"leads {baseline} by more than {bar:.2f} standard errors; the size rule's choice, tied with {others}"

@@ -61,6 +61,10 @@ def test_the_size_rule_decides_a_tie_only_where_the_evidence_cannot_resolve_it()
     assert decide(few, prior="linear_probe").choice == "scratch"          # without max_se: the baseline
     many = {name: v * 100 for name, v in few.items()}
     assert decide(many, prior="linear_probe", max_se=0.02).choice == "scratch"
+    # evidence that points against the prior, even within the noise, keeps scratch (a source with
+    # shuffled labels: its probe 8 points below scratch on 50 examples, one standard error)
+    against = dict(few, linear_probe=_correct(20, [range(0, 7)]))
+    assert decide(against, prior="linear_probe", max_se=0.02).choice == "scratch"
     # a prior clearly below scratch stays refused, however little evidence there is
     worse = dict(few, linear_probe=_correct(20, [range(0, 16)]))
     assert decide(worse, prior="linear_probe", max_se=0.02).choice == "scratch"

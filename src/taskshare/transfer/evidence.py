@@ -66,9 +66,9 @@ def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch"
     A transfer candidate displaces the baseline only when it leads it by more than `above_bar` standard
     errors (the bar rises with the number of candidates: the largest of several noisy leads is biased
     up). Without such a lead: where the evidence cannot resolve the prior's lead to within `max_se`
-    (its standard error, see `resolution`, is larger) and the prior is not refused, the prior is kept:
-    the data cannot tell, and the rule is all there is to go by; where it can (or `max_se` is None), a
-    tie is no detectable difference and the baseline is kept."""
+    (its standard error, see `resolution`, is larger) and does not point against it (the lead is not
+    negative), the prior is kept: the data cannot tell, and the rule is all there is to go by; where
+    the lead is negative, or the evidence resolves it (or `max_se` is None), the baseline is kept."""
     sign = 1.0 if higher_is_better else -1.0
     signed = {name: [sign * v for v in vals] for name, vals in scores.items()}
     if baseline not in signed:
@@ -85,7 +85,7 @@ def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch"
         choice = prior if prior in ties else best
     else:
         ties = [baseline] + transfer
-        unresolved = (max_se is not None and prior in transfer
+        unresolved = (max_se is not None and prior in transfer and vs_base[prior].mean >= 0
                       and resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline]))) > max_se)
         choice = prior if unresolved else baseline
     spread = {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in signed.items()}
@@ -94,7 +94,7 @@ def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch"
     others = ", ".join(t for t in ties if t != choice)
     why = (f"no candidate leads {baseline} by more than {bar:.2f} standard errors, and the evidence cannot "
            f"resolve the size rule's choice to within {max_se} (standard error {resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline]))):.3f}): "
-           f"its prior decides" if not ahead and choice == prior else
+           f"its prior decides, its lead not negative" if not ahead and choice == prior else
            f"no transfer candidate leads {baseline} by more than {bar:.2f} standard errors"
            if choice == baseline and transfer else
            f"every transfer candidate is clearly below {baseline}" if choice == baseline else

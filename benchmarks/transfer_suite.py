@@ -135,13 +135,15 @@ def main() -> None:
     parser.add_argument("--source-epochs", type=int, default=60)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "transfer_suite.json")
     parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
-    parser.add_argument("--report-from", type=Path, default=None, help="rewrite the section from a saved run's JSON")
+    parser.add_argument("--report-from", type=Path, nargs="+", default=None,
+                        help="rewrite the section from saved runs' JSON (several: runs of different pairs, merged)")
     parser.add_argument("--minutes", type=float, default=None, help="with --report-from: that run's wall time")
+    parser.add_argument("--note", default=None, help="with --report-from: a closing line on how the saved run was made")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.report_from is not None:
-        rows = json.loads(args.report_from.read_text())
-        publish("transfer_suite", report(rows, args, (args.minutes or 0) * 60))
+        rows = [row for path in args.report_from for row in json.loads(path.read_text())]
+        publish("transfer_suite", report(rows, args, (args.minutes or 0) * 60) + (["", args.note] if args.note else []))
         return
     shots = [s if s == "all" else int(s) for s in args.shots]
     started = time.perf_counter()

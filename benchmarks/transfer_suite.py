@@ -135,13 +135,15 @@ def main() -> None:
     parser.add_argument("--source-epochs", type=int, default=60)
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "transfer_suite.json")
     parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
-    parser.add_argument("--report-from", type=Path, default=None, help="rewrite the section from a saved run's JSON")
+    parser.add_argument("--report-from", type=Path, nargs="+", default=None,
+                        help="rewrite the section from saved runs' JSON (several: runs of different pairs, merged)")
     parser.add_argument("--minutes", type=float, default=None, help="with --report-from: that run's wall time")
+    parser.add_argument("--note", default=None, help="with --report-from: a closing line on how the saved run was made")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.report_from is not None:
-        rows = json.loads(args.report_from.read_text())
-        publish("transfer_suite", report(rows, args, (args.minutes or 0) * 60))
+        rows = [row for path in args.report_from for row in json.loads(path.read_text())]
+        publish("transfer_suite", report(rows, args, (args.minutes or 0) * 60) + (["", args.note] if args.note else []))
         return
     shots = [s if s == "all" else int(s) for s in args.shots]
     started = time.perf_counter()
@@ -230,11 +232,11 @@ def report(rows: list[dict], args, seconds: float) -> list[str]:
               + (": " + ", ".join(f"{p} k={k} {m:+.1f}" for m, p, k in below) if below else "")
               + " (target: none). auto's wall time against one default `finetune` run, mean by k: "
               + ", ".join(f"k={k} {statistics.mean(v):.1f}x" for k, v in by_k.items()) + ".",
-              "", "Where auto cross-validates (fewer than 50 validation labels per class, here k = 5 and 20) its "
-              "final model trains on train + validation, which every fixed strategy holds out for early "
-              "stopping: the same labelled budget, used fully. Its negative regrets there are that extra data, "
-              "not a better choice alone. At k = 100 one validation split decides and the final model is the "
-              "chosen candidate's own run, like the fixed strategies'."]
+              "", "auto's model is always the chosen candidate's own run on the split as given (k to train, k to "
+              "validate), like every fixed strategy's, so its regret is the cost of its choice alone. Where one "
+              "validation split leaves the choice against scratch open and the lead's standard error is above 0.02, "
+              "the candidates still in contention train once more with the roles swapped (the cost column counts "
+              "it)."]
     return lines
 
 

@@ -48,7 +48,7 @@ def test_every_strategy_and_scratch_take_the_same_steps_and_the_report_shows_the
 def test_default_finetune_moves_the_trunk_at_full_rate_only_with_many_labels():
     from taskshare.transfer import DataFacts, Finetune
     few, many = DataFacts(train_size=500, labels_per_class=100), DataFacts(train_size=5000, labels_per_class=1000)
-    assert Finetune().stages(3, few)[0].lr_scales == [0.1, 0.1, 1.0]
+    assert Finetune().stages(3, few)[0].lr_scales == [1 / 3, 1 / 3, 1.0]   # the trunk at a plain loop's 1e-3
     assert Finetune().stages(3, many)[0].lr_scales == [1.0, 1.0, 1.0]
     assert Finetune().stages(3, DataFacts(train_size=500, labels_per_class=100, source_size=400))[0].lr_scales == [1.0] * 3
     assert Finetune(trunk_lr_scale=0.1).stages(3, many)[0].lr_scales == [0.1, 0.1, 1.0]

@@ -239,3 +239,19 @@ def test_constant_features_give_the_class_frequencies():
     sol = solve_probe(Task("m", "multilabel", num_classes=2), x[:6], labels, config=ConvexProbeConfig())
     assert torch.allclose(torch.sigmoid(sol.head(x[:1]).double())[0], torch.tensor([0.75, 0.5], dtype=torch.float64),
                           atol=1e-5)
+
+
+def test_every_grid_point_of_the_default_path_is_solved():
+    # separable-ish data: from C=10 on the optimum keeps growing, while the previous C's optimum already
+    # passes an absolute gradient test of 1e-5; the relative test solves the weak end too
+    x, y = _correlated(n=90, d=40, k=3, seed=2, noise=0.5)
+    z = torch.tensor(_standardised(x))
+    config = ConvexProbeConfig()
+    grid = list(config.grid)
+    path = list(logistic_path(Task("t", num_classes=3), z, torch.tensor(y), grid, config.tol, config.max_iter))
+    assert all(iters >= 1 for _, _, iters in path)
+    weak, strong = path[-1][0].numpy(), path[grid.index(1.0)][0].numpy()
+    sk = LogisticRegression(C=grid[-1], tol=1e-12, max_iter=100000).fit(_standardised(x), y)
+    scale = np.abs(sk.coef_).max()
+    assert np.abs(weak - sk.coef_).max() < 1e-3 * scale
+    assert np.abs(weak - strong).max() > 0.2 * scale

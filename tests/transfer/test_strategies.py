@@ -9,6 +9,7 @@ from torch import nn
 from taskshare import STRATEGIES, Task, TaskshareError, TrainConfig, TrunkHead
 from taskshare.data import few_shot
 from taskshare.transfer import DataFacts, Stage, build_strategy, run_strategy
+from taskshare.transfer.run import data_facts
 
 from ..conftest import blobs
 
@@ -70,7 +71,7 @@ def test_linear_probe_uses_cache_and_trunk_stays_bitwise_equal(splits):
 
 
 @pytest.mark.parametrize("spec,expected", [
-    ("finetune", [0.1, 0.1, 0.1, 1.0]),
+    ("finetune", [1 / 3, 1 / 3, 1 / 3, 1.0]),
     ({"name": "finetune", "trunk_lr_scale": 0.5}, [0.5, 0.5, 0.5, 1.0]),
     ({"name": "layer_decay", "decay": 0.5}, [0.125, 0.25, 0.5, 1.0]),
     ("l2_sp", [1.0, 1.0, 1.0, 1.0]),
@@ -107,14 +108,16 @@ def test_auto_rule_and_reason():
     assert chosen.name == "finetune" and "source" in reason
 
 
-def test_auto_uses_evidence_unless_told_not_to_and_folds_only_where_validation_is_small():
+def test_auto_uses_evidence_unless_told_not_to_and_expects_a_second_round_where_validation_is_small():
     auto = build_strategy("auto")
-    small = DataFacts(train_size=25, labels_per_class=5, val_labels_per_class=5)
-    assert auto.should_sweep(small) and auto.cross_validates(small)
+    small = DataFacts(train_size=25, num_classes=5, labels_per_class=5, val_labels_per_class=5)
+    assert auto.should_sweep(small) and auto.small(small)
     assert not build_strategy({"name": "auto", "confirm": False}).should_sweep(small)
-    assert auto.should_sweep(DataFacts(train_size=100, labels_per_class=20, val_labels_per_class=20))
-    assert auto.cross_validates(DataFacts(train_size=100, labels_per_class=20, val_labels_per_class=20))
-    assert not auto.cross_validates(DataFacts(train_size=300, labels_per_class=60, val_labels_per_class=60))
+    # the standard error one split would give, 0.5 / sqrt(validation examples), against max_se (0.02)
+    assert auto.expected_se(small) == pytest.approx(0.1)
+    assert auto.small(DataFacts(train_size=100, num_classes=5, labels_per_class=20, val_labels_per_class=20))
+    assert not auto.small(DataFacts(train_size=1000, num_classes=10, labels_per_class=100, val_labels_per_class=100))
+    assert auto.small(DataFacts(train_size=200, num_classes=2, labels_per_class=100, val_labels_per_class=100))
     large = DataFacts(train_size=9000, labels_per_class=3000, val_labels_per_class=300)
     assert auto.should_sweep(large)
     assert [c.label() for c in auto.candidates(large)] == ["finetune(trunk_lr_scale=1.0)", "scratch"]
@@ -124,11 +127,15 @@ def test_auto_uses_evidence_unless_told_not_to_and_folds_only_where_validation_i
 
 @pytest.mark.slow
 def test_auto_sweep_keeps_the_candidate_best_on_validation(splits):
-    model, result = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits,
-                                 {"name": "auto", "confirm_min_val": 10}, TrainConfig(epochs=2, progress=False, device="cpu"))
-    assert "one validation split" in result.note and result.strategy.startswith("auto(confirm_min_val=10) -> ")
+    task, cfg = Task("t", "multiclass", num_classes=3), TrainConfig(epochs=2, progress=False, device="cpu")
+    model, result = run_strategy(_pretrained(), task, splits, {"name": "auto", "rounds": 1}, cfg)
+    assert "1 round(s) of held-out examples" in result.note and result.strategy.startswith("auto(rounds=1) -> ")
     kept = result.strategy.split(" -> ")[1]
-    assert "paired over its examples" in result.note and f"kept {kept}:" in result.note
+    assert "paired per example" in result.note and f"kept {kept}:" in result.note
+    # the model kept is the chosen candidate's own run on the split, as if it had been run alone
+    spec = next(c for c in build_strategy("auto").candidates(data_facts(task, splits)) if c.label() == kept)
+    _, alone = run_strategy(_pretrained(), task, splits, spec, cfg)
+    assert result.test == alone.test and result.steps == alone.steps
 
 
 def test_bad_strategy_inputs():

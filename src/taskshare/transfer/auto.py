@@ -12,7 +12,7 @@ from .scratch import Scratch
 @STRATEGIES.register("auto")
 @dataclass
 class Auto(Strategy):
-    """Picks a strategy on evidence (cross-validation or a validation split), a size rule breaking ties.
+    """Picks a strategy on evidence (held-out examples, paired), a size rule breaking ties.
 
     The note says what it chose, on what evidence and how sure it was.
 
@@ -22,29 +22,33 @@ class Auto(Strategy):
       - up to `probe_below` labels per class: linear_probe (too few labels to move the trunk safely);
       - up to `finetune_from`: lp_ft (a trained head first, then gentle fine-tuning);
       - more: finetune at the full rate.
-    Evidence (`confirm` not False): scratch is always a candidate. Where the validation split has at
-    least `confirm_min_val` labels per class, every candidate trains once and the best on validation
-    is kept. Where it has fewer, one split is too noisy to choose by (5 labels per class: one example
-    is 20 points), so candidates are scored by stratified `folds`-fold cross-validation over train +
-    validation together, repeated up to `repeats` times while the choice is not yet clearly above
-    scratch (later repeats only for candidates still in contention); a candidate whose mean fold score is below scratch's by more than the standard error
-    of their paired fold differences is never chosen; candidates within that error of the best are
-    a tie, which the rule breaks; the choice is then retrained on all the labelled data for the
-    median number of epochs the folds found best. `confirm=False` applies the rule alone.
+    Evidence (`confirm` not False): scratch is always a candidate, and every candidate trains on the
+    split as given. For classes scored by accuracy the decision reads, per validation example, whether
+    each candidate got it right, and compares each with scratch on the same examples: one standard
+    error of the paired difference below scratch is refused; to displace scratch a candidate has to
+    lead it by more than a bar that rises with the number of candidates (evidence.above_bar); leaders
+    within one standard error of the best are a tie, which the rule breaks. Where that leaves scratch
+    on a tie and the standard error of the lead is above `max_se`, a second round swaps the roles:
+    the candidates still in contention train on the validation examples and are scored on the
+    training ones (as many per class as validation has, the least held out first), so every labelled
+    example is held out once; up to `rounds` rounds. The model kept is the chosen candidate's own
+    run on the split as given, early-stopped on its validation, like the fixed strategies': the other
+    rounds only add evidence. `confirm=False` applies the rule alone.
     """
 
     name = "auto"
     probe_below: int = 30
     finetune_from: int = 1000
     confirm: bool | None = None       # None or True: decide from evidence; False: the size rule alone
-    confirm_min_val: int = 50         # validation labels per class from which one split is trusted
-    folds: int = 3                    # cross-validation folds where validation is smaller (cost: folds x candidates)
-    repeats: int = 2                  # at most this many repeats of the folds, each reshuffled
+    max_se: float = 0.02              # standard error of a paired accuracy lead from which one split is trusted
+                                      # (below it a second round would not change a decision worth 2 points)
+    rounds: int = 2                   # held-out rounds at most: the split, then its swap (cost: one more
+                                      # training per candidate still in contention)
 
     def __post_init__(self) -> None:
-        if self.folds < 2 or self.repeats < 1:
-            raise TaskshareError(f"auto: folds must be >= 2 and repeats >= 1, got folds={self.folds!r}, "
-                                 f"repeats={self.repeats!r}")
+        if self.rounds < 1 or not 0 < self.max_se < 1:
+            raise TaskshareError(f"auto: rounds must be >= 1 and max_se in (0, 1), got rounds={self.rounds!r}, "
+                                 f"max_se={self.max_se!r}")
 
     def resolve(self, facts: DataFacts) -> tuple[Strategy, str]:
         """The rule's choice and its reason."""
@@ -63,10 +67,17 @@ class Auto(Strategy):
     def should_sweep(self, facts: DataFacts) -> bool:
         return self.confirm is not False
 
-    def cross_validates(self, facts: DataFacts) -> bool:
-        """Too few validation labels per class to trust one split (classification only)."""
-        val = facts.val_labels_per_class
-        return val is not None and val < self.confirm_min_val and not self.large(facts)
+    def expected_se(self, facts: DataFacts) -> float | None:
+        """The standard error one validation split would give a paired accuracy lead, before training:
+        0.5 / sqrt(validation examples), as if candidates disagreed on a quarter of them."""
+        if facts.val_labels_per_class is None or not facts.num_classes:
+            return None
+        return 0.5 / (max(1, facts.val_labels_per_class) * facts.num_classes) ** 0.5
+
+    def small(self, facts: DataFacts) -> bool:
+        """Validation too small to trust one split (classification only): a second round is likely."""
+        se = self.expected_se(facts)
+        return se is not None and se > self.max_se and not self.large(facts)
 
     def large(self, facts: DataFacts) -> bool:
         return (facts.source_size is not None and facts.train_size >= facts.source_size) or (
@@ -75,8 +86,8 @@ class Auto(Strategy):
     def candidates(self, facts: DataFacts) -> list[Strategy]:
         if self.large(facts):
             return [Finetune(trunk_lr_scale=1.0), Scratch()]
-        if self.cross_validates(facts):
-            # folds x candidates trainings: frozen, probe-then-tune, staged unfreezing and no transfer
+        if self.small(facts):
+            # up to two trainings each: frozen, probe-then-tune, staged unfreezing and no transfer
             # (full-rate fine-tuning is the worst transfer option at this size on every benchmark)
             return [LinearProbe(), LPFT(), GradualUnfreeze(), Scratch()]
         return [LinearProbe(), LPFT(), GradualUnfreeze(), Finetune(trunk_lr_scale=0.1), Finetune(trunk_lr_scale=1.0),

@@ -13,6 +13,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+# Below this the gradient of a mean loss in float64 is rounding: no solve is asked for more.
+GRADIENT_FLOOR = 1e-13
+
+
+def relative_tolerance(tol: float, start: float) -> float:
+    """The gradient a solve must reach: `tol` times the largest entry where it starts. An absolute test
+    fails along a warm-started path: at a weak penalty the previous C's optimum is already within 1e-5 in
+    gradient (the penalty's share is 1 / (C n)), yet far from this C's optimum, since the curvature there
+    is as small; measured against where it starts, every grid point gets solved."""
+    return max(tol * float(start), GRADIENT_FLOOR)
+
 
 def _loss_grad(x: Tensor, target: Tensor, mask: Tensor | None, w: Tensor, b: Tensor, penalty: Tensor):
     """Objective, its gradient (w, b) and the per-logit curvature weights (probabilities)."""
@@ -65,8 +76,8 @@ def _zero_sum(precondition):
 
 def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Tensor, penalty: Tensor, tol: float,
               max_iter: int, max_cg: int = 200) -> tuple[Tensor, Tensor, int]:
-    """(w, b, Newton iterations): stops when every gradient entry is at most `tol` (the test torch's
-    L-BFGS uses, so both solvers answer to the same tolerance)."""
+    """(w, b, Newton iterations): stops when every gradient entry is at most `tol` times the largest at
+    the start (see convex_solvers.relative_tolerance; L-BFGS answers to the same test)."""
     w, b = w0.clone(), b0.clone()
     if mask is None:       # the zero-sum representative: the same softmax, a penalty no larger
         w, b = w - w.mean(0), b - b.mean()
@@ -78,6 +89,7 @@ def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Te
     low = x.float() if x.dtype == torch.float64 else x
     mask_low = mask.to(low.dtype) if mask is not None else None
     value, gw, gb, p = _loss_grad(x, target, mask, w, b, penalty)
+    tol = relative_tolerance(tol, max(gw.abs().max(), gb.abs().max()))
     iterations = 0
     while iterations < max_iter and max(gw.abs().max(), gb.abs().max()) > tol:
         iterations += 1

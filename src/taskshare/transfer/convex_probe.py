@@ -34,6 +34,8 @@ class ConvexProbeConfig:
     grid: tuple[float, ...] = DEFAULT_GRID  # values of C tried, strongest penalty (smallest C) first
     default_c: float = 1.0     # C used when validation has no known label (scikit-learn's default)
     tol: float = 1e-5          # a solve stops when every (preconditioned) gradient entry is below this
+                               # fraction of the largest where it starts (relative: along a warm-started
+                               # path an absolute test passes weak penalties unsolved)
     max_iter: int = 100        # solver iterations per grid point (warm starts keep most below it)
     method: str = "newton"     # "newton" (truncated Newton-CG: a handful of steps even at weak penalties)
                                # or "lbfgs" (the first solver, kept to cross-check the optimum)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..errors import TaskshareError
 from ..tasks import MISSING, Task
-from .convex_newton import newton_cg
+from .convex_newton import newton_cg, relative_tolerance
 
 
 def logistic_path(task: Task, z: Tensor, y: Tensor, grid: list[float], tol: float, max_iter: int,
@@ -88,8 +88,9 @@ def _lbfgs(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Tenso
     w = w0.detach().clone().requires_grad_(True)
     b = b0.detach().clone().requires_grad_(True)
     n = len(x)
-    # tolerance_change far below float64's useful precision on a mean loss: the gradient test decides
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=tol,
+    # tolerance_change far below float64's useful precision on a mean loss: the gradient test decides,
+    # relative to the gradient where this solve starts (see relative_tolerance)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, max_eval=2 * max_iter, tolerance_grad=1.0,
                             tolerance_change=1e-14, history_size=10, line_search_fn="strong_wolfe")
 
     @torch.no_grad()
@@ -107,6 +108,8 @@ def _lbfgs(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Tenso
         b.grad = residual.sum(0) / n
         return loss / n + (penalty * w * w).sum()
 
+    closure()
+    opt.param_groups[0]["tolerance_grad"] = relative_tolerance(tol, max(w.grad.abs().max(), b.grad.abs().max()))
     opt.step(closure)
     iterations = int(opt.state[opt._params[0]].get("n_iter", 0))  # LBFGS keeps its count on the first param
     return w.detach(), b.detach(), iterations

@@ -1,28 +1,15 @@
-"""The evidence `auto` decides by: stratified folds over the labelled budget, and a decision that reads
-paired fold differences (a fold that is hard for every candidate does not hide a gap between two)."""
+"""The evidence `auto` decides by: paired per-example differences on held-out examples (an example that
+is hard for every candidate does not hide a gap between two), the bar a lead over the baseline must
+clear, and which examples to hold out next."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
 from ..errors import TaskshareError
-
-
-def stratified_folds(y: np.ndarray, folds: int, seed: int) -> list[np.ndarray]:
-    """Held-out indices of each of `folds` folds; every class spread as evenly as its count allows."""
-    if folds < 2:
-        raise TaskshareError(f"cross-validation needs at least 2 folds, got {folds!r}")
-    rng = np.random.default_rng(seed)
-    parts: list[list[int]] = [[] for _ in range(folds)]
-    offset = 0
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        for j, i in enumerate(idx):
-            parts[(j + offset) % folds].append(int(i))
-        offset += len(idx)   # rotate the start, so classes with few examples do not all fill fold 0
-    return [np.sort(np.asarray(p, dtype=np.int64)) for p in parts]
 
 
 @dataclass
@@ -45,41 +32,107 @@ class Paired:
         return self.mean < 0 and self.mean + self.se < 0
 
 
+def above_bar(transfer_candidates: int, one_sided: float = 0.16) -> float:
+    """How many standard errors a transfer candidate must lead the baseline by to displace it. With one
+    candidate, one standard error (a false lead about 16% of the time); with m, the best of m noisy leads
+    is the one that gets picked, so the bar rises to keep that rate for all m together (Bonferroni)."""
+    return NormalDist().inv_cdf(1 - one_sided / max(1, transfer_candidates))
+
+
 @dataclass
 class Decision:
     choice: str
-    ties: list[str]      # not clearly below the best: the candidates still in contention
+    ties: list[str]      # not clearly below the choice: the candidates still in contention
     refused: list[str]   # clearly below the baseline: never chosen
     note: str
+    settled: bool        # the choice against the baseline is clear (a lead above the bar, or every
+                         # transfer candidate refused); False: the baseline kept on a tie
+
+
+def resolution(p: Paired, n: int) -> float:
+    """The standard error to trust for a paired lead over n examples: the measured one, but never below
+    0.5 / sqrt(n) (a quarter of the examples disagreeing): on a dozen examples two candidates often agree
+    on all, and a measured error of 0 would claim certainty the data cannot give."""
+    return max(p.se, 0.5 / math.sqrt(max(1, n)))
 
 
 def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch",
-           higher_is_better: bool = True) -> Decision:
-    """The candidate to keep and why. `scores`: paired samples per candidate (fold scores, or one
-    validation split's per-example correctness), in the same order for all; `prior`: the size rule's
-    choice, which breaks ties among transfer candidates; the baseline wins a tie with the best."""
+           higher_is_better: bool = True, max_se: float | None = None) -> Decision:
+    """The candidate to keep and why. `scores`: paired samples per candidate (one validation split's
+    per-example correctness, later rounds appended; or fold scores), in the same order for all; `prior`:
+    the size rule's choice, which breaks ties among the transfer candidates that lead the baseline.
+
+    A candidate below the baseline by more than one standard error of the paired difference is refused.
+    A transfer candidate displaces the baseline only when it leads it by more than `above_bar` standard
+    errors (the bar rises with the number of candidates: the largest of several noisy leads is biased
+    up). Without such a lead: where the evidence cannot resolve the prior's lead to within `max_se`
+    (its standard error, see `resolution`, is larger) and does not point against it (the lead is not
+    negative), the prior is kept: the data cannot tell, and the rule is all there is to go by; where
+    the lead is negative, or the evidence resolves it (or `max_se` is None), the baseline is kept."""
     sign = 1.0 if higher_is_better else -1.0
     signed = {name: [sign * v for v in vals] for name, vals in scores.items()}
     if baseline not in signed:
         raise TaskshareError(f"the evidence must include the baseline {baseline!r}; got {sorted(signed)}")
-    refused = [n for n in signed if n != baseline and Paired.of(signed[n], signed[baseline]).clearly_below()]
-    eligible = [n for n in signed if n not in refused]
+    vs_base = {n: Paired.of(signed[n], signed[baseline]) for n in signed if n != baseline}
+    refused = [n for n, p in vs_base.items() if p.clearly_below()]
+    transfer = [n for n in vs_base if n not in refused]
+    bar = above_bar(len(transfer))
+    ahead = [n for n in transfer if vs_base[n].mean - bar * vs_base[n].se > 0]
     mean = {n: float(np.mean(v)) for n, v in signed.items()}
-    best = max(eligible, key=lambda n: mean[n])
-    ties = [n for n in eligible if n == best or not Paired.of(signed[n], signed[best]).clearly_below()]
-    # transfer has to earn its place: where the baseline is as good as the best within the spread,
-    # it is kept; the rule breaks ties among transfer candidates only
-    choice = baseline if baseline in ties else prior if prior in ties else best
+    if ahead:
+        best = max(ahead, key=lambda n: mean[n])
+        ties = [n for n in ahead if n == best or not Paired.of(signed[n], signed[best]).clearly_below()]
+        choice = prior if prior in ties else best
+    else:
+        ties = [baseline] + transfer
+        unresolved = (max_se is not None and prior in transfer and vs_base[prior].mean >= 0
+                      and resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline]))) > max_se)
+        choice = prior if unresolved else baseline
     spread = {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in signed.items()}
     table = ", ".join(f"{n} {sign * mean[n]:.3f} ± {spread[n]:.3f} ({len(signed[n])})" for n in signed)
+    leads = ", ".join(f"{n} {sign * p.mean:+.3f} ± {p.se:.3f}" for n, p in vs_base.items())
     others = ", ".join(t for t in ties if t != choice)
-    why = (f"{baseline} is tied with the best ({others}) within one standard error of the paired differences"
-           if choice == baseline and len(ties) > 1 else
-           f"the size rule's choice, tied with {others} within one standard error of the paired differences"
+    why = (f"no candidate leads {baseline} by more than {bar:.2f} standard errors, and the evidence cannot "
+           f"resolve the size rule's choice to within {max_se} (standard error {resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline]))):.3f}): "
+           f"its prior decides, its lead not negative" if not ahead and choice == prior else
+           f"no transfer candidate leads {baseline} by more than {bar:.2f} standard errors"
+           if choice == baseline and transfer else
+           f"every transfer candidate is clearly below {baseline}" if choice == baseline else
+           f"leads {baseline} by more than {bar:.2f} standard errors; the size rule's choice, tied with {others}"
            if choice == prior and len(ties) > 1 else
-           "best mean score" + (", the size rule's choice too" if choice == prior else ""))
+           f"leads {baseline} by more than {bar:.2f} standard errors, best mean score"
+           + (", the size rule's choice too" if choice == prior else ""))
     refusal = f"; refused as clearly below {baseline}: {', '.join(refused)}" if refused else ""
-    gap = Paired.of(signed[choice], signed[baseline])
-    margin = (f"; {choice} minus {baseline}: {sign * gap.mean:+.3f} ± {gap.se:.3f} (standard error)"
-              if choice != baseline else "")
-    return Decision(choice, ties, refused, f"scores (mean ± std) {table}; kept {choice}: {why}{refusal}{margin}")
+    note = (f"scores (mean ± std, samples) {table}; minus {baseline} (± standard error): {leads}; "
+            f"kept {choice}: {why}{refusal}")
+    return Decision(choice, ties, refused, note, settled=bool(ahead) or not transfer)
+
+
+def contenders(scores: dict[str, list[float]], baseline: str = "scratch", higher_is_better: bool = True,
+               z: float = 2.0) -> list[str]:
+    """Candidates worth more evidence: the baseline, and every other not below the baseline or the best
+    mean by more than `z` standard errors (pruned early: more rounds would not rescue them)."""
+    sign = 1.0 if higher_is_better else -1.0
+    signed = {name: [sign * v for v in vals] for name, vals in scores.items()}
+    best = max(signed, key=lambda n: float(np.mean(signed[n])))
+
+    def far_below(a: str, b: str) -> bool:
+        p = Paired.of(signed[a], signed[b])
+        return p.mean + z * p.se < 0
+
+    return [n for n in signed if n == baseline or not (far_below(n, baseline) or far_below(n, best))]
+
+
+def next_held_out(y: np.ndarray, per_class: dict[int, int], times_held: np.ndarray, seed: int) -> np.ndarray:
+    """Indices to hold out next: per class as many as `per_class` says, the least held out so far first
+    (ties drawn at random). After the validation split, that is the training split where both have the
+    same count per class: the split and its swap hold every labelled example out once."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c, m in per_class.items():
+        idx = np.flatnonzero(y == c)
+        order = idx[np.lexsort((rng.random(len(idx)), times_held[idx]))]
+        picked.append(order[:m])
+    out = np.sort(np.concatenate(picked)) if picked else np.zeros(0, dtype=np.int64)
+    times_held[out] += 1
+    return out

@@ -17,7 +17,7 @@ from ..train.device import resolve_device
 from ..train.hooks import LoopHooks
 from ..train.loop import History, LoopOptions, epoch_budget, evaluate, train_loop
 from .base import ADAPTERS, DomainMethod
-from .safety import Progress, bound_gradient, check_source_score, ramp, source_pull
+from .safety import Progress, bound_gradient, check_source_score, ramp, source_gradient
 from .selection import dev_score, importance_weighted_loss, iwv_score, weighted_losses  # noqa: F401
 
 SELECTIONS = ("source", "iwv", "dev")
@@ -220,8 +220,14 @@ def adaptation_objective(task: Task, method: DomainMethod | None, weight: float,
             loss = task.loss(logits[:n], y)
         p = progress.fraction
         if pull_limit is not None and torch.is_grad_enabled():
-            f_adapt = bound_gradient(f, progress.limit(source_pull(loss, f), pull_limit), lambda: progress.loss_scale)
-            logits_adapt = m.head(f_adapt)      # gradients through predictions are bounded too
+            g_f, g_logits = source_gradient(loss, f, logits)
+            scale = lambda: progress.loss_scale   # noqa: E731
+            max_norm, max_sum = progress.limits(g_f, pull_limit)
+            f_adapt = bound_gradient(f, max_norm, scale, max_sum)
+            # gradients through predictions are bounded at the logits too: the head's weights take them
+            # there, before the features' bound (entropy, JAN, MCC, pseudo-labels moved the head freely)
+            max_norm, max_sum = progress.limits(g_logits[:n], pull_limit, "logits")
+            logits_adapt = bound_gradient(m.head(f_adapt), max_norm, scale, max_sum)
         else:
             f_adapt, logits_adapt = f, logits
         flat = f_adapt.reshape(len(f_adapt), -1)

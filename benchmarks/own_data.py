@@ -195,7 +195,7 @@ def strategies(args) -> None:
         raw = {"target": {"image_folder": str(folder), "image_size": args.size},
                "model": {"torchvision": "mobilenet_v2", "weights": weights_path(), "image_size": args.size},
                "transfer": {"shots": shots, "seeds": list(range(args.seeds)), "train": train,
-                            "strategies": ["linear_probe", "finetune", "lp_ft", "auto"]},
+                            "strategies": ["linear_probe", "finetune", "lp_ft", "gradual_unfreeze", "auto"]},
                "output": str(Path(tmp) / "run")}
         started = time.perf_counter()
         run_own(load_own(raw), Path(tmp) / "run", Console(quiet=True))
@@ -212,11 +212,34 @@ def strategies(args) -> None:
         f"sized for a shared CPU: at most {args.epochs} epochs (at least {args.min_steps} steps), batch 32, lr 1e-3, "
         f"{args.seeds} seed(s), so the fine-tuned rows are short runs, not converged ones. Test accuracy and wall time "
         f"per run ({total:.0f} s in all); {device_line()}.", "",
-        *table_rows(rows, shots),
+        *table_rows(rows, shots), "",
+        *budget_lines(rows, shots),
     ]
     print("\n".join(lines))
     if not args.no_write:
         publish("own_data_strategies", lines)
+
+
+def budget_lines(rows: list[dict], shots: list) -> list[str]:
+    """What each run trained, so unequal budgets show: optimizer steps (mean over seeds), and what auto
+    trained its final choice on (a small validation split: train + validation, after cross-validating)."""
+    steps = []
+    for k in shots:
+        got = [r for r in rows if str(r["labels_per_class"]) == str(k)]
+        names = list(dict.fromkeys(r["strategy"] for r in got))
+        per = ", ".join(f"{n} {statistics.mean(r.get('steps', 0) for r in got if r['strategy'] == n):.0f}"
+                        for n in names)
+        steps.append(f"{k} per class: {per}")
+    refit = sorted({str(r["labels_per_class"]) for r in rows
+                    if r["strategy"].startswith("auto") and "cross-validation" in r.get("note", "")})
+    return [f"Optimizer steps per run (0: the probe is solved exactly): {'; '.join(steps)}. "
+            f"LP-FT's tuning stage and every trunk stage shorter than 100 steps keep ImageNet's BatchNorm statistics "
+            f"(`bn_statistics: auto`); a stage that ends below the validation score it started from keeps its "
+            f"starting weights. Gradual unfreezing splits the epochs over its stages, each at least one epoch, so "
+            f"below 6 epochs it trains longer than the others (its steps above). "
+            + (f"At {', '.join(refit)} per class `auto` cross-validated over train + validation and then trained its "
+               f"choice on both, twice the labels the fixed rows train on: its row is not a same-data comparison "
+               f"there." if refit else "")]
 
 
 def main() -> None:

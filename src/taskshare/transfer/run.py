@@ -20,6 +20,7 @@ from ..train import TrainConfig, evaluate, fit, resolve_device
 from .auto import Auto
 from .base import STRATEGIES, DataFacts, Stage, Strategy
 from .features import FeatureCache
+from .batchnorm import check_policy, held_statistics, holds, stage_steps
 from .probe_stage import convex_blocker, run_convex_stage
 
 log = logging.getLogger("taskshare")
@@ -86,7 +87,8 @@ def check_training_data(task: Task, splits: Splits) -> None:
 
 
 def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, config: TrainConfig,
-               cache: FeatureCache | None, augment, train_frozen_bn: bool) -> tuple[dict, bool]:
+               cache: FeatureCache | None, augment, train_frozen_bn: bool,
+               bn_statistics: str = "auto") -> tuple[dict, bool]:
     if stage.prepare is not None:
         stage.prepare(model)
     groups = model.groups()
@@ -118,28 +120,37 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
         log.info("stage %r: trained by SGD, not solved exactly: %s", stage.name, why)
     if use_cache:
         history = fit(model.head, task, cache.get(splits.train), cache.get(splits.val), stage_config, pg)
+        held = False
     else:
-        history = fit(model, task, splits.train, splits.val, stage_config, pg, penalty=penalty, augment=augment)
+        steps = stage_steps(len(splits.train), stage_config.batch_size, stage_config.epochs,
+                            stage_config.min_steps, stage_config.accumulate)
+        held = (k > 1 or stage.only is not None) and holds(bn_statistics, steps)
+        with held_statistics(model.trunk, held):
+            history = fit(model, task, splits.train, splits.val, stage_config, pg, penalty=penalty, augment=augment)
     return {"stage": stage.name, "epochs": len(history.epochs), "best_epoch": history.best_epoch,
-            "val_score": history.best_score, "seconds": history.seconds, "history": history.epochs}, use_cache
+            "val_score": history.best_score, "seconds": history.seconds, "history": history.epochs,
+            "bn_statistics_held": held}, use_cache
 
 
 def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: str | dict | Strategy,
                  config: TrainConfig | None = None, source_size: int | None = None,
                  augment: Callable[[Tensor], Tensor] | None = None, cache: FeatureCache | bool = True,
-                 labels_per_class: int | str | None = None, train_frozen_bn: bool = False
-                 ) -> tuple[TrunkHead, TransferResult]:
+                 labels_per_class: int | str | None = None, train_frozen_bn: bool = False,
+                 bn_statistics: str = "auto") -> tuple[TrunkHead, TransferResult]:
     """Train a copy of `pretrained` on `task` with one strategy; returns the model and its result.
 
     Model selection uses `splits.val` only; `splits.test` (if any) is evaluated once at the end.
     The head is redrawn from config.seed, so a result depends on the seed, the trunk and the data only.
     cache: True builds a feature cache for probing stages; a FeatureCache shares one across calls.
     train_frozen_bn: BatchNorm statistics in frozen groups keep updating (default: frozen, eval mode).
+    bn_statistics: in stages that train the trunk, "hold" keeps the pretrained BatchNorm statistics,
+    "train" updates them, "auto" holds them in stages under 100 optimizer steps (transfer/batchnorm.py).
     The budget (config.epochs, config.min_steps) is the strategy's in total, shared by its stages in
     proportion to their epochs_fraction, so every strategy and scratch get the same one.
     """
     config = config or TrainConfig()
     strategy = build_strategy(strategy)
+    check_policy(bn_statistics)
     check_training_data(task, splits)
     facts = data_facts(task, splits, source_size, augment is not None)
     started = time.perf_counter()
@@ -149,7 +160,7 @@ def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: st
                       train_frozen_bn, started)
     chosen, note = strategy.resolve(facts)
     model, stages, used_cache = train_stages(pretrained, task, splits, chosen, config, facts, augment, cache,
-                                             train_frozen_bn, (strategy.label(), chosen.label()))
+                                             train_frozen_bn, (strategy.label(), chosen.label()), bn_statistics)
     device = resolve_device(config.device)
     test = evaluate(model, task, splits.test, device, config.eval_batch_size) if splits.test is not None else {}
     label = strategy.label() if chosen is strategy else f"{strategy.label()} -> {chosen.label()}"
@@ -166,8 +177,11 @@ def steps_of(stages: list[dict]) -> int:
 
 def train_stages(pretrained: TrunkHead, task: Task, splits: Splits, chosen: Strategy, config: TrainConfig,
                  facts: DataFacts, augment, cache: FeatureCache | bool | None, train_frozen_bn: bool,
-                 names: Sequence[str]) -> tuple[TrunkHead, list[dict], bool]:
-    """A copy of `pretrained` trained by `chosen`'s stages; each stage gets its share of the budget."""
+                 names: Sequence[str], bn_statistics: str = "auto") -> tuple[TrunkHead, list[dict], bool]:
+    """A copy of `pretrained` trained by `chosen`'s stages; each stage gets its share of the budget.
+    A stage that ends below the validation score it started from (the previous stage's) hands on
+    the weights it started with: fit keeps the best of its own epochs only, so without this a few
+    noisy fine-tuning steps after LP-FT's probe would replace a better probe."""
     device = resolve_device(config.device)
     with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
@@ -187,12 +201,32 @@ def train_stages(pretrained: TrunkHead, task: Task, splits: Splits, chosen: Stra
             # otherwise train up to twice as many steps as a one-stage one (or scratch)
             share = replace(under(config, *names, f"stage{i}"),
                             min_steps=round(config.min_steps * stage.epochs_fraction))
-            record, cached = _run_stage(model, task, splits, stage, share, stage_cache, augment, train_frozen_bn)
+            start = _start_point(model, stages, splits)
+            record, cached = _run_stage(model, task, splits, stage, share, stage_cache, augment, train_frozen_bn,
+                                        bn_statistics)
+            if start is not None and _worse(record["val_score"], start[0], task.higher_is_better):
+                model.load_state_dict(start[1])
+                record.update(kept_start=True, val_score=start[0])
             stages.append(record)
             used_cache |= cached
         unfreeze(model)
         model.train_frozen_bn = False
     return model, stages, used_cache
+
+
+def _start_point(model: TrunkHead, stages: list[dict], splits: Splits) -> tuple[float, dict] | None:
+    """The previous stage's validation score and a copy of the weights it left (None for a first stage
+    or without a score): every stage records its best validation score for the weights it keeps."""
+    if not stages or splits.val is None or not len(splits.val):
+        return None
+    score = stages[-1]["val_score"]
+    return None if score != score else (float(score), copy.deepcopy(model.state_dict()))
+
+
+def _worse(score: float, start: float, higher_is_better: bool) -> bool:
+    if score != score:
+        return True
+    return score < start if higher_is_better else score > start
 
 
 def _budget_shares(model: TrunkHead, stages: list[Stage], augment, train_frozen_bn: bool) -> list[Stage]:

@@ -24,12 +24,20 @@ class TensorLoader:
         self.dataset.x, self.dataset.y = x, y
 
     def __len__(self) -> int:
-        n = len(self.x)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return batch_count(len(self.x), self.batch_size, self.shuffle, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         for idx in batch_indices(len(self.x), self.batch_size, len(self), self.shuffle, self.generator, self.sharded):
             yield self.x[idx], self.y[idx]
+
+
+def batch_count(n: int, batch_size: int, shuffle: bool, drop_last: bool = False) -> int:
+    """Batches per epoch. A shuffled (training) epoch whose last batch would hold one example drops
+    it: BatchNorm in train mode cannot normalise a batch of one, and with a new order every epoch
+    the example is seen in the others."""
+    if drop_last or (shuffle and n > batch_size and n % batch_size == 1):
+        return n // batch_size
+    return -(-n // batch_size)
 
 
 def batch_indices(n: int, batch_size: int, batches: int, shuffle: bool, generator: torch.Generator,
@@ -50,7 +58,7 @@ class ShardedBatches(Sampler):
         self.n, self.batch_size, self.shuffle, self.generator, self.sharded = n, batch_size, shuffle, generator, sharded
 
     def __len__(self) -> int:
-        return -(-self.n // self.batch_size)
+        return batch_count(self.n, self.batch_size, self.shuffle)
 
     def __iter__(self) -> Iterator[list[int]]:
         for idx in batch_indices(self.n, self.batch_size, len(self), self.shuffle, self.generator, self.sharded):

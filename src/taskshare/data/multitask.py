@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 from ..errors import TaskshareError
 from ..distributed import shard
 from .arrays import ArrayDataset, as_tensor, check_finite, to_dataset
-from .loaders import batch_indices
+from .loaders import batch_count, batch_indices
 
 SAMPLERS = ("round_robin", "proportional", "temperature", "uniform")
 
@@ -60,7 +60,7 @@ class MultiTaskLoader:
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        return batch_count(len(self.dataset), self.batch_size, self.shuffle)
 
     def __iter__(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
         for idx in batch_indices(len(self.dataset), self.batch_size, len(self), self.shuffle, self.generator):

@@ -1,0 +1,74 @@
+"""The target-prediction terms that stayed below source-only or did nothing on trunks without BatchNorm:
+entropy minimisation in its information-maximisation form (a diversity term), pseudo-labelling with
+class-balanced selection (CBST) beside its absolute threshold."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from taskshare import Task, TrainConfig
+from taskshare.adapt import build_method, entropy, fit_adaptation, information_maximization, pseudo_label
+from taskshare.models.trunk_head import TrunkHead
+
+
+def _loss(method, target_logits, progress=0.0):
+    z = torch.zeros(len(target_logits), 2)
+    return method.loss(z, z, target_logits, target_logits, progress)
+
+
+def test_entropy_penalises_predictions_collapsed_onto_one_class():
+    collapsed = torch.tensor([[10.0, 0.0], [10.0, 0.0]])
+    diverse = torch.tensor([[10.0, 0.0], [0.0, 10.0]])
+    method = build_method("entropy")
+    # both batches are confident (mean entropy ~0); only the spread batch has a high-entropy mean
+    assert float(_loss(method, diverse)) == pytest.approx(-math.log(2), abs=1e-3)
+    assert float(_loss(method, collapsed)) == pytest.approx(0.0, abs=1e-3)
+    plain = build_method({"name": "entropy", "diversity": 0.0})
+    assert float(_loss(plain, diverse)) == pytest.approx(float(entropy(diverse)))
+
+
+def test_entropy_gradient_moves_a_collapsed_batch_toward_the_other_class():
+    # every sample leans to class 0 (p 0.58-0.91): plain entropy minimisation pushes class 0 further
+    # up, the information-maximisation form pushes it down
+    logits = torch.tensor([[3.0, 0.0, 0.0], [2.0, 0.0, 0.0], [1.0, 0.0, 0.0], [2.5, 0.0, 0.0]], requires_grad=True)
+    information_maximization(logits).backward()
+    assert float(logits.grad[:, 0].sum()) > 0        # descent lowers logit 0
+    logits.grad = None
+    entropy(logits).backward()
+    assert float(logits.grad[:, 0].sum()) < 0
+
+
+def test_pseudo_label_selects_the_most_confident_share_of_each_class():
+    # no probability reaches 0.95; class 0 predicted 5 times, class 1 twice
+    logits = torch.tensor([[1.0, 0.0], [1.5, 0.0], [0.5, 0.0], [0.2, 0.0], [0.8, 0.0], [0.0, 1.2], [0.0, 0.3]])
+    assert float(pseudo_label(logits, 0.95)) == 0.0
+    ce = lambda margin: math.log(1 + math.exp(-margin))   # noqa: E731
+    # portion 0.4: ceil(0.4 * 5) = 2 of class 0 (margins 1.5, 1.0), ceil(0.4 * 2) = 1 of class 1 (1.2)
+    expected = (ce(1.5) + ce(1.0) + ce(1.2)) / 7
+    assert float(pseudo_label(logits, 0.95, portion=0.4)) == pytest.approx(expected, rel=1e-5)
+    method = build_method("pseudo_label")          # portion 0.2 at the start, 0.5 at the end
+    assert float(_loss(method, logits, 0.0)) == pytest.approx((ce(1.5) + ce(1.2)) / 7, rel=1e-5)
+    assert float(_loss(method, logits, 1.0)) == pytest.approx((ce(1.5) + ce(1.0) + ce(0.8) + ce(1.2)) / 7, rel=1e-5)
+    threshold_only = build_method({"name": "pseudo_label", "portion": 0.0, "max_portion": 0.0})
+    assert float(_loss(threshold_only, logits, 0.5)) == 0.0
+
+
+def _fit(method):
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (240,), generator=g)
+    centres = torch.tensor([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]])
+    xs = centres[y] + 1.5 * torch.randn(240, 2, generator=g)
+    xt = xs @ torch.tensor([[0.9, -0.44], [0.44, 0.9]]) + 0.5
+    torch.manual_seed(0)
+    model = TrunkHead(nn.Sequential(nn.Linear(2, 16), nn.ReLU()), nn.Linear(16, 3))
+    config = TrainConfig(epochs=1, batch_size=40, lr=1e-3, progress=False, device="cpu", seed=0)
+    fit_adaptation(model, Task("c", num_classes=3), (xs[:200], y[:200]), xt, (xs[200:], y[200:]), config, method=method)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_pseudo_label_changes_the_training_of_an_unconfident_model():
+    # a barely trained model predicts nothing at 0.95: with the threshold alone the run was source-only's
+    source_only = _fit(None)
+    assert torch.equal(_fit({"name": "pseudo_label", "portion": 0.0, "max_portion": 0.0}), source_only)
+    assert not torch.allclose(_fit("pseudo_label"), source_only)

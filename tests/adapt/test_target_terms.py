@@ -95,3 +95,30 @@ def test_pada_weighs_the_domain_loss_only_by_default():
     assert weighted == pytest.approx(plain, rel=1e-6)
     weighted, plain = _source_loss(build_method({"name": "pada", "classifier_weights": True}))
     assert weighted != pytest.approx(plain, rel=1e-3)
+
+
+def test_mdd_target_term_gradient_is_bounded_at_the_adversary_logits():
+    # -log(1 - p_k) grows without bound as the adversary agrees (p_k -> 1), but its gradient at the
+    # logits is p_k (e_k - p) / (1 - p_k): at most p_k on class k and p_k p_j / (1 - p_k) <= p_k on the
+    # others, so the norm stays below sqrt(2) however close to agreement (the suspected explosion is not)
+    from taskshare.adapt import margin_disparity
+    for agreement in (1.0, 5.0, 10.0, 13.0):
+        adv_t = torch.tensor([[agreement, 0.0, -1.0], [agreement, 2.0, 0.0]], requires_grad=True)
+        main = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+        margin_disparity(main, torch.zeros(2, 3), main, adv_t, margin=4.0).backward()
+        per_row = adv_t.grad * len(adv_t)                # the loss is a mean over the rows
+        assert float(per_row.norm(dim=1).max()) <= math.sqrt(2) + 1e-6
+        if agreement >= 5:                               # and alive: strong agreement is still pushed back
+            assert float(per_row[:, 0].min()) > 0.5
+
+
+def test_mdd_auxiliary_classifier_is_in_the_heads_class():
+    # the disparity compares f and f' from one hypothesis class; against a linear head, a linear f'
+    method = build_method("mdd")
+    method.build(8, 3)
+    head = nn.Linear(8, 3)
+    assert isinstance(method.adversary, nn.Linear)
+    assert [p.shape for p in method.adversary.parameters()] == [p.shape for p in head.parameters()]
+    wider = build_method({"name": "mdd", "hidden": 16})    # for a head that is itself an MLP
+    wider.build(8, 3)
+    assert isinstance(wider.adversary, nn.Sequential) and wider.adversary[0].out_features == 16

@@ -108,15 +108,25 @@ def measure(args, methods: list[str], save: Path | None) -> dict:
     return out
 
 
+def _rerun_later(warning: str, later: list[dict]) -> bool:
+    """Whether a later part re-ran the cell and method a warning ("pair/trunk/seed n: method: ...") is about."""
+    where, method = warning.split(": ")[:2]
+    cell = where.rsplit("/seed", 1)[0]
+    return any(method in part["cells"].get(cell, {}) for part in later)
+
+
 def section(parts: list[dict], selection: str) -> str:
     """The BENCHMARKS.md section from one or more measured parts (run side by side, one per core)."""
-    args, cells, warnings = parts[0]["args"], {}, []
+    args, cells = parts[0]["args"], {}
     for part in parts:
         for name, results in part["cells"].items():
             cell = cells.setdefault(name, {})
             for method, runs in results.items():
-                cell.setdefault(method, runs)     # a control part repeats source_only: the first one is kept
-        warnings += part["warnings"]
+                # a later part re-runs a method after a fix: its runs replace the earlier ones in place (the
+                # row order stays); source_only, which every part repeats, keeps the first part's
+                if method not in cell or method != "source_only":
+                    cell[method] = runs
+    warnings = [w for i, part in enumerate(parts) for w in part["warnings"] if not _rerun_later(w, parts[i + 1:])]
     order = {f"{p}/{t}": (i, j) for i, p in enumerate(PAIRS) for j, t in enumerate(TRUNKS)}
     cells = dict(sorted(cells.items(), key=lambda item: order.get(item[0], (len(PAIRS), 0))))
     methods = list(dict.fromkeys(m for results in cells.values() for m in results))
@@ -135,7 +145,7 @@ def section(parts: list[dict], selection: str) -> str:
             f"source for validation), 1,000 target test images, {args['epochs']} epochs, batch 128, lr 2e-3, every "
             f"method at its defaults; selection on {selection} validation, never on target labels. `selection cost`: "
             f"the best target accuracy any epoch had (hindsight) minus the kept epoch's. Commands: {commands}"
-            f"{' (then --merge of their --save files)' if len(parts) > 1 else ''}.", ""]
+            f"{' (then --merge of their --save files, in this order: a later part replaces the methods it re-ran)' if len(parts) > 1 else ''}.", ""]
     summary = [f"**Every method over the {len(cells)} cells** (pair x trunk; gain = mean target accuracy minus "
                f"source-only's, in points)", "", "| method | cells | mean gain | worst cell | best cell | cells > 2 below |",
                "|---|---|---|---|---|---|"]

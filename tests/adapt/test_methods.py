@@ -73,7 +73,7 @@ def test_pada_weights_follow_target_predictions():
     target_logits = torch.tensor([[10.0, 0, -10], [10.0, 0, -10]])   # the target looks like class 0 only
     labels = torch.tensor([0, 2])
     loss = method.loss(torch.randn(2, 4), torch.randn(2, 4), torch.zeros(2, 3), target_logits, 0.5, labels=labels)
-    w = method.class_weights()
+    w = method.target_class_weights()
     assert float(w[0]) == 1.0 and float(w[2]) < 1e-6 and math.isfinite(float(loss))
     assert torch.equal(method.state_dict()["mean_prediction"], method.mean_prediction)   # saved with the run
 
@@ -129,5 +129,5 @@ def test_pada_learns_which_source_classes_the_target_lacks():
     method = PADA(momentum=0.9)
     fit_adaptation(model, Task("c", num_classes=3), (x, y), xt, None,
                    TrainConfig(epochs=20, batch_size=32, lr=5e-3, min_steps=0, progress=False, device="cpu"), method=method)
-    w = method.class_weights()
+    w = method.target_class_weights()
     assert float(w[2]) < 0.2 < 0.6 < float(w[0]) and float(w[1]) > 0.6, w

@@ -8,14 +8,15 @@ from .cdan import CDAN
 from .dann import DANN
 from .grl import GradientReversal, dann_schedule, reverse_gradient
 from .jan import JAN, joint_mmd
-from .losses import coral, entropy, gaussian_kernels, minimum_class_confusion, multi_kernel_mmd, pseudo_label
+from .losses import (coral, entropy, gaussian_kernels, information_maximization, minimum_class_confusion, multi_kernel_mmd,
+                     pseudo_label)
 from .mcd import MCD, classifier_discrepancy
 from .mdd import MDD, margin_disparity
 from .pada import PADA
 from .safety import bound_gradient, check_source_score, ramp
 from .selection import dev_score, importance_weighted_loss, iwv_score
 from .shift import domain_weights, proxy_a_distance
-from .shot import centroid_pseudo_labels, fit_source_free, information_maximization
+from .shot import centroid_pseudo_labels, fit_source_free
 from .simple import CORAL, DAN, MCC, Entropy, PseudoLabel
 from .train import PairedLoader, build_method, fit_adaptation
 

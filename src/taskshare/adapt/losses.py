@@ -1,6 +1,7 @@
 """Parameter-free domain-adaptation losses as plain functions."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -56,6 +57,16 @@ def entropy(logits: Tensor) -> Tensor:
     return -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
 
 
+def information_maximization(logits: Tensor, diversity: float = 1.0) -> Tensor:
+    """Information maximisation (Krause et al., NeurIPS 2010; the form SHOT and IM-based adaptation
+    use): the mean entropy of the predictions minus `diversity` times the entropy of their mean.
+    Lower is better: confident, and spread over the classes rather than collapsed onto a few."""
+    p = torch.softmax(logits.float(), 1)
+    mean_entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
+    p_bar = p.mean(0)
+    return mean_entropy + diversity * (p_bar * torch.log(p_bar.clamp_min(1e-12))).sum()
+
+
 def minimum_class_confusion(logits: Tensor, temperature: float = 2.5) -> Tensor:
     """MCC (Jin et al., ECCV 2020): temperature-scaled probabilities, samples weighted by certainty
     (1 + exp(-entropy), normalised to sum to the batch size), the class-correlation matrix P^T W P with
@@ -70,15 +81,24 @@ def minimum_class_confusion(logits: Tensor, temperature: float = 2.5) -> Tensor:
     return (confusion.sum() - confusion.trace()) / c
 
 
-def pseudo_label(logits: Tensor, threshold: float = 0.95) -> Tensor:
-    """Self-training: cross-entropy of confident target predictions (max probability >= threshold)
-    against their own arg-max, summed and divided by the whole batch (as FixMatch does), so the term
-    grows with the share of confident predictions; 0 when none is confident. (Averaged over the
-    confident ones only, two confident samples early in training pulled as hard as a whole batch, and
-    their errors were learned before the source task had taught the model anything: -10 points on
-    rotated digits.)"""
+def pseudo_label(logits: Tensor, threshold: float = 0.95, portion: float | None = None) -> Tensor:
+    """Self-training: cross-entropy of confident target predictions against their own arg-max, summed
+    and divided by the whole batch (as FixMatch does), so the term grows with the share of confident
+    predictions; 0 when none is confident. (Averaged over the confident ones only, two confident
+    samples early in training pulled as hard as a whole batch, and their errors were learned before
+    the source task had taught the model anything: -10 points on rotated digits.)
+
+    Confident: max probability >= `threshold`; with `portion` (class-balanced self-training, CBST,
+    Zou et al., ECCV 2018), also the most confident `portion` of the samples predicted as each class,
+    whatever their probability: an absolute threshold of 0.95 selected nothing on an under-trained
+    model, and the term never changed training."""
     p = torch.softmax(logits.detach().float(), 1)
     confidence, labels = p.max(1)
-    keep = (confidence >= threshold).float()
+    keep = confidence >= threshold
+    if portion is not None:
+        for k in labels.unique():
+            members = (labels == k).nonzero().squeeze(1)
+            top = max(1, math.ceil(portion * len(members)))
+            keep[members[confidence[members].topk(top).indices]] = True
     per_sample = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
-    return (per_sample * keep).sum() / len(logits)
+    return (per_sample * keep.float()).sum() / len(logits)

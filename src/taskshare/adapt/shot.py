@@ -19,16 +19,8 @@ from ..train.config import TrainConfig
 from ..train.device import resolve_device
 from ..train.hooks import LoopHooks
 from ..train.loop import History, LoopOptions, evaluate, train_loop
+from .losses import information_maximization  # noqa: F401  (re-exported: SHOT's loss)
 from .train import target_inputs
-
-
-def information_maximization(logits: Tensor) -> Tensor:
-    """Mean entropy of the predictions minus the entropy of their mean (lower is better: confident
-    and diverse)."""
-    p = torch.softmax(logits.float(), 1)
-    mean_entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
-    p_bar = p.mean(0)
-    return mean_entropy + (p_bar * torch.log(p_bar.clamp_min(1e-12))).sum()
 
 
 def centroid_pseudo_labels(features: Tensor, logits: Tensor, rounds: int = 2) -> Tensor:

@@ -184,7 +184,7 @@ def strategies(args) -> None:
     from rich.console import Console
     from own_data_tables import table_rows
 
-    from taskshare.own_experiment import load_own, run_own
+    from taskshare.experiments.own import load_own, run_own
     torch.set_num_threads(args.threads)
     shots = [s if s == "all" else int(s) for s in args.shots]
     train = {"epochs": args.epochs, "lr": 1e-3, "batch_size": 32, "min_steps": args.min_steps, "progress": False,

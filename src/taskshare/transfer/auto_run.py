@@ -1,7 +1,8 @@
 """How `auto` gathers its evidence: every candidate trains on the split as given; where that leaves the
 choice against scratch open and its standard error large, or where a lead over scratch rests on too
-few examples to trust one split, the candidates still in contention train again on the swapped roles (validation to train, training examples held out), and the decision reads
-both rounds' per-example results. The model kept is always the chosen candidate's first-round run."""
+few examples to trust one split, the candidates still in contention train again on the swapped roles
+(validation to train, training examples held out), and the decision reads both rounds' per-example
+results. The model kept is always the chosen candidate's first-round run."""
 from __future__ import annotations
 
 import time

@@ -180,6 +180,10 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))      # after every pair: a crash keeps what ran
+    if not {"auto", "scratch", "finetune(trunk_lr_scale=1.0)"} <= {label_of(s) for s in chosen}:
+        print(f"rows saved to {args.out}; a part without auto, scratch and the full-rate finetune is "
+              f"reported only merged with others (--report-from)")
+        return
     lines = report(rows, args, time.perf_counter() - started)
     if skipped:
         lines += ["", "Not run (too few target examples): " + "; ".join(skipped) + "."]

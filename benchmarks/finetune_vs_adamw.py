@@ -87,6 +87,7 @@ def main() -> None:
     patience = base.patience if base.patience is not None else max(1, base.epochs // 5)
     if args.report_from is not None:
         rows = [r for path in args.report_from for r in json.loads(path.read_text())]
+        rows.sort(key=lambda r: args.pairs.index(r["pair"]) if r["pair"] in args.pairs else len(args.pairs))
         publish("finetune_vs_adamw", report(rows, args, args.minutes * 60, patience, base))
         return
     rows = []

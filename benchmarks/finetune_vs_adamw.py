@@ -6,11 +6,14 @@ by more than 1 point; this measures it on the transfer suite's pairs. Writes the
 
     python benchmarks/finetune_vs_adamw.py                       # suite pairs, k 20/100/all, seeds 0 1
     python benchmarks/finetune_vs_adamw.py --pairs m1d_odd --shots 20 --seeds 0 --no-write
+    python benchmarks/finetune_vs_adamw.py --pairs img_noisy --out a.json --no-write   # parts side by side,
+    python benchmarks/finetune_vs_adamw.py --report-from a.json b.json --minutes 12   # then one section
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import sys
 import time
@@ -73,11 +76,20 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 256])
     parser.add_argument("--source-epochs", type=int, default=60)
     parser.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
+    parser.add_argument("--out", type=Path, default=None, help="also save the rows as JSON (after every pair)")
+    parser.add_argument("--report-from", type=Path, nargs="+", default=None,
+                        help="write the section from saved rows (several parts, in order) instead of running")
+    parser.add_argument("--minutes", type=float, default=0.0, help="with --report-from: the parts' wall time")
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
     base = TrainConfig(progress=False, device="cpu")
     patience = base.patience if base.patience is not None else max(1, base.epochs // 5)
+    if args.report_from is not None:
+        rows = [r for path in args.report_from for r in json.loads(path.read_text())]
+        rows.sort(key=lambda r: args.pairs.index(r["pair"]) if r["pair"] in args.pairs else len(args.pairs))
+        publish("finetune_vs_adamw", report(rows, args, args.minutes * 60, patience, base))
+        return
     rows = []
     for name, (source, (target, test), classes) in pairs(args.pairs).items():
         net = source_model(source, classes, args.hidden, replace(base, epochs=args.source_epochs))
@@ -93,12 +105,15 @@ def main() -> None:
                 t1 = time.perf_counter()
                 plain, steps = adamw_loop(copy.deepcopy(pre), splits, base.epochs, patience, base.batch_size, seed)
                 t2 = time.perf_counter()
-                scale = Finetune().scale(data_facts(task, splits, len(source[1])))
+                facts = data_facts(task, splits, len(source[1]))
+                scale, head = Finetune().scale(facts), Finetune().head_scale(facts)
                 rows.append({"pair": name, "k": str(shot), "seed": seed, "finetune": 100 * ours.test["accuracy"],
-                             "adamw": 100 * plain, "scale": scale, "steps": (ours.steps, steps),
+                             "adamw": 100 * plain, "scale": scale, "head": head, "steps": (ours.steps, steps),
                              "seconds": (t1 - t0, t2 - t1)})
-                print(f"{name} k={shot} seed={seed}: finetune({scale:g}) {rows[-1]['finetune']:.1f} "
+                print(f"{name} k={shot} seed={seed}: finetune({scale:g}/{head:g}) {rows[-1]['finetune']:.1f} "
                       f"({ours.steps} steps) adamw {rows[-1]['adamw']:.1f} ({steps} steps)", flush=True)
+        if args.out is not None:
+            args.out.write_text(json.dumps(rows, indent=1))
     lines = report(rows, args, time.perf_counter() - started, patience, base)
     print("\n".join(lines)) if args.no_write else publish("finetune_vs_adamw", lines)
 
@@ -109,19 +124,19 @@ def report(rows, args, seconds, patience, base) -> list[str]:
         cells[(r["pair"], r["k"])].append(r)
     lines = [f"Pairs of the transfer suite; k = {', '.join(args.shots)} labels per class (train, and as many validate; "
              f"'all': 10% held out); seeds {args.seeds}; MLP trunks {args.hidden}. `finetune`: the default "
-             f"`TrainConfig` (head lr {base.lr:g}, trunk at the scale shown, cosine schedule, warmup, clipping, "
+             f"`TrainConfig` (lr {base.lr:g}, trunk / head at the scales shown, cosine schedule, warmup, clipping, "
              f"min_steps {base.min_steps}). AdamW loop: every parameter at lr 1e-3, no schedule, batch "
              f"{base.batch_size}, at most {base.epochs} epochs, stopping after {patience} without a better "
              f"validation accuracy, best weights restored. Test accuracy, mean over seeds. {device_line()}; "
              f"{seconds / 60:.0f} minutes.", "",
-             "| pair | k | finetune (trunk scale) | AdamW loop | finetune - AdamW | worst seed | steps (finetune / AdamW) |",
+             "| pair | k | finetune (trunk / head scale) | AdamW loop | finetune - AdamW | worst seed | steps (finetune / AdamW) |",
              "|---|---|---|---|---|---|---|"]
     losses = []
     for (pair, k), rs in cells.items():
         ft, ad = statistics.mean(r["finetune"] for r in rs), statistics.mean(r["adamw"] for r in rs)
         worst = min(r["finetune"] - r["adamw"] for r in rs)
         steps = "; ".join(f"{r['steps'][0]} / {r['steps'][1]}" for r in rs)
-        lines.append(f"| {pair} | {k} | {ft:.1f} ({rs[0]['scale']:g}) | {ad:.1f} | {ft - ad:+.1f} | {worst:+.1f} | "
+        lines.append(f"| {pair} | {k} | {ft:.1f} ({rs[0]['scale']:.2g} / {rs[0]['head']:.2g}) | {ad:.1f} | {ft - ad:+.1f} | {worst:+.1f} | "
                      f"{steps} |")
         if ft - ad < -1:
             losses.append(f"{pair} k={k} {ft - ad:+.1f}")

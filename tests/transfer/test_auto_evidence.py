@@ -150,3 +150,63 @@ def test_auto_keeps_transfer_where_it_clearly_helps():
     assert auto.test["accuracy"] > scratch.test["accuracy"] + 0.1
     assert "paired per example" in auto.note and "scores (mean ± std" in auto.note
 
+
+
+def _scripted_auto(monkeypatch, val_per_class: int, first: dict[str, list[float]], second: dict[str, list[float]]):
+    """auto on a real split, each candidate's training replaced by a script: per round, which held-out
+    examples each candidate gets right (one not named: as scratch). Returns auto's result and the rounds each candidate trained."""
+    from taskshare.transfer import auto_run, run as run_module
+    from taskshare.transfer.run import TransferResult
+
+    x, y = _teacher_data(2 * val_per_class, seed=3)
+    task = Task("t", "multiclass", num_classes=4)
+    splits = few_shot((x, y), val_per_class, seed=0)
+    trained = []
+    real_run = run_module.run_strategy
+
+    def scripted(pretrained, task_, split, strategy, *args, **kwargs):
+        if strategy == "auto" or getattr(strategy, "name", "") == "auto":
+            return real_run(pretrained, task_, split, strategy, *args, **kwargs)
+        round_ = 0 if split is splits else 1
+        trained.append((strategy.label(), round_))
+        return (strategy.label(), round_), TransferResult(strategy.label(), 0, None, {}, 0.0, 0.0, 1)
+
+    monkeypatch.setattr(run_module, "run_strategy", scripted)
+    monkeypatch.setattr(auto_run, "_correct", lambda model, data, device, config:
+                        (first if model[1] == 0 else second).get(model[0], first["scratch"])[:len(data)])
+    _, result = real_run(_net(), task, splits, "auto", CFG)
+    return result, trained
+
+
+def test_a_lead_on_few_examples_must_survive_the_swapped_round(monkeypatch):
+    """20 validation examples: gradual unfreezing gets 6 more right than scratch (0.30 ± 0.105, above
+    the bar), the probe and LP-FT 2 fewer (refused). One split of 20 cannot resolve a lead to max_se, so
+    the candidates train again with the roles swapped; there gradual unfreezing is 8 below scratch, and
+    scratch is kept. Before, the first round's lead settled the choice alone."""
+    n = 20
+    scratch = _correct(n, [range(0, 6)])
+    below = _correct(n, [range(0, 8)])
+    first = {"linear_probe": below, "lp_ft": below, "gradual_unfreeze": [1.0] * n, "scratch": scratch}
+    second = {"linear_probe": below, "lp_ft": below, "gradual_unfreeze": _correct(n, [range(10, 18)]),
+              "scratch": [1.0] * n}
+    result, trained = _scripted_auto(monkeypatch, 5, first, second)
+    assert ("gradual_unfreeze", 1) in trained and ("scratch", 1) in trained
+    assert result.strategy == "auto -> scratch", result.note
+    assert "2 round(s)" in result.note and "gradual_unfreeze's lead over scratch rested on 20 examples" in result.note
+    # the same lead confirmed by the swapped round is kept
+    second["gradual_unfreeze"] = [1.0] * n
+    second["scratch"] = scratch
+    result, _ = _scripted_auto(monkeypatch, 5, first, second)
+    assert result.strategy == "auto -> gradual_unfreeze", result.note
+
+
+def test_a_lead_on_many_examples_takes_one_round(monkeypatch):
+    """800 validation examples resolve a paired lead to 0.5 / sqrt(800) < max_se: a lead above the bar
+    is trusted without the second round's cost."""
+    n = 800
+    scratch = _correct(n, [range(0, 200)])
+    first = {"linear_probe": scratch, "lp_ft": scratch, "gradual_unfreeze": _correct(n, [range(0, 100)]),
+             "scratch": scratch}
+    result, trained = _scripted_auto(monkeypatch, 200, first, first)
+    assert all(r == 0 for _, r in trained) and "1 round(s)" in result.note
+    assert result.strategy == "auto -> gradual_unfreeze", result.note

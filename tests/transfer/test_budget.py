@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from taskshare import Task, TrainConfig, TrunkHead
+from taskshare import Task, TaskshareError, TrainConfig, TrunkHead
 from taskshare.data import few_shot
 from taskshare.evaluate import summarize
 from taskshare.evaluate.report.transfer import steps_table, write_reports
@@ -48,7 +48,11 @@ def test_every_strategy_and_scratch_take_the_same_steps_and_the_report_shows_the
 def test_default_finetune_moves_the_trunk_at_full_rate_only_with_many_labels():
     from taskshare.transfer import DataFacts, Finetune
     few, many = DataFacts(train_size=500, labels_per_class=100), DataFacts(train_size=5000, labels_per_class=1000)
-    assert Finetune().stages(3, few)[0].lr_scales == [1 / 3, 1 / 3, 1.0]   # the trunk at a plain loop's 1e-3
+    assert Finetune().stages(3, few)[0].lr_scales == [1 / 3] * 3        # every parameter at a plain loop's 1e-3
+    assert Finetune(trunk_lr_scale=0.5).stages(3, few)[0].lr_scales == [0.5, 0.5, 1.0]   # relative to the head
+    assert Finetune(head_lr_scale=0.5).stages(3, few)[0].lr_scales == [1 / 3, 1 / 3, 0.5]
+    with pytest.raises(TaskshareError, match="head_lr_scale must be > 0, got 0"):
+        Finetune(head_lr_scale=0).stages(3, few)
     assert Finetune().stages(3, many)[0].lr_scales == [1.0, 1.0, 1.0]
     assert Finetune().stages(3, DataFacts(train_size=500, labels_per_class=100, source_size=400))[0].lr_scales == [1.0] * 3
     assert Finetune(trunk_lr_scale=0.1).stages(3, many)[0].lr_scales == [0.1, 0.1, 1.0]

@@ -71,7 +71,7 @@ def test_linear_probe_uses_cache_and_trunk_stays_bitwise_equal(splits):
 
 
 @pytest.mark.parametrize("spec,expected", [
-    ("finetune", [1 / 3, 1 / 3, 1 / 3, 1.0]),
+    ("finetune", [1 / 3] * 4),
     ({"name": "finetune", "trunk_lr_scale": 0.5}, [0.5, 0.5, 0.5, 1.0]),
     ({"name": "layer_decay", "decay": 0.5}, [0.125, 0.25, 0.5, 1.0]),
     ("l2_sp", [1.0, 1.0, 1.0, 1.0]),

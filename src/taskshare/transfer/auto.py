@@ -31,7 +31,10 @@ class Auto(Strategy):
     on a tie and the standard error of the lead is above `max_se`, a second round swaps the roles:
     the candidates still in contention train on the validation examples and are scored on the
     training ones (as many per class as validation has, the least held out first), so every labelled
-    example is held out once; up to `rounds` rounds. The model kept is the chosen candidate's own
+    example is held out once; up to `rounds` rounds. A lead that displaced scratch in the first round
+    takes that second round too where it rests on so few examples that its standard error (never
+    below 0.5 / sqrt(examples)) is above `max_se`: one lucky small split can clear the bar, so such a
+    lead must hold on both rounds' examples together. The model kept is the chosen candidate's own
     run on the split as given, early-stopped on its validation, like the fixed strategies': the other
     rounds only add evidence. `confirm=False` applies the rule alone.
     """

@@ -16,6 +16,23 @@ def blobs(n_per_class: int = 40, classes: int = 3, dim: int = 8, seed: int = 0, 
     return x[perm].astype(np.float32), y[perm].astype(np.int64)
 
 
+class ItemDataset(torch.utils.data.Dataset):
+    """Rows served one by one, not an ArrayDataset (as image files are): loaders take torch's generic
+    path. With `targets=True` the labels are also a `.targets` tensor, which label reading takes
+    instead of a pass item by item."""
+
+    def __init__(self, x, y, targets: bool = False):
+        self.x, self._labels = torch.as_tensor(x), torch.as_tensor(y)
+        if targets:
+            self.targets = self._labels
+
+    def __len__(self):
+        return len(self._labels)
+
+    def __getitem__(self, i):
+        return self.x[i], self._labels[i]
+
+
 @pytest.fixture
 def quiet():
     return TrainConfig(epochs=5, batch_size=16, progress=False, device="cpu")

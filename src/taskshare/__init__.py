@@ -4,7 +4,7 @@ from .data.multitask import MultiTaskDataset
 from .errors import ConfigError, NonFiniteError, TaskshareError
 from .models import CrossStitch, HardSharing, SoftSharing, TrunkHead, layer_groups, split_head, transfer_model
 from .tasks import Task
-from .train import TrainConfig, evaluate, fit
+from .train import Balancing, TrainConfig, evaluate, fit
 from .train.multitask import evaluate_multitask, fit_multitask
 from .transfer import STRATEGIES, compare, run_strategy
 
@@ -17,7 +17,7 @@ def load(run_dir, device="cpu"):
     return load_run(run_dir, device)
 
 
-__all__ = ["ConfigError", "CrossStitch", "HardSharing", "MultiTaskDataset", "NonFiniteError", "STRATEGIES",
+__all__ = ["Balancing", "ConfigError", "CrossStitch", "HardSharing", "MultiTaskDataset", "NonFiniteError", "STRATEGIES",
            "SoftSharing", "TaskshareError", "Task", "TrainConfig", "TrunkHead", "compare", "evaluate",
            "evaluate_multitask", "fit", "fit_multitask", "layer_groups", "load", "run_strategy", "split_head",
            "transfer_model"]

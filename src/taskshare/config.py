@@ -3,11 +3,14 @@ the key, the value and what was allowed."""
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import os
 import types
 import typing
 from pathlib import Path
 from typing import Any, Union
 
+import numpy as np
 import yaml
 
 from .errors import ConfigError
@@ -129,3 +132,67 @@ def read_mapping(path: Path, parse, parse_error, kind: str, error=ConfigError) -
     if not isinstance(data, dict):
         raise error(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     return data
+
+
+# Field checks at construction (typed): a dataclass built in Python is checked as one read from YAML.
+def _matches(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if tp is Any or isinstance(tp, typing.TypeVar):
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, option) for option in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, tp)
+    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence):
+        args = typing.get_args(tp)
+        return isinstance(value, (list, tuple)) and all(_matches(v, args[0] if args else Any) for v in value)
+    if origin is dict or tp is dict:
+        return isinstance(value, dict)
+    if tp is bool:
+        return isinstance(value, (bool, np.bool_))
+    if tp is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if tp is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if tp is str:              # a path object where a path string is declared works the same way
+        return isinstance(value, (str, os.PathLike))
+    return True
+
+
+def _type_text(tp: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_text(o) for o in typing.get_args(tp))
+    if origin in (list, tuple) or tp in (list, tuple):
+        return "a list"
+    if origin is dict or tp is dict:
+        return "a mapping"
+    return names.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def check_fields(obj: Any, owner: str | None = None) -> None:
+    """Every field of a config dataclass has its declared type (an int where an int is declared: no
+    "3" for epochs), so a wrong value is named at construction, not deep inside training."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.name in hints and not _matches(value, hints[f.name]):
+            raise ConfigError.at(f.name, f" = {value!r}; expected {_type_text(hints[f.name])}", owner)
+
+
+def typed(owner: str | None = None):
+    """Class decorator (placed under @dataclass): check_fields before the class's own __post_init__."""
+    def wrap(cls):
+        own = cls.__dict__.get("__post_init__")
+
+        def __post_init__(self) -> None:
+            check_fields(self, owner)
+            if own is not None:
+                own(self)
+
+        cls.__post_init__ = __post_init__
+        return cls
+    return wrap

@@ -1,4 +1,5 @@
 """One exception type for bad input, so callers can catch taskshare's complaints apart from bugs."""
+import importlib
 
 
 class TaskshareError(ValueError):
@@ -21,3 +22,13 @@ class ConfigError(TaskshareError):
 
 class NonFiniteError(TaskshareError):
     """NaN or Inf reached an input, a loss or a gradient."""
+
+
+def require(module: str, extra: str, what: str | None = None):
+    """Import an optional dependency, or stop with the extra that installs it. `what` opens the
+    message ("image augmentation needs torchvision"); by default it names the package."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise TaskshareError(f"{what or f'this needs the optional package {module!r}'}: "
+                             f"pip install 'taskshare[{extra}]'") from exc

@@ -12,6 +12,8 @@ from taskshare.adapt.safety import Progress
 from taskshare.adapt.train import adaptation_objective, scaled_backward
 from taskshare.models.trunk_head import TrunkHead
 
+from .conftest import late_objective
+
 
 def test_pseudo_label_divides_by_the_whole_batch():
     # one confident prediction (p = e^4 / (e^4 + 1) > 0.95) among four: its cross-entropy over 4,
@@ -25,16 +27,8 @@ def test_pseudo_label_divides_by_the_whole_batch():
 
 
 def _trunk_grads(loss_scale: float, pull_limit):
-    g = torch.Generator().manual_seed(0)
-    xs, xt = torch.randn(16, 2, generator=g), torch.randn(16, 2, generator=g) + 2.0
-    y = torch.randint(0, 2, (16,), generator=g)
-    torch.manual_seed(0)
-    model = TrunkHead(nn.Sequential(nn.Linear(2, 8), nn.ReLU()), nn.Linear(8, 2))
-    progress = Progress(10)
-    progress.step = 9                 # late: the ramp is near 1
     # weight 100: the alignment out-pulls the source loss, so the bound bites
-    objective = adaptation_objective(Task("c", num_classes=2), build_method("coral"), 100.0, progress, pull_limit)
-    loss, parts = objective(model, (xs, xt), y)
+    model, progress, (loss, parts) = late_objective("coral", 100.0, pull_limit, n=16, dim=2, classes=2, shift=2.0)
     scaled_backward(progress)(loss, parts, loss_scale)
     return torch.cat([p.grad.flatten() / loss_scale for p in model.trunk.parameters()])
 

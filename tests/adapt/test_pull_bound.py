@@ -3,13 +3,11 @@ summed over the batch is capped (a coherent gradient spread over many rows reach
 far stronger than its Frobenius norm says), and the gradient reaching the logits is bounded, so the
 head no longer takes prediction-based terms (entropy, JAN) unbounded."""
 import torch
-from torch import nn
 
-from taskshare import Task
-from taskshare.adapt import bound_gradient, build_method
+from taskshare.adapt import bound_gradient
 from taskshare.adapt.safety import Progress
-from taskshare.adapt.train import adaptation_objective
-from taskshare.models.trunk_head import TrunkHead
+
+from .conftest import late_objective
 
 
 def test_the_batch_sum_of_a_coherent_gradient_is_capped():
@@ -40,15 +38,7 @@ def test_limits_keep_each_peak_per_place_and_resume():
 
 
 def _head_grad(weight: float, pull_limit):
-    g = torch.Generator().manual_seed(0)
-    xs, xt = torch.randn(32, 3, generator=g), torch.randn(32, 3, generator=g) + 1.5
-    y = torch.randint(0, 3, (32,), generator=g)
-    torch.manual_seed(0)
-    model = TrunkHead(nn.Sequential(nn.Linear(3, 8), nn.ReLU()), nn.Linear(8, 3))
-    progress = Progress(10)
-    progress.step = 9                           # late: the ramp is near 1
-    objective = adaptation_objective(Task("c", num_classes=3), build_method("entropy"), weight, progress, pull_limit)
-    loss, _ = objective(model, (xs, xt), y)
+    model, _, (loss, _) = late_objective("entropy", weight, pull_limit, n=32, dim=3, classes=3, shift=1.5)
     loss.backward()
     return model.head.weight.grad.clone()
 

@@ -97,3 +97,54 @@ def test_famo_without_extra_forward_learns_from_the_next_batch():
     famo.task_loss(torch.tensor([1.0, 1.0]))            # observed here: task 0 fell, task 1 did not
     z = famo.current_weights()
     assert z[1] > z[0] and math.isclose(float(z.sum()), 1.0, rel_tol=1e-6)
+
+
+def test_a_method_of_ones_own_that_observes_steps_is_fed_through_its_declared_calls():
+    """fit_multitask reads what a method's losses were before the step only through
+    losses_before_step (no FAMO buffer by name): a method with none of FAMO's internals trains, and a
+    task the batch lacks (one dataset per task: one task a batch) is observed at that value."""
+    from taskshare.balancing.base import Balancer, balancer_dataclass
+
+    @balancer_dataclass
+    class Watch(Balancer):
+        name = "watch"
+        num_tasks: int = 2
+
+        def setup(self) -> None:
+            self.before, self.seen = None, []
+
+        def loss(self, losses, step, history):
+            self.before = losses.detach().float().clone()
+            return losses.sum()
+
+        @property
+        def observes_step(self) -> bool:
+            return True
+
+        def losses_before_step(self):
+            return self.before
+
+        def observe(self, losses_after):
+            self.seen.append((self.before.clone(), losses_after.clone()))
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 4, generator=g)
+    data = {"a": (x[:32], x[:32, 0]), "b": (x[32:], x[32:, 1])}
+    tasks = [Task("a", "regression"), Task("b", "regression")]
+    torch.manual_seed(0)
+    model = HardSharing(nn.Sequential(nn.Linear(4, 8), nn.ReLU()), tasks, example=x[:2])
+    method = Watch()
+    history = fit_multitask(model, tasks, data, config=TrainConfig(epochs=2, batch_size=16, min_steps=0, progress=False),
+                            balancer=method)
+    assert len(method.seen) == history.steps == 8      # every step observed
+    for before, after in method.seen:
+        lacking = [i for i in range(2) if after[i] == before[i]]
+        assert len(lacking) == 1                       # the task not in the batch: its loss before the step
+        assert after[1 - lacking[0]] != before[1 - lacking[0]]   # the one trained: its loss moved
+    with pytest.raises(NotImplementedError, match="does not observe steps"):
+        PCGrad().losses_before_step()
+
+
+def test_balancing_is_a_public_name_at_the_top():
+    import taskshare
+    assert taskshare.Balancing is Balancing and "Balancing" in taskshare.__all__

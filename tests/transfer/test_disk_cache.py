@@ -10,7 +10,7 @@ from taskshare.transfer.features import FeatureCache
 from taskshare.transfer.run import run_strategy
 from taskshare.models import TrunkHead
 
-from ..conftest import blobs
+from ..conftest import ItemDataset, blobs
 
 
 class CountingTrunk(nn.Module):
@@ -27,22 +27,9 @@ class CountingTrunk(nn.Module):
         return self.net(x)
 
 
-class Rows(torch.utils.data.Dataset):
-    """A dataset that is not in memory as far as the loaders know (as image files are not)."""
-
-    def __init__(self, x, y):
-        self.x, self.targets = torch.as_tensor(x), torch.as_tensor(y)
-
-    def __len__(self):
-        return len(self.x)
-
-    def __getitem__(self, i):
-        return self.x[i], self.targets[i]
-
-
 def test_subsets_are_gathered_from_one_pass_and_match_memory(tmp_path):
     x, y = blobs(30, 3)
-    data = Rows(x, y)
+    data = ItemDataset(x, y, targets=True)
     trunk = CountingTrunk()
     cache = DiskFeatureCache(trunk, torch.device("cpu"), tmp_path, batch_size=7)
     memory = FeatureCache(CountingTrunk(), torch.device("cpu"))
@@ -60,7 +47,7 @@ def test_probe_on_disk_features_equals_probe_in_memory(tmp_path):
     x, y = blobs(30, 3)
     task = Task("t", num_classes=3)
     model = TrunkHead(nn.Sequential(nn.Linear(8, 16), nn.Tanh()), nn.Linear(16, 3))
-    splits = few_shot(Rows(x, y), 5, seed=0, test=ArrayDataset(x, y))
+    splits = few_shot(ItemDataset(x, y, targets=True), 5, seed=0, test=ArrayDataset(x, y))
     cfg = TrainConfig(epochs=3, min_steps=0, batch_size=8, progress=False, device="cpu")
     disk = DiskFeatureCache(model.trunk, torch.device("cpu"), tmp_path)
     _, a = run_strategy(model, task, splits, "linear_probe", cfg, cache=disk)

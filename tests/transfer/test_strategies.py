@@ -11,7 +11,7 @@ from taskshare.data import few_shot
 from taskshare.transfer import DataFacts, Stage, build_strategy, run_strategy
 from taskshare.transfer.run import data_facts
 
-from ..conftest import blobs
+from ..conftest import ItemDataset, blobs
 
 # strategy spec -> groups (input to output, head last; 3 trunk groups + head) expected to change
 CASES = {
@@ -176,24 +176,11 @@ def test_label_outside_task_classes_is_refused(splits):
                      TrainConfig(epochs=1, progress=False))
 
 
-class PlainDataset(torch.utils.data.Dataset):
-    """Not an ArrayDataset: goes through torch's DataLoader and item-by-item label reading."""
-
-    def __init__(self, x, y):
-        self.x, self.y = torch.as_tensor(x), torch.as_tensor(y)
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
-
-
 @pytest.mark.slow
 def test_any_torch_dataset_works_with_every_kind_of_stage():
     from taskshare.data import few_shot
     x, y = blobs(n_per_class=30)
-    splits = few_shot(PlainDataset(x, y), 10, seed=0, test=PlainDataset(x, y))
+    splits = few_shot(ItemDataset(x, y), 10, seed=0, test=ItemDataset(x, y))
     cfg = TrainConfig(epochs=10, batch_size=8, lr=1e-2, progress=False, device="cpu", min_steps=0)
     for name in ("lp_ft", "scratch"):
         _, res = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits, name, cfg)

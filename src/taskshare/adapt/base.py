@@ -48,6 +48,16 @@ def method_dataclass(cls):
     return dataclass(eq=False, repr=False)(cls)
 
 
+@method_dataclass
+class Adversarial(DomainMethod):
+    """A method that trains an adversary (a discriminator or a second classifier) behind a gradient
+    reversal it ramps itself, by the DANN schedule with rate `gamma`; `hidden` is the adversary's width."""
+
+    ramps_itself = True
+    hidden: int = 256
+    gamma: float = 10.0
+
+
 def discriminator(width: int, hidden: int) -> nn.Sequential:
     """The usual domain classifier: two hidden ReLU layers, one logit (source = 1)."""
     return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))

@@ -5,24 +5,21 @@ import math
 import torch
 from torch import Tensor
 
-from .base import ADAPTERS, DomainMethod, discriminator, method_dataclass
+from .base import ADAPTERS, Adversarial, discriminator, method_dataclass
 from .dann import domain_loss
 from .grl import dann_schedule, reverse_gradient
 
 
 @ADAPTERS.register("cdan")
 @method_dataclass
-class CDAN(DomainMethod):
+class CDAN(Adversarial):
     """CDAN (Long et al., NeurIPS 2018): the discriminator sees the multilinear map of features and
     predicted class probabilities, f (x) g, so it aligns the joint distribution of features and classes;
     when d x classes exceeds `max_dim`, a fixed random projection (the paper's randomized map) keeps it
     small. `entropy_weighting` (CDAN+E) weights each sample by 1 + exp(-entropy of its prediction)."""
 
     name = "cdan"
-    ramps_itself = True
     needs_classes = True
-    hidden: int = 256
-    gamma: float = 10.0
     max_dim: int = 4096
     random_dim: int = 1024
     entropy_weighting: bool = True

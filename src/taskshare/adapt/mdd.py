@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ADAPTERS, DomainMethod, method_dataclass
+from .base import ADAPTERS, Adversarial, method_dataclass
 from .grl import dann_schedule, reverse_gradient
 
 
@@ -23,7 +23,7 @@ def margin_disparity(source_logits: Tensor, source_adv: Tensor, target_logits: T
 
 @ADAPTERS.register("mdd")
 @method_dataclass
-class MDD(DomainMethod):
+class MDD(Adversarial):
     """Margin disparity discrepancy (Zhang et al., ICML 2019): an auxiliary classifier behind gradient
     reversal measures how much a classifier can agree with the main one on the source while
     disagreeing on the target; the trunk makes that impossible. `margin` (gamma) trades the two.
@@ -47,10 +47,8 @@ class MDD(DomainMethod):
 
     name = "mdd"
     needs_classes = True
-    ramps_itself = True
     hidden: int = 0            # 0: a linear auxiliary classifier, the class of a linear head
     margin: float = 4.0
-    gamma: float = 10.0
     reversal: float = 0.1      # the reversal's final strength; the paper's code ramps it to 0.1, not 1
     reverse_source: bool = False
 

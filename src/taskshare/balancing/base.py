@@ -10,7 +10,8 @@
 A method never calls backward(), never writes .grad and never touches the optimizer; the trainer
 computes only what the method declares. Across processes the trainer supplies the reduction the
 method declares (`across_processes`), so no method talks to a process group. A method that learns
-from the effect of a step declares `observes_step` and gets `observe(losses_after)`. Inputs are
+from the effect of a step declares `observes_step`, gets `observe(losses_after)` and gives
+`losses_before_step()` (a task the batch after the step lacks is filled from it). Inputs are
 checked once here, for every subclass.
 """
 from __future__ import annotations
@@ -95,6 +96,12 @@ class Balancer(nn.Module):
 
     def observe(self, losses_after: Tensor) -> None:
         """The task losses after the optimizer step (methods that declare `observes_step`)."""
+
+    def losses_before_step(self) -> Tensor:
+        """The task losses the last step started from, in the form `observe` compares them with: a
+        trainer whose batch after the step lacks task t's labels passes entry t as that task's loss,
+        which observe reads as no change (methods that declare `observes_step`)."""
+        raise NotImplementedError(f"{self.name} does not observe steps (observes_step is False)")
 
     def extra_repr(self) -> str:
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]

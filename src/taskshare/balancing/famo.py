@@ -70,3 +70,6 @@ class FAMO(Balancer):
     @property
     def observes_step(self) -> bool:
         return self.extra_forward
+
+    def losses_before_step(self) -> Tensor:
+        return self.previous

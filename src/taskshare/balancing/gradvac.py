@@ -5,6 +5,7 @@ from torch import Tensor
 
 from ..errors import TaskshareError
 from .base import BALANCERS, Balancer, balancer_dataclass
+from .pcgrad import adjust_in_turn
 
 
 @BALANCERS.register("gradvac")
@@ -34,21 +35,17 @@ class GradVac(Balancer):
             raise TaskshareError(f"gradvac: built for {self.num_tasks} tasks, got {T}")
         targets = self.targets.to(gramian)
         norms = gramian.diagonal().clamp_min(1e-30).sqrt()
-        total = gramian.new_zeros(T)
-        for i in range(T):
-            c = torch.zeros(T, dtype=gramian.dtype, device=gramian.device)
-            c[i] = 1.0
-            for j in torch.randperm(T).tolist():
-                if j == i:
-                    continue
-                norm_i = (c @ gramian @ c).clamp_min(1e-30).sqrt()
-                cos = (c @ gramian[:, j]) / (norm_i * norms[j])
-                target = targets[i, j]
-                if cos < target:
-                    c[j] += norm_i * (target * (1 - cos ** 2).clamp_min(0).sqrt()
-                                      - cos * (1 - target ** 2).clamp_min(0).sqrt()) \
-                        / (norms[j] * (1 - target ** 2).clamp_min(1e-30).sqrt())
-                targets[i, j] = (1 - self.beta) * target + self.beta * cos
-            total += c
+
+        def move_toward_target(c: Tensor, i: int, j: int) -> None:
+            norm_i = (c @ gramian @ c).clamp_min(1e-30).sqrt()
+            cos = (c @ gramian[:, j]) / (norm_i * norms[j])
+            target = targets[i, j]
+            if cos < target:
+                c[j] += norm_i * (target * (1 - cos ** 2).clamp_min(0).sqrt()
+                                  - cos * (1 - target ** 2).clamp_min(0).sqrt()) \
+                    / (norms[j] * (1 - target ** 2).clamp_min(1e-30).sqrt())
+            targets[i, j] = (1 - self.beta) * target + self.beta * cos
+
+        total = adjust_in_turn(gramian, move_toward_target)
         self.targets.copy_(targets)
         return total

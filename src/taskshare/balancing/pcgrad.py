@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor
 
@@ -18,16 +20,25 @@ class PCGrad(Balancer):
     needs = "gramian"
 
     def weights(self, gramian: Tensor) -> Tensor:
-        T = gramian.shape[0]
-        total = gramian.new_zeros(T)
-        for i in range(T):
-            c = torch.zeros(T, dtype=gramian.dtype, device=gramian.device)
-            c[i] = 1.0
-            for j in torch.randperm(T).tolist():
-                if j == i:
-                    continue
-                dot = c @ gramian[:, j]
-                if dot < 0:
-                    c[j] -= dot / gramian[j, j].clamp_min(1e-30)
-            total += c
-        return total
+        def drop_conflict(c: Tensor, i: int, j: int) -> None:
+            dot = c @ gramian[:, j]
+            if dot < 0:
+                c[j] -= dot / gramian[j, j].clamp_min(1e-30)
+
+        return adjust_in_turn(gramian, drop_conflict)
+
+
+def adjust_in_turn(gramian: Tensor, adjust: Callable[[Tensor, int, int], None]) -> Tensor:
+    """The loop PCGrad and GradVac share, in the Gramian's coordinates: each task i, in turn, starts
+    from its own gradient (coefficients e_i) and meets every other task j in a fresh random order,
+    `adjust(c, i, j)` changing its coefficients c in place; the sum of the adjusted combinations."""
+    T = gramian.shape[0]
+    total = gramian.new_zeros(T)
+    for i in range(T):
+        c = torch.zeros(T, dtype=gramian.dtype, device=gramian.device)
+        c[i] = 1.0
+        for j in torch.randperm(T).tolist():
+            if j != i:
+                adjust(c, i, j)
+        total += c
+    return total

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, TaskshareError
+from ..errors import ConfigError, TaskshareError, require
 from ..registry import Registry
 
 PRESETS = ("none", "light", "standard")
@@ -25,11 +25,7 @@ TRANSFORMS: Registry[Callable[[tuple[int, int]], Any]] = Registry("image transfo
 
 
 def _v2():
-    try:
-        from torchvision.transforms import v2
-    except ImportError as exc:
-        raise TaskshareError("image augmentation needs torchvision: pip install 'taskshare[vision]'") from exc
-    return v2
+    return require("torchvision.transforms.v2", "vision", "image augmentation needs torchvision")
 
 
 @TRANSFORMS.register("random_resized_crop")

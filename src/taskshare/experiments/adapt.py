@@ -12,11 +12,11 @@ import numpy as np
 import torch
 
 from ..adapt import ADAPTERS, fit_adaptation, fit_source_free, proxy_a_distance
-from ..config import from_dict
+from ..config import from_dict, typed
 from ..data import to_dataset
 from ..errors import ConfigError, TaskshareError
 from ..io import atomic_write_bytes
-from ..validate import check_pair, check_training_labels, read_npz, typed
+from ..validate import check_pair, check_training_labels, read_npz
 from .modes import RUNNERS
 from .runs import guard, only_run, rebuild_report, resumable, track
 from .specs import AdaptData, DomainFile, ModelSpec
@@ -136,16 +136,7 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
                   f"(0 = indistinguishable, 2 = separable)")
     rows, reference, source_state = [], None, None
     for method in config.adapt.methods:
-        torch.manual_seed(seed)
-        model = make_model(config, train[0], task.out_dim)
-        if method == "shot":        # source-free: the source-only model and the target inputs, nothing else
-            model.load_state_dict(source_state)
-            history = fit_source_free(model, task, x_t, under(config.adapt.train, method), **config.adapt.options.get(method, {}))
-        else:
-            spec = None if method == "source_only" else {"name": method, **config.adapt.options.get(method, {})}
-            history = fit_adaptation(model, task, train, x_t, val, under(config.adapt.train, method), method=spec,
-                                     weight=config.adapt.weight, selection=config.adapt.selection,
-                                     pull_limit=config.adapt.pull_limit, source_only_score=reference)
+        model, history = _train_method(config, task, method, train, val, x_t, source_state, reference)
         if method == "source_only":
             source_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         row = {"method": method, "source_val": evaluate(model, task, to_dataset(val, "source validation"))[task.main_metric]}
@@ -156,12 +147,7 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
         if test is not None:
             row["target"] = evaluate(model, task, test)[task.main_metric]
         if method == "source_only":
-            model.eval()
-            with torch.no_grad():
-                device = next(model.parameters()).device
-                fs = model.trunk(val[0][:n].to(device)).reshape(n, -1).cpu()
-                ft = model.trunk(x_t[:n].to(device)).reshape(n, -1).cpu()
-            row["feature_distance"] = proxy_a_distance(fs, ft)
+            row["feature_distance"] = _feature_distance(model, val[0][:n], x_t[:n])
             console.print(f"  ... {row['feature_distance']:.2f} on the source-only model's features")
         rows.append(row)
         target = f", target {task.main_metric} {row['target']:.3f}" if "target" in row else ""
@@ -171,6 +157,32 @@ def run_adapt(config: AdaptExperiment, out: Path, console) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "adapt_results.json", json.dumps(result, indent=2).encode())
     return result
+
+
+def _train_method(config: AdaptExperiment, task: Task, method: str, train, val, x_t, source_state, reference):
+    """A fresh model (seeded alike for every method) trained by `method`: shot adapts the source-only
+    weights on the target inputs alone; the others train from the source and the unlabelled target."""
+    torch.manual_seed(config.adapt.train.seed)
+    model = make_model(config, train[0], task.out_dim)
+    options, train_config = config.adapt.options.get(method, {}), under(config.adapt.train, method)
+    if method == "shot":        # source-free: the source-only model and the target inputs, nothing else
+        model.load_state_dict(source_state)
+        return model, fit_source_free(model, task, x_t, train_config, **options)
+    spec = None if method == "source_only" else {"name": method, **options}
+    return model, fit_adaptation(model, task, train, x_t, val, train_config, method=spec, weight=config.adapt.weight,
+                                 selection=config.adapt.selection, pull_limit=config.adapt.pull_limit,
+                                 source_only_score=reference)
+
+
+def _feature_distance(model: TrunkHead, source: torch.Tensor, target: torch.Tensor) -> float:
+    """Proxy A-distance between the trunk's features of source and target rows (the model left in eval mode)."""
+    n = len(source)
+    model.eval()
+    with torch.no_grad():
+        device = next(model.parameters()).device
+        fs = model.trunk(source.to(device)).reshape(n, -1).cpu()
+        ft = model.trunk(target.to(device)).reshape(n, -1).cpu()
+    return proxy_a_distance(fs, ft)
 
 
 @RUNNERS.register("adapt")

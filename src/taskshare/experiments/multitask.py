@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import from_dict, to_dict
+from ..config import from_dict, to_dict, typed
 from ..data.multitask import MultiTaskDataset
 from ..data.splits import stratified_indices
 from ..errors import ConfigError
 from ..io import atomic_write_bytes
-from ..validate import check_pair, check_training_labels, read_npz, typed
+from ..validate import check_pair, check_training_labels, read_npz
 from .modes import RUNNERS
 from .runs import guard, only_run, rebuild_report, resumable, track
 from .specs import ModelSpec, MultiTaskData

@@ -64,30 +64,44 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
               "tasks": [{**t.describe(), "class_names": data.class_names[t.name]} for t in tasks]}
     if backbone is not None:
         record["preprocessing"] = preprocessing_of(backbone)
-
-    def factory():
-        return multitask_net(record, tasks, pretrained=True).trunk
-
-    spec = config.multitask
-    rows = []
-    for seed in spec.seeds:
-        train_cfg = under(replace(spec.train, seed=seed), f"seed{seed}")
-        for r in compare_sharing(factory, tasks, train_set, val_set, test_set, spec.modes, train_cfg, spec.coupling,
-                                 spec.layers, spec.sampler, spec.temperature, spec.weights, spec.balancer,
-                                 spec.representation):
-            rows.append(r)
-            dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"
-            console.print(f"  seed={seed} {r.mode:<13} mean accuracy {np.mean(list(r.main.values())):.3f}{dm}", highlight=False)
+    rows = _compare(config, record, tasks, (train_set, val_set, test_set), console)
     write_multitask_reports(out, tasks, rows, to_dict(config))
     print_sharing(console, tasks, rows, "multi-task on your data: one model per task vs sharing")
-    with torch.random.fork_rng(devices=[]):   # the deployable model: hard sharing, first seed
-        torch.manual_seed(spec.seeds[0])
-        model = multitask_net(record, tasks, pretrained=True)
-        fit_multitask(model, tasks, train_set, val_set, under(replace(spec.train, seed=spec.seeds[0]), "deploy"),
-                      spec.weights, spec.sampler, spec.temperature, spec.balancer, spec.representation)
-    test_metrics = evaluate_multitask(model, tasks, test_set, spec.train.eval_batch_size)
+    model = _deployable(config, record, tasks, train_set, val_set)
+    test_metrics = evaluate_multitask(model, tasks, test_set, config.multitask.train.eval_batch_size)
     record.update(strategy="hard sharing", test=test_metrics)
     write_bundle(out, model, record)
     console.print(f"kept the hard-sharing model -> {out / 'model.safetensors'}; done in "
                   f"{time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
     return 0
+
+
+def _compare(config: OwnExperiment, record: dict, tasks: list[Task], splits, console) -> list:
+    """One model per task against every sharing mode, at every seed; a line per row as it comes."""
+    spec = config.multitask
+
+    def factory():
+        return multitask_net(record, tasks, pretrained=True).trunk
+
+    rows = []
+    for seed in spec.seeds:
+        train_cfg = under(replace(spec.train, seed=seed), f"seed{seed}")
+        for r in compare_sharing(factory, tasks, *splits, spec.modes, train_cfg, spec.coupling,
+                                 spec.layers, spec.sampler, spec.temperature, spec.weights, spec.balancer,
+                                 spec.representation):
+            rows.append(r)
+            dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"
+            console.print(f"  seed={seed} {r.mode:<13} mean accuracy {np.mean(list(r.main.values())):.3f}{dm}", highlight=False)
+    return rows
+
+
+def _deployable(config: OwnExperiment, record: dict, tasks: list[Task], train_set, val_set):
+    """The model kept for predict/export: hard sharing at the first seed, trained inside fork_rng, so
+    it leaves the global random state as it found it."""
+    spec = config.multitask
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seeds[0])
+        model = multitask_net(record, tasks, pretrained=True)
+        fit_multitask(model, tasks, train_set, val_set, under(replace(spec.train, seed=spec.seeds[0]), "deploy"),
+                      spec.weights, spec.sampler, spec.temperature, spec.balancer, spec.representation)
+    return model

@@ -17,7 +17,8 @@ from torch import nn
 from ..errors import ConfigError
 from ..models.backbones.spec import BACKBONES, build_backbone, family
 from ..models.zoo import MODELS, build_model
-from ..validate import model_arguments, typed
+from ..config import typed
+from ..validate import model_arguments
 
 
 @dataclass

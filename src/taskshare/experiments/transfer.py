@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..config import from_dict, load_yaml, to_dict
+from ..config import from_dict, load_yaml, to_dict, typed
 from ..data import Splits, few_shot, split
 from ..errors import ConfigError, TaskshareError
 from ..io import atomic_write_bytes, safe_name
@@ -24,7 +24,6 @@ from ..tasks import Task
 from ..train import TrainConfig, evaluate, fit, load_into, read_meta, save
 from ..train.config import under
 from ..transfer import compare
-from ..validate import typed
 from .modes import RUNNERS
 from .runs import guard, resumable, track
 from .specs import DataSpec, ModelSpec

@@ -100,7 +100,7 @@ class BalancedStep(LoopHooks):
         if not self.wants_after_step:
             return
         out = model(x, tasks=list(ys))
-        previous = self.balancer.previous
+        previous = self.balancer.losses_before_step()
         parts = {t.name: t.loss(out[t.name], ys[t.name]).float() for t in self.tasks if t.name in ys}
         share = 1.0
         if world()[1] > 1:               # the global losses: the same state on every process

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..validate import typed
+from ..config import typed
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")

@@ -113,16 +113,36 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
         check_multitask_data(tasks, val, "validation data")
     loader = multitask_loader(train, config, True, sampler, temperature)
     device = resolve_device(config.device)
+    balanced = _balanced_step(balancer, weights, tasks, model, representation, device)
 
-    balanced = None
-    if balancer is not None:
-        from ..balancing import build_balancer
-        from .balanced import BalancedStep
-        if weights:
-            raise TaskshareError("give either fixed loss weights or a balancing method, not both")
-        balanced = BalancedStep(build_balancer(balancer, len(tasks)), tasks, model, representation)
-        balanced.balancer.to(device)
+    def validate(m: nn.Module):
+        metrics = evaluate_multitask(m, tasks, val, config.eval_batch_size, device)
+        flat = {f"{t}_{k}": v for t, d in metrics.items() for k, v in d.items()}
+        return selection_score(tasks, metrics), flat
 
+    penalty = model.penalty if callable(getattr(model, "penalty", None)) else None
+    options = LoopOptions(True, penalty=penalty, label="multi-task", metric="mean task score")
+    return train_loop(model, loader, _objective(by_name, weights, balanced), validate if val is not None else None,
+                      config, options, balanced)
+
+
+def _balanced_step(balancer: Any, weights: Mapping[str, float], tasks: list[Task], model: nn.Module,
+                   representation: bool, device: torch.device):
+    """The BalancedStep that writes the balanced update (None without a balancing method)."""
+    if balancer is None:
+        return None
+    from ..balancing import build_balancer
+    from .balanced import BalancedStep
+    if weights:
+        raise TaskshareError("give either fixed loss weights or a balancing method, not both")
+    balanced = BalancedStep(build_balancer(balancer, len(tasks)), tasks, model, representation)
+    balanced.balancer.to(device)
+    return balanced
+
+
+def _objective(by_name: Mapping[str, Task], weights: Mapping[str, float], balanced):
+    """The loop's objective: each labelled task's loss (weighted by its share of the labels across
+    processes), summed with the fixed weights or combined by the balancing method."""
     def objective(m: nn.Module, x: Tensor, ys: dict[str, Tensor]):
         out = balanced.forward(m, x, list(ys)) if balanced else m(x, tasks=list(ys))
         parts = {t: by_name[t].loss(out[t], y) for t, y in ys.items()}
@@ -135,11 +155,4 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
         total = sum(weights.get(t, 1.0) * loss for t, loss in parts.items())
         return total, parts
 
-    def validate(m: nn.Module):
-        metrics = evaluate_multitask(m, tasks, val, config.eval_batch_size, device)
-        flat = {f"{t}_{k}": v for t, d in metrics.items() for k, v in d.items()}
-        return selection_score(tasks, metrics), flat
-
-    penalty = model.penalty if callable(getattr(model, "penalty", None)) else None
-    options = LoopOptions(True, penalty=penalty, label="multi-task", metric="mean task score")
-    return train_loop(model, loader, objective, validate if val is not None else None, config, options, balanced)
+    return objective

@@ -2,29 +2,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
-from ...errors import TaskshareError
+from ...errors import TaskshareError, require
 from .base import SOURCES, SourceData, existing
 from .manifest import from_frame
 
 
 def require_pandas():
-    try:
-        import pandas
-    except ImportError as exc:
-        raise TaskshareError("CSV, Parquet and JSONL sources need pandas: pip install 'taskshare[tables]'") from exc
-    return pandas
+    return require("pandas", "tables", "CSV, Parquet and JSONL sources need pandas")
 
 
-@SOURCES.register("csv")
-def csv(path: str | Path, label: str | None = None, labels: list[str] | None = None, features: list[str] | None = None,
-        categorical: list[str] = (), image_size=None, mode: str = "RGB", strict: bool = False,
-        encoding: dict | None = None) -> SourceData:
-    file = existing(path, "CSV file")
-    pd = require_pandas()
+def table_source(what: str, read: Callable[[Any, Path], Any]) -> Callable[..., SourceData]:
+    """A manifest source whose file `read(pandas, file)` turns into a DataFrame: CSV and Parquet
+    differ only there, and share every option below."""
+    def source(path: str | Path, label: str | None = None, labels: list[str] | None = None,
+               features: list[str] | None = None, categorical: list[str] = (), image_size=None, mode: str = "RGB",
+               strict: bool = False, encoding: dict | None = None) -> SourceData:
+        file = existing(path, what)
+        return from_frame(read(require_pandas(), file), str(file), file.parent, label, labels, features, categorical,
+                          image_size=image_size, mode=mode, strict=strict, encoding=encoding)
+    return source
+
+
+def _read_csv(pd, file: Path):
     try:
-        frame = pd.read_csv(file, keep_default_na=True)
+        return pd.read_csv(file, keep_default_na=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise TaskshareError(f"{file} is not a readable CSV file ({exc})") from None
-    return from_frame(frame, str(file), file.parent, label, labels, features, categorical,
-                      image_size=image_size, mode=mode, strict=strict, encoding=encoding)
+
+
+csv = SOURCES.register("csv")(table_source("CSV file", _read_csv))

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ...errors import TaskshareError
+from ...errors import TaskshareError, require  # noqa: F401  (require: the adapters import it from here)
 from ...tasks import Task
 from ..trunk_head import TrunkHead
 
@@ -119,12 +119,3 @@ def module_groups(groups: Sequence[Sequence[str]], prefix: str = "") -> dict[str
             name += "'"
         out[name] = "^(?:" + "|".join(alternatives) + ")"
     return out
-
-
-def require(module: str, extra: str):
-    """Import an optional dependency or say which extra installs it."""
-    import importlib
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise TaskshareError(f"this needs the optional package {module!r}: pip install 'taskshare[{extra}]'") from exc

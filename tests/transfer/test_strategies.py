@@ -117,7 +117,15 @@ def test_auto_uses_evidence_unless_told_not_to_and_expects_a_second_round_where_
     assert auto.expected_se(small) == pytest.approx(0.1)
     assert auto.small(DataFacts(train_size=100, num_classes=5, labels_per_class=20, val_labels_per_class=20))
     assert not auto.small(DataFacts(train_size=1000, num_classes=10, labels_per_class=100, val_labels_per_class=100))
-    assert auto.small(DataFacts(train_size=200, num_classes=2, labels_per_class=100, val_labels_per_class=100))
+    # 100 labels per class on 2 classes: validation too small for one split, but fine-tuning stays a
+    # candidate (few labels per class is what leaves it out, not a small validation split)
+    mid = DataFacts(train_size=200, num_classes=2, labels_per_class=100, val_labels_per_class=100)
+    assert not auto.small(mid) and auto.expected_se(mid) > auto.max_se
+    assert [c.label() for c in auto.candidates(mid)] == [
+        "linear_probe", "lp_ft", "gradual_unfreeze", "finetune", "finetune(trunk_lr_scale=1.0)", "scratch"]
+    many = DataFacts(train_size=4255, num_classes=5, labels_per_class=851, val_labels_per_class=96)
+    assert "finetune(trunk_lr_scale=1.0)" in [c.label() for c in auto.candidates(many)]
+    assert "finetune" not in [c.label() for c in auto.candidates(many)]   # the same as the full rate there
     large = DataFacts(train_size=9000, labels_per_class=3000, val_labels_per_class=300)
     assert auto.should_sweep(large)
     assert [c.label() for c in auto.candidates(large)] == ["finetune(trunk_lr_scale=1.0)", "scratch"]

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 import taskshare.adapt.train as adapt_train
+import taskshare.experiments.adapt as adapt_experiment
 from taskshare.cli import main
 
 
@@ -39,6 +40,12 @@ def test_shot_pull_limit_and_method_arguments_from_yaml(tmp_path, monkeypatch):
         seen.setdefault("pull_limit", []).append(pull_limit)
         return objective(task, method, weight, progress, pull_limit)
 
+    def record_shot(*args, **kwargs):
+        seen["shot"] = kwargs
+        return shot(*args, **kwargs)
+
+    shot = adapt_experiment.fit_source_free
+    monkeypatch.setattr(adapt_experiment, "fit_source_free", record_shot)
     monkeypatch.setattr(adapt_train, "build_method", record_build)
     monkeypatch.setattr(adapt_train, "adaptation_objective", record_objective)
     path = _config(tmp_path, methods=["source_only", "mdd", "shot"], pull_limit=0.5,
@@ -49,12 +56,15 @@ def test_shot_pull_limit_and_method_arguments_from_yaml(tmp_path, monkeypatch):
     assert all(0 <= r["target"] <= 1 for r in rows)
     assert seen["pull_limit"] == [0.5, 0.5]                    # source_only and mdd; shot has no source loss
     assert any("margin=2.0" in m and "reverse_source=True" in m for m in seen["methods"])
+    # SHOT is handed source-only's source validation accuracy (a number) to decide whether to adapt
+    assert seen["shot"]["source_accuracy"] == rows[0]["source_val"] and seen["shot"]["pseudo_weight"] == 0.5
 
 
 @pytest.mark.parametrize("adapt, message", [
     ({"methods": ["source_only", "mdd"], "options": {"mdd": {"marginn": 2.0}}}, "config.adapt.options.mdd"),
     ({"methods": ["source_only", "shot"], "options": {"shot": {"rounds": 3}}}, "unknown key 'rounds'"),
     ({"methods": ["source_only", "shot"], "options": {"shot": {"pseudo_weight": "x"}}}, "pseudo_weight = 'x'"),
+    ({"methods": ["source_only", "shot"], "options": {"shot": {"min_source_accuracy": 2}}}, "min_source_accuracy = 2"),
     ({"methods": ["shot"]}, "expected source_only listed before shot"),
     ({"methods": ["source_only", "dan"], "pull_limit": -1.0}, "adapt.pull_limit = -1.0"),
 ])

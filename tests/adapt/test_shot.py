@@ -116,3 +116,24 @@ def test_shot_needs_a_classifier():
     model = TrunkHead(nn.Sequential(nn.Linear(2, 4)), nn.Linear(4, 1))
     with pytest.raises(TaskshareError, match="SHOT.*regression"):
         fit_source_free(model, Task("r", "regression"), torch.zeros(8, 2))
+
+
+def test_shot_resumes_from_an_epoch_end_to_the_uninterrupted_result(tmp_path):
+    """The pseudo-labels and their epoch count are part of the run checkpoint: a run cut after epoch 2
+    and resumed ends where the uninterrupted one did."""
+    from taskshare.train.resume import RunCheckpoints
+    task, target = Task("c", num_classes=3), _blobs(192, [1.0, 0.5], 3)[0]
+
+    def adapt(resume):
+        torch.manual_seed(0)
+        model = TrunkHead(nn.Sequential(nn.Linear(2, 16), nn.ReLU()), nn.Linear(16, 3))
+        cfg = TrainConfig(epochs=4, batch_size=32, min_steps=0, progress=False, device="cpu", seed=0,
+                          checkpoint_dir=str(tmp_path), keep_checkpoints=10, resume=resume)
+        fit_source_free(model, task, target, cfg, source_accuracy=0.9)
+        return model
+
+    full = adapt(False)
+    for path in RunCheckpoints(tmp_path).files()[2:]:
+        path.unlink()                       # epochs 1 and 2 remain
+    resumed = adapt(True)
+    assert all(torch.equal(p, q) for p, q in zip(full.state_dict().values(), resumed.state_dict().values()))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import sys
@@ -93,7 +94,8 @@ def table(pair: str, trunk: str, results: dict[str, list[dict]]) -> list[str]:
 def measure(args, methods: list[str], save: Path | None) -> dict:
     """Every (pair, trunk) cell: {"cells": {"pair/trunk": {method: [one dict per seed]}}, "warnings": [...]};
     with `save`, written there after each cell (a partial run keeps what it finished)."""
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "merge"}
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("merge", "update")}
+    settings["mnist"] = os.path.relpath(args.mnist, ROOT)     # saved parts are shared: no path of this machine
     out = {"args": settings, "argv": sys.argv[1:], "device": device_line(), "cells": {}, "warnings": []}
     for pair in args.pairs:
         for trunk in args.trunks:

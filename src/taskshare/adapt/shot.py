@@ -6,7 +6,7 @@ match self-supervised pseudo-labels from class centroids in feature space.
 
 SHOT trusts the source model: its pseudo-labels start from the source model's target predictions, and
 nothing without source data checks them. A source model that is wrong on most of its OWN validation
-set is wrong on more of a shifted target (a shift seldom helps), so self-training there reinforces
+set is usually wrong on more of a shifted target (a shift seldom helps), so self-training reinforces
 mostly wrong labels: on MNIST-1D, a source model 43.5% accurate on its own validation lost 12.5 points
 to SHOT. Hence the safeguard: given the source model's source-validation accuracy (a number measured
 when it was trained, shared with the weights), SHOT refuses to adapt a model that is not right on most

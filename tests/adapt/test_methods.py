@@ -1,4 +1,4 @@
-"""The losses of MDD, MCD, JAN, AFN, BSP, PADA and SHOT, and the DEV / IWV scores, on inputs small
+"""The losses of DANN, CDAN, MDD, MCD, JAN, AFN, BSP, PADA and SHOT, and the DEV / IWV scores, on inputs small
 enough to compute by hand."""
 import math
 
@@ -131,3 +131,33 @@ def test_pada_learns_which_source_classes_the_target_lacks():
                    TrainConfig(epochs=20, batch_size=32, lr=5e-3, min_steps=0, progress=False, device="cpu"), method=method)
     w = method.target_class_weights()
     assert float(w[2]) < 0.2 < 0.6 < float(w[0]) and float(w[1]) > 0.6, w
+
+
+def test_dann_domain_loss_and_cdan_conditioned_loss_by_hand():
+    from torch import nn
+
+    from taskshare.adapt import CDAN
+    from taskshare.adapt.dann import domain_loss
+    assert domain_loss(torch.zeros(3), torch.zeros(5)).item() == pytest.approx(math.log(2))
+    expected = 0.5 * (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1)))      # source = 1, target = 0
+    assert domain_loss(torch.tensor([2.0]), torch.tensor([-1.0])).item() == pytest.approx(expected)
+
+    cdan = CDAN()
+    cdan.build(2, 2)
+    assert not cdan.randomized
+    # the multilinear map: every probability times every feature, class-major
+    mapped = cdan._map(torch.tensor([[1.0, 2.0]]), torch.tensor([[0.25, 0.75]]))
+    assert torch.allclose(mapped, torch.tensor([[0.25, 0.5, 0.75, 1.5]]))
+    cdan.discriminator = nn.Linear(4, 1, bias=False)
+    nn.init.ones_(cdan.discriminator.weight)             # the domain logit: the sum of the map
+    # source: f = (1, 0), uniform prediction: logit 1, weight 1 (alone in its domain)
+    # target: f = (0, 1), a certain prediction: logit 1, weight 1 + e^0 = 2; f = 0, uniform: logit 0, weight 1.5
+    loss = cdan.loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0], [0.0, 0.0]]), torch.zeros(1, 2),
+                     torch.tensor([[30.0, -30.0], [0.0, 0.0]]), progress=1.0)
+    expected = 0.5 * (math.log(1 + math.exp(-1)) + 2 / 3.5 * math.log(1 + math.e) + 1.5 / 3.5 * math.log(2))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    cdan.entropy_weighting = False                        # plain CDAN: every sample alike
+    loss = cdan.loss(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0], [0.0, 0.0]]), torch.zeros(1, 2),
+                     torch.tensor([[30.0, -30.0], [0.0, 0.0]]), progress=1.0)
+    expected = 0.5 * (math.log(1 + math.exp(-1)) + 0.5 * (math.log(1 + math.e) + math.log(2)))
+    assert loss.item() == pytest.approx(expected, rel=1e-5)

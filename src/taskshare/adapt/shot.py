@@ -2,9 +2,19 @@
 unlabelled target inputs; no source sample is ever seen. The classifier (head) is frozen, so the source
 hypothesis stays; the trunk learns target features that the head classifies confidently (low mean
 entropy) and diversely (high entropy of the mean prediction: not everything in one class), and that
-match self-supervised pseudo-labels from class centroids in feature space."""
+match self-supervised pseudo-labels from class centroids in feature space.
+
+SHOT trusts the source model: its pseudo-labels start from the source model's target predictions, and
+nothing without source data checks them. A source model that is wrong on most of its OWN validation
+set is usually wrong on more of a shifted target (a shift seldom helps), so self-training reinforces
+mostly wrong labels: on MNIST-1D, a source model 43.5% accurate on its own validation lost 12.5 points
+to SHOT. Hence the safeguard: given the source model's source-validation accuracy (a number measured
+when it was trained, shared with the weights), SHOT refuses to adapt a model that is not right on most
+of its own domain and keeps the source model, with a warning that says why."""
 from __future__ import annotations
 
+import logging
+import numbers
 from typing import Any
 
 import torch
@@ -21,6 +31,8 @@ from ..train.hooks import LoopHooks
 from ..train.loop import History, LoopOptions, evaluate, train_loop
 from .losses import information_maximization  # noqa: F401  (re-exported: SHOT's loss)
 from .train import target_inputs
+
+log = logging.getLogger("taskshare")
 
 
 def centroid_pseudo_labels(features: Tensor, logits: Tensor, rounds: int = 2) -> Tensor:
@@ -62,27 +74,67 @@ class PseudoLabels:
         self.labels, self.epochs = state["labels"].clone(), int(state["epochs"])
 
 
+def source_accuracy_floor(num_classes: int, min_source_accuracy: float = 0.5) -> float:
+    """The source-validation accuracy below which SHOT keeps the source model: `min_source_accuracy`
+    (default a majority right), and never less than 1.5x chance (with two classes a majority is
+    chance; the same near-chance line as `check_source_score`); 0 turns the check off."""
+    return max(float(min_source_accuracy), 1.5 / max(num_classes, 1)) if min_source_accuracy > 0 else 0.0
+
+
+def check_source_model(source_accuracy: float | None, num_classes: int, min_source_accuracy: float = 0.5) -> str | None:
+    """Why SHOT should not adapt a source model with this source-validation accuracy (also logged as a
+    warning), or None when it may. None as the accuracy: not checked (nothing to check it by)."""
+    if source_accuracy is None:
+        return None
+    # a number, never data: the contract is that no source sample reaches SHOT
+    if isinstance(source_accuracy, bool) or not isinstance(source_accuracy, numbers.Real) \
+            or not 0.0 <= float(source_accuracy) <= 1.0:
+        shown = repr(source_accuracy) if isinstance(source_accuracy, numbers.Real) else f"a {type(source_accuracy).__name__}"
+        raise TaskshareError(f"source_accuracy = {shown}; expected the source model's accuracy on its "
+                             f"own validation data as a fraction in [0, 1]")
+    accuracy = float(source_accuracy)
+    floor = source_accuracy_floor(num_classes, min_source_accuracy)
+    if accuracy >= floor:
+        return None
+    message = (f"shot: the source model is {accuracy:.3f} accurate on its own validation data, below "
+               f"{floor:.3f}; SHOT self-trains on its predictions, mostly wrong already on the source, so the "
+               f"source model is kept unadapted (min_source_accuracy=0 adapts anyway)")
+    log.warning(message)
+    return message
+
+
 def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConfig | None = None,
-                    pseudo_weight: float = 0.3, target_test: Any = None) -> History:
+                    pseudo_weight: float = 0.3, target_test: Any = None, source_accuracy: float | None = None,
+                    min_source_accuracy: float = 0.5) -> History:
     """Adapt a source-trained `model` to unlabelled `target` inputs without any source data (SHOT).
     The head is frozen during the run (and unfrozen after); the trunk minimises the information
     maximisation loss plus `pseudo_weight` times the cross-entropy against centroid pseudo-labels,
     refreshed every epoch. No label of any kind is read for selection: the last epoch is kept.
-    `target_test`: labelled target data only to report accuracy in the history."""
+    `target_test`: labelled target data only to report accuracy in the history.
+    `source_accuracy`: the model's accuracy on its source validation data, measured when it was
+    trained (a number, not data); below `min_source_accuracy` (and 1.5x chance) the model is returned
+    unchanged, a warning is logged and the history's `warning` says why (one record, epoch 0, no
+    training). Without it nothing is checked and the history's `note` says so."""
     config = config or TrainConfig()
     if not isinstance(model, TrunkHead):
         raise TaskshareError(f"source-free adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
     if task.kind != "multiclass":
         raise TaskshareError(f"source-free adaptation (SHOT) reads class predictions; task {task.name!r} is "
                              f"{task.kind}, expected multiclass")
+    if isinstance(min_source_accuracy, bool) or not isinstance(min_source_accuracy, numbers.Real) \
+            or not 0.0 <= float(min_source_accuracy) <= 1.0:
+        raise TaskshareError(f"min_source_accuracy = {min_source_accuracy!r}; expected a fraction in [0, 1]")
     x = target_inputs(target)
     device = resolve_device(config.device)
     model.to(device)
+    test_ds = to_dataset(target_test, "target test data") if target_test is not None else None
+    refusal = check_source_model(source_accuracy, task.out_dim, min_source_accuracy)
+    if refusal:
+        return _kept_source_model(model, task, test_ds, device, refusal)
     pseudo = PseudoLabels(len(x))
     pseudo.refresh(model, x, device)
     loader = make_loader(to_dataset((x, torch.arange(len(x))), "target data"), config.batch_size, shuffle=True,
                          seed=config.seed)
-    test_ds = to_dataset(target_test, "target test data") if target_test is not None else None
 
     def objective(m: nn.Module, xb, index):
         logits = m(xb)
@@ -105,7 +157,22 @@ def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConf
     try:
         params = [{"params": [p for p in model.trunk.parameters() if p.requires_grad], "lr": config.lr}]
         options = LoopOptions(True, params, callbacks=[refresh], label="adapt shot (source-free)", metric="epoch")
-        return train_loop(model, loader, objective, validate, config, options, LoopHooks(state={"pseudo_labels": pseudo}))
+        hooks = LoopHooks(state={"pseudo_labels": pseudo})
+        history = train_loop(model, loader, objective, validate, config, options, hooks)
     finally:
         for p in frozen:
             p.requires_grad_(True)
+    if source_accuracy is None:     # a note, not a warning: a model from elsewhere is SHOT's usual case
+        history.note = ("shot: the source model's source-validation accuracy was not given "  # type: ignore[attr-defined]
+                        "(source_accuracy=), so whether it is good enough to self-train on was not checked")
+    return history
+
+
+def _kept_source_model(model: TrunkHead, task: Task, test_ds, device, message: str) -> History:
+    """The history of a run that did not adapt: one record (epoch 0, no step) with the source model's
+    target metrics when labelled target test data were given, kept as the best epoch."""
+    metrics = {f"val_target_{k}": v for k, v in evaluate(model, task, test_ds, device).items()} if test_ds else {}
+    history = History(epochs=[{"epoch": 0, "step": 0, "kept_source_model": True, **metrics}], best_epoch=0,
+                      best_score=0.0)
+    history.warning = message       # type: ignore[attr-defined]
+    return history

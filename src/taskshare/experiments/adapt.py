@@ -33,7 +33,7 @@ from ..train.loop import evaluate
 class AdaptSpec:
     # "shot": source-free (SHOT), adapts the source-only model on the target alone; after source_only
     methods: list[str] = field(default_factory=lambda: ["source_only", *ADAPTERS.names()])
-    options: dict[str, dict] = field(default_factory=dict)   # method -> hyperparameters (shot: pseudo_weight)
+    options: dict[str, dict] = field(default_factory=dict)   # method -> hyperparameters (shot: pseudo_weight, min_source_accuracy)
     weight: float | None = None
     selection: str = "source"
     pull_limit: float | None = 0.2    # the adaptation's pull on the features, at most this times the source's; null: unbounded
@@ -167,7 +167,8 @@ def _train_method(config: AdaptExperiment, task: Task, method: str, train, val, 
     options, train_config = config.adapt.options.get(method, {}), under(config.adapt.train, method)
     if method == "shot":        # source-free: the source-only model and the target inputs, nothing else
         model.load_state_dict(source_state)
-        return model, fit_source_free(model, task, x_t, train_config, **options)
+        # source-only's source validation accuracy, a number: SHOT keeps a source model below its floor
+        return model, fit_source_free(model, task, x_t, train_config, source_accuracy=reference, **options)
     spec = None if method == "source_only" else {"name": method, **options}
     return model, fit_adaptation(model, task, train, x_t, val, train_config, method=spec, weight=config.adapt.weight,
                                  selection=config.adapt.selection, pull_limit=config.adapt.pull_limit,

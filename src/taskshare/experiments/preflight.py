@@ -81,13 +81,17 @@ def check_adapt(config: Any) -> None:
         raise ConfigError(f"config.adapt.options has {stray[0]!r}, which is not in adapt.methods "
                           f"({', '.join(config.adapt.methods)})")
     for method in config.adapt.methods:
-        if method == "shot":            # fit_source_free's one hyperparameter
-            bad = [k for k in config.adapt.options.get(method, {}) if k != "pseudo_weight"]
+        if method == "shot":            # fit_source_free's hyperparameters
+            bad = [k for k in config.adapt.options.get(method, {}) if k not in ("pseudo_weight", "min_source_accuracy")]
             if bad:
-                raise ConfigError(f"config.adapt.options.shot: unknown key {bad[0]!r}; allowed keys: pseudo_weight")
+                raise ConfigError(f"config.adapt.options.shot: unknown key {bad[0]!r}; allowed keys: pseudo_weight, "
+                                  f"min_source_accuracy")
             w = config.adapt.options.get(method, {}).get("pseudo_weight", 0.3)
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
                 raise ConfigError(f"config.adapt.options.shot.pseudo_weight = {w!r}; expected a number >= 0")
+            a = config.adapt.options.get(method, {}).get("min_source_accuracy", 0.5)
+            if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1:
+                raise ConfigError(f"config.adapt.options.shot.min_source_accuracy = {a!r}; expected a fraction in [0, 1]")
         elif method != "source_only":
             try:
                 build_method({"name": method, **config.adapt.options.get(method, {})})

@@ -60,7 +60,7 @@ class Auto(Strategy):
             return Finetune(trunk_lr_scale=1.0), (
                 f"target has {facts.train_size} training examples, at least the source's {facts.source_size}")
         if lpc is None:
-            return LPFT(), "no class counts (not a classification task): LP-FT is the safe middle"
+            return LPFT(), "no class counts (not a multiclass task): LP-FT is the safe middle"
         if lpc <= self.probe_below:
             return LinearProbe(), f"{lpc} labels per class <= {self.probe_below}: too few to move the trunk"
         if lpc < self.finetune_from:

@@ -39,6 +39,11 @@ def test_the_per_example_score_tracks_each_kind_of_main_metric():
     assert float(np.mean(sq(pred, targets, reg))) == pytest.approx(float(ss.mean()))
     mae = Task("r", "regression", metric="mae")
     assert example_score(mae, targets[:, :1]).name == "absolute_error"
+    f1 = Task("c", "multiclass", num_classes=3, metric="macro_f1")    # macro F1 is a set measure too
+    logits, labels = torch.tensor([[9.0, 0.0, 0.0], [0.0, 0.0, 9.0], [1.0, 1.0, 1.0]]), torch.tensor([0, 0, -1])
+    assert example_score(f1)(logits, labels, f1) == pytest.approx([0.0, 1.0], abs=1e-3)   # halved: 0 to 1
+    accuracy = Task("c", "multiclass", num_classes=3)
+    assert example_score(accuracy)(logits, labels, accuracy) == [1.0, 0.0]
 
 
 def test_later_rounds_stratify_by_label_or_not_at_all_and_keep_every_label_trainable():

@@ -113,17 +113,16 @@ class _Lookup(nn.Module):
         self.register_buffer("predictions", predictions)
 
     def forward(self, x):
-        return self.predictions[x[:, 0].long()].reshape(-1, 1)
+        return self.predictions[x[:, 0].long()]
 
 
-def _scripted_regression(monkeypatch, n_train: int, n_val: int, errors):
-    """auto on a regression split whose candidates' training is replaced by a script: `errors(name,
-    round_)` gives each example's prediction error. Returns auto's result and what each round trained."""
+def _scripted(monkeypatch, task: Task, y: torch.Tensor, n_train: int, predictions):
+    """auto on a split of `y` whose candidates' training is replaced by a script: `predictions(name,
+    round_)` gives every example's output. Returns auto's result and what each round held out."""
     from taskshare.transfer import run as run_module
     from taskshare.transfer.run import TransferResult
 
-    n = n_train + n_val
-    y = torch.linspace(-1.0, 1.0, n)
+    n = len(y)
     x = torch.stack([torch.arange(n, dtype=torch.float32), torch.zeros(n)], 1)
     splits = Splits(ArrayDataset(x[:n_train], y[:n_train]), ArrayDataset(x[n_train:], y[n_train:]))
     trained = []
@@ -134,13 +133,19 @@ def _scripted_regression(monkeypatch, n_train: int, n_val: int, errors):
             return real_run(pretrained, task_, split, strategy, *args, **kwargs)
         round_ = 0 if split is splits else 1
         trained.append((strategy.label(), round_, split.val.x[:, 0].long().tolist()))
-        model = _Lookup(y + torch.as_tensor(errors(strategy.label(), round_), dtype=torch.float32))
+        model = _Lookup(torch.as_tensor(predictions(strategy.label(), round_), dtype=torch.float32).reshape(n, -1))
         return model, TransferResult(strategy.label(), 0, None, {}, 0.0, 0.0, 1)
 
     monkeypatch.setattr(run_module, "run_strategy", scripted)
-    net = TrunkHead(nn.Sequential(nn.Sequential(nn.Linear(2, 4), nn.ReLU())), nn.Linear(4, 1))
-    _, result = real_run(net, Task("r", "regression"), splits, "auto", CFG)
+    net = TrunkHead(nn.Sequential(nn.Sequential(nn.Linear(2, 4), nn.ReLU())), nn.Linear(4, task.out_dim))
+    _, result = real_run(net, task, splits, "auto", CFG)
     return result, trained
+
+
+def _scripted_regression(monkeypatch, n_train: int, n_val: int, errors):
+    y = torch.linspace(-1.0, 1.0, n_train + n_val)
+    return _scripted(monkeypatch, Task("r", "regression"), y, n_train,
+                     lambda name, round_: y + torch.as_tensor(errors(name, round_), dtype=torch.float32))
 
 
 def test_a_regression_lead_on_few_examples_must_survive_an_unstratified_second_round(monkeypatch):
@@ -171,3 +176,23 @@ def test_a_regression_lead_on_few_examples_must_survive_an_unstratified_second_r
     result, _ = _scripted_regression(monkeypatch, 16, 10, errors)
     assert result.strategy == "auto -> gradual_unfreeze", result.note
     assert "squared error" in result.note
+
+
+def test_a_multilabel_second_round_keeps_a_rare_labels_positives_in_training(monkeypatch):
+    """12 training and 8 validation examples; label 2 is positive only in training examples 0 and 5.
+    LP-FT's lead on 8 examples takes a second round, whose held-out examples are drawn per rarest
+    positive label as validation's were: never 0 or 5, so the round's training still sees label 2."""
+    y = torch.zeros(20, 3)
+    y[::2, 0] = 1.0
+    y[1::3, 1] = 1.0
+    y[[0, 5], 2] = 1.0
+    logit = (2 * y - 1) * 3.0                  # a confident, right prediction
+
+    def predictions(name, round_):
+        return logit if name == "lp_ft" else -logit if name != "scratch" else logit * 0.2
+
+    result, trained = _scripted(monkeypatch, Task("m", "multilabel", num_classes=3), y, 12, predictions)
+    second = [held for _, round_, held in trained if round_ == 1]
+    assert second and all(len(h) == 8 and max(h) < 12 and not {0, 5} & set(h) for h in second), trained
+    assert "rarest positive label" in result.note and "Brier score" in result.note
+    assert result.strategy == "auto -> lp_ft", result.note

@@ -76,8 +76,8 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
            + (f", then as many {per}from the training split{_strata(task)}, roles swapped" if rounds > 1 else "")
            + f"), {trainings} trainings"
            + (f" (the second round because {recheck})" if recheck and rounds > 1 else "")
-           + ("" if rounds > 1 or decision.settled or auto.rounds == 1 else
-              f"; no second round: {stopped}" if stopped else
+           + ("" if rounds > 1 or auto.rounds == 1 else f"; no second round: {stopped}" if stopped else
+              "" if decision.settled else
               f"; no second round: the leads' standard error {gap_se:.3f} is within max_se {auto.max_se}"))
     evidence_name = "" if score.name == "correct" and task.kind == "multiclass" else f" on the {score.describe()}"
     return _finish(runs[decision.choice], auto, started,

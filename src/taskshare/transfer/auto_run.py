@@ -86,7 +86,7 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
 
 
 def _strata(task: Task) -> str:
-    """How the later rounds' held-out examples are drawn, where there are no classes to stratify by."""
+    """How the later rounds' held-out examples are drawn, for the note (multiclass: per class, said there)."""
     return {"multiclass": "", "binary": " (stratified by the label)",
             "multilabel": " (stratified by each example's rarest positive label)",
             "regression": " (unstratified: regression has no classes)"}[task.kind]

@@ -196,3 +196,20 @@ def test_a_multilabel_second_round_keeps_a_rare_labels_positives_in_training(mon
     assert second and all(len(h) == 8 and max(h) < 12 and not {0, 5} & set(h) for h in second), trained
     assert "rarest positive label" in result.note and "Brier score" in result.note
     assert result.strategy == "auto -> lp_ft", result.note
+
+
+def test_without_class_counts_a_tie_keeps_scratch_not_the_rules_guess(monkeypatch):
+    """Regression: LP-FT is level with scratch (one example better, one worse by half as much), the
+    rest far below. For a multiclass task the size rule would settle such an unresolved tie; here it
+    has no sizes to go by, so scratch is kept and the note says why."""
+    scratch_err = np.random.default_rng(1).uniform(0.3, 0.6, 26)
+    lp_ft_err = scratch_err.copy()
+    lp_ft_err[16], lp_ft_err[17] = 0.0, scratch_err[17] + 0.1
+
+    def errors(name, round_):
+        return scratch_err if name == "scratch" else lp_ft_err if name == "lp_ft" else np.ones(26)
+
+    result, _ = _scripted_regression(monkeypatch, 16, 10, errors)
+    assert result.strategy == "auto -> scratch", result.note
+    assert "lp_ft -0.0" in result.note.split("minus scratch")[1]               # its error lower: a lead
+    assert "breaks no tie with scratch" in result.note

@@ -28,6 +28,12 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
     if cache is True:
         cache = new_cache(pretrained, config)
     prior, reason = auto.resolve(facts)
+    # The rule's choice may settle a tie the evidence cannot resolve only where it rests on sizes it
+    # was measured on (labels per class, or a target as large as the source). Without class counts
+    # (binary, multi-label, regression) its LP-FT is a guess, and a guess must not outrank scratch:
+    # with a source that carried nothing, keeping it on a tie cost 10 points of R² (auto_kinds.py).
+    informed = facts.labels_per_class is not None or auto.large(facts)
+    tie_se = auto.max_se if informed else None
     candidates = {c.label(): c for c in auto.candidates(facts)}
 
     def train(name: str, split: Splits, round_: int):
@@ -46,7 +52,7 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
         return _scores(model, data, device, config, score, task)
 
     evidence = {name: held_out(model, splits.val) for name, (model, _) in runs.items()}
-    decision = decide(evidence, prior.label(), "scratch", higher_is_better=better, max_se=auto.max_se)
+    decision = decide(evidence, prior.label(), "scratch", higher_is_better=better, max_se=tie_se)
     rounds, gap_se = 1, _lead_se(evidence, decision.refused)
     plan, recheck, stopped = None, "", ""
     while rounds < auto.rounds and (not decision.settled and gap_se > auto.max_se
@@ -68,7 +74,7 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
             evidence[name] = evidence[name] + held_out(model, split.val)
             trainings += 1
         rounds += 1
-        decision = decide(evidence, prior.label(), "scratch", higher_is_better=better, max_se=auto.max_se)
+        decision = decide(evidence, prior.label(), "scratch", higher_is_better=better, max_se=tie_se)
         gap_se = _lead_se(evidence, decision.refused)
     held_out_n = len(evidence["scratch"])
     per = "per class " if task.kind == "multiclass" else ""
@@ -82,7 +88,8 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
     evidence_name = "" if score.name == "correct" and task.kind == "multiclass" else f" on the {score.describe()}"
     return _finish(runs[decision.choice], auto, started,
                    f"{why}; paired per example{evidence_name}: {decision.note}. The model kept is {decision.choice}'s "
-                   f"run on the split as given. The size rule alone would say {prior.label()} ({reason})")
+                   f"run on the split as given. The size rule alone would say {prior.label()} ({reason}"
+                   + ("" if informed else "; with no sizes to go by it breaks no tie with scratch") + ")")
 
 
 def _strata(task: Task) -> str:

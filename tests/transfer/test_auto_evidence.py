@@ -173,7 +173,7 @@ def _scripted_auto(monkeypatch, val_per_class: int, first: dict[str, list[float]
         return (strategy.label(), round_), TransferResult(strategy.label(), 0, None, {}, 0.0, 0.0, 1)
 
     monkeypatch.setattr(run_module, "run_strategy", scripted)
-    monkeypatch.setattr(auto_run, "_correct", lambda model, data, device, config:
+    monkeypatch.setattr(auto_run, "_scores", lambda model, data, device, config, *_:
                         (first if model[1] == 0 else second).get(model[0], first["scratch"])[:len(data)])
     _, result = real_run(_net(), task, splits, "auto", CFG)
     return result, trained

@@ -23,14 +23,17 @@ class Auto(Strategy):
       - up to `finetune_from`: lp_ft (a trained head first, then gentle fine-tuning);
       - more: finetune at the full rate.
     Evidence (`confirm` not False): scratch is always a candidate, and every candidate trains on the
-    split as given. For classes scored by accuracy the decision reads, per validation example, whether
-    each candidate got it right, and compares each with scratch on the same examples: one standard
+    split as given. The decision reads, per validation example, a score that tracks the task's main
+    metric (auto_scores.py: whether a class is right; the fraction of labels right; the Brier score
+    where the metric, AUROC or F1, has no per-example form; a regression error over the targets'
+    spread), and compares each candidate with scratch on the same examples: one standard
     error of the paired difference below scratch is refused; to displace scratch a candidate has to
     lead it by more than a bar that rises with the number of candidates (evidence.above_bar); leaders
     within one standard error of the best are a tie, which the rule breaks. Where that leaves scratch
     on a tie and the standard error of the lead is above `max_se`, a second round swaps the roles:
     the candidates still in contention train on the validation examples and are scored on the
-    training ones (as many per class as validation has, the least held out first), so every labelled
+    training ones (as many per class as validation has, the least held out first; by binary label, by
+    rarest positive label, or unstratified for regression), so every labelled
     example is held out once; up to `rounds` rounds. A lead that displaced scratch in the first round
     takes that second round too where it rests on so few examples that its standard error (never
     below 0.5 / sqrt(examples)) is above `max_se`: one lucky small split can clear the bar, so such a
@@ -60,7 +63,7 @@ class Auto(Strategy):
             return Finetune(trunk_lr_scale=1.0), (
                 f"target has {facts.train_size} training examples, at least the source's {facts.source_size}")
         if lpc is None:
-            return LPFT(), "no class counts (not a classification task): LP-FT is the safe middle"
+            return LPFT(), "no class counts (not a multiclass task): LP-FT is the safe middle"
         if lpc <= self.probe_below:
             return LinearProbe(), f"{lpc} labels per class <= {self.probe_below}: too few to move the trunk"
         if lpc < self.finetune_from:

@@ -17,6 +17,7 @@ from ..train import resolve_device
 from ..train.config import under
 from ..train.loop import predict
 from .auto import Auto
+from .auto_scores import ExampleScore, example_score
 from .base import DataFacts
 from .evidence import Paired, contenders, decide, next_held_out, resolution
 
@@ -27,6 +28,12 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
     if cache is True:
         cache = new_cache(pretrained, config)
     prior, reason = auto.resolve(facts)
+    # The rule's choice may settle a tie the evidence cannot resolve only where it rests on sizes it
+    # was measured on (labels per class, or a target as large as the source). Without class counts
+    # (binary, multi-label, regression) its LP-FT is a guess, and a guess must not outrank scratch:
+    # with a source that carried nothing, keeping it on a tie cost 10 points of R² (auto_kinds.py).
+    informed = facts.labels_per_class is not None or auto.large(facts)
+    tie_se = auto.max_se if informed else None
     candidates = {c.label(): c for c in auto.candidates(facts)}
 
     def train(name: str, split: Splits, round_: int):
@@ -36,60 +43,114 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
 
     runs = {name: train(name, splits, 0) for name in candidates}
     trainings = len(runs)
-    paired = task.kind == "multiclass" and task.main_metric == "accuracy" and "scratch" in runs
-    if not paired:   # no per-example score to pair: the best on validation
-        sign = 1 if task.higher_is_better else -1
-        name = max(runs, key=lambda n: sign * runs[n][1].val_score)
-        scores = ", ".join(f"{n} {r.val_score:.4f}" for n, (_, r) in runs.items())
-        return _finish(runs[name], auto, started, f"one validation split ({len(splits.val)} examples), {trainings} "
-                       f"trainings: {scores}; kept {name}, the best on validation. The size rule alone would say "
-                       f"{prior.label()} ({reason})")
     device = resolve_device(config.device)
-    evidence = {name: _correct(model, splits.val, device, config) for name, (model, _) in runs.items()}
-    decision = decide(evidence, prior.label(), "scratch", max_se=auto.max_se)
+    score = example_score(task, torch.cat([labels_of(splits.train), labels_of(splits.val)])
+                          if task.kind == "regression" else None)
+    better = score.higher_is_better
+
+    def held_out(model, data) -> list[float]:
+        return _scores(model, data, device, config, score, task)
+
+    evidence = {name: held_out(model, splits.val) for name, (model, _) in runs.items()}
+    decision = decide(evidence, prior.label(), "scratch", higher_is_better=better, max_se=tie_se)
     rounds, gap_se = 1, _lead_se(evidence, decision.refused)
-    plan, recheck = None, ""
+    plan, recheck, stopped = None, "", ""
     while rounds < auto.rounds and (not decision.settled and gap_se > auto.max_se
                                     or (recheck := _unconfirmed_lead(evidence, decision, auto.max_se))):
-        plan = plan or _plan_rounds(splits)
+        plan = plan or _plan_rounds(splits, task)
         pool, y, per_class, held, swappable = plan
         if not swappable:
             break   # a round trains on the held-out examples: only where they hold every class
         out = next_held_out(y, per_class, held, seed=config.seed * 7919 + rounds)
         keep = np.setdiff1d(np.arange(len(y)), out)
+        if task.kind != "multiclass" and (stopped := _untrainable(task, labels_of(pool), keep, len(splits.train))):
+            break
         if np.array_equal(out, np.arange(len(splits.train))):
             split = Splits(splits.val, splits.train)      # the swap itself: the feature cache knows both
         else:
             split = Splits(_subset(pool, keep), _subset(pool, out))
-        for name in contenders(evidence, "scratch"):
+        for name in contenders(evidence, "scratch", better):
             model, _ = train(name, split, rounds)
-            evidence[name] = evidence[name] + _correct(model, split.val, device, config)
+            evidence[name] = evidence[name] + held_out(model, split.val)
             trainings += 1
         rounds += 1
-        decision = decide(evidence, prior.label(), "scratch", max_se=auto.max_se)
+        decision = decide(evidence, prior.label(), "scratch", higher_is_better=better, max_se=tie_se)
         gap_se = _lead_se(evidence, decision.refused)
-    held_out = len(evidence["scratch"])
-    why = (f"{rounds} round(s) of held-out examples ({held_out} in all: the validation split"
-           + (", then as many per class from the training split, roles swapped" if rounds > 1 else "") + f"), {trainings} trainings"
+    held_out_n = len(evidence["scratch"])
+    per = "per class " if task.kind == "multiclass" else ""
+    why = (f"{rounds} round(s) of held-out examples ({held_out_n} in all: the validation split"
+           + (f", then as many {per}from the training split{_strata(task)}, roles swapped" if rounds > 1 else "")
+           + f"), {trainings} trainings"
            + (f" (the second round because {recheck})" if recheck and rounds > 1 else "")
-           + ("" if rounds > 1 or decision.settled or auto.rounds == 1 else
+           + ("" if rounds > 1 or auto.rounds == 1 else f"; no second round: {stopped}" if stopped else
+              "" if decision.settled else
               f"; no second round: the leads' standard error {gap_se:.3f} is within max_se {auto.max_se}"))
+    evidence_name = "" if score.name == "correct" and task.kind == "multiclass" else f" on the {score.describe()}"
     return _finish(runs[decision.choice], auto, started,
-                   f"{why}; paired per example: {decision.note}. The model kept is {decision.choice}'s run on the "
-                   f"split as given. The size rule alone would say {prior.label()} ({reason})")
+                   f"{why}; paired per example{evidence_name}: {decision.note}. The model kept is {decision.choice}'s "
+                   f"run on the split as given. The size rule alone would say {prior.label()} ({reason}"
+                   + ("" if informed else "; with no sizes to go by it breaks no tie with scratch") + ")")
 
 
-def _plan_rounds(splits: Splits):
-    """The labelled pool (train then validation), its labels, validation's count per class, how often each
-    example was held out (validation once) and whether validation holds every training class."""
+def _strata(task: Task) -> str:
+    """How the later rounds' held-out examples are drawn, for the note (multiclass: per class, said there)."""
+    return {"multiclass": "", "binary": " (stratified by the label)",
+            "multilabel": " (stratified by each example's rarest positive label)",
+            "regression": " (unstratified: regression has no classes)"}[task.kind]
+
+
+def _plan_rounds(splits: Splits, task: Task):
+    """The labelled pool (train then validation), each example's stratum (its class; -1: never held
+    out), validation's count per stratum, how often each example was held out (validation once) and
+    whether validation holds every training class (multiclass; the other kinds are checked per round)."""
     pool = pool_of(splits.train, splits.val)
-    y = labels_of(pool).reshape(-1).numpy()
+    y = _strata_of(task, labels_of(pool))
     n = len(splits.train)
     val, train = y[n:], y[:n]
     per_class = {int(c): int((val == c).sum()) for c in np.unique(val[val >= 0])}
     held = np.zeros(len(y), dtype=np.int64)
     held[n:] = 1
-    return pool, y, per_class, held, set(per_class) >= set(np.unique(train[train >= 0]).tolist())
+    swappable = set(per_class) >= set(np.unique(train[train >= 0]).tolist()) if task.kind == "multiclass" else True
+    return pool, y, per_class, held, swappable
+
+
+def _strata_of(task: Task, targets: torch.Tensor) -> np.ndarray:
+    """What the later rounds stratify by: the class (multiclass, binary); for multi-label targets the
+    example's rarest positive label (L where it has none), so every label's few positives spread over
+    the rounds as the validation split spread them; one stratum for regression. -1: no known label."""
+    if task.kind == "multiclass":
+        return targets.reshape(-1).numpy()
+    y = task.prepare_target(targets)
+    known = task.known(y)
+    if task.kind == "regression":
+        return np.where(known.all(-1).numpy(), 0, -1)
+    positive = known & (y > 0.5)
+    if task.kind == "binary":
+        return np.where(known[:, 0].numpy(), positive[:, 0].numpy().astype(np.int64), -1)
+    frequency = positive.sum(0).float()
+    rarity = torch.where(positive, frequency, torch.tensor(float("inf")))
+    rarest = torch.where(positive.any(-1), rarity.argmin(-1), torch.full((len(y),), y.shape[1]))
+    return np.where(known.any(-1).numpy(), rarest.numpy(), -1)
+
+
+def _untrainable(task: Task, targets: torch.Tensor, keep: np.ndarray, n_train: int) -> str:
+    """Why the examples a round would train on cannot stand in for the training split, or "": a label
+    (binary, or a multi-label column) that had positives and negatives in training must have both
+    among them, else the round trains a head that never sees one side; regression needs 2 known rows."""
+    y = task.prepare_target(targets)
+    known = task.known(y)
+    rows = torch.as_tensor(keep, dtype=torch.long)
+    if task.kind == "regression":
+        usable = int(known[rows].all(-1).sum())
+        return "" if usable >= 2 else f"the swapped round would train on {usable} known target(s); it needs 2"
+    pos, neg = known & (y > 0.5), known & (y <= 0.5)
+    needed = pos[:n_train].any(0) & neg[:n_train].any(0)
+    lacking = needed & ~(pos[rows].any(0) & neg[rows].any(0))
+    if not lacking.any():
+        return ""
+    labels = ", ".join(str(int(j)) for j in torch.nonzero(lacking).reshape(-1)[:5])
+    return (f"the examples it would train on lack a positive or a negative of label {labels}, which the "
+            f"training split has")
 
 
 def _finish(run, auto: Auto, started: float, note: str):
@@ -100,11 +161,11 @@ def _finish(run, auto: Auto, started: float, note: str):
     return model, result
 
 
-def _correct(model, data: Dataset, device, config) -> list[float]:
-    """1.0 where the model's class is the label, 0.0 where not, per labelled example in order."""
+def _scores(model, data: Dataset, device, config, score: ExampleScore, task: Task) -> list[float]:
+    """The per-example score of the model on every labelled example of `data`, in order (multiclass
+    accuracy: 1.0 where the model's class is the label, 0.0 where not)."""
     out, y = predict(model, data, device, config.eval_batch_size)
-    known = y >= 0
-    return (out.argmax(1) == y)[known].float().tolist()
+    return score(out, y, task)
 
 
 def _unconfirmed_lead(evidence: dict[str, list[float]], decision, max_se: float) -> str:

@@ -48,3 +48,27 @@ def test_small_task_reshuffles_and_covers_all_its_items():
 def test_label_length_mismatch_names_the_task():
     with pytest.raises(TaskshareError, match="task 'b' has 3 labels for 4 inputs"):
         MultiTaskDataset(np.zeros((4, 2)), {"a": np.zeros(4), "b": np.zeros(3)})
+
+
+def test_shuffled_pass_never_ends_on_a_batch_of_one():
+    """A task of size batch + 1: its shuffled pass drops the lone last example (seen in the next order)."""
+    loader = TaskLoader(_sets({"a": 11, "b": 21}), batch_size=10, sampler="round_robin", seed=0)
+    assert len(loader) == 1 + 2
+    sizes = [len(x) for _ in range(4) for x, _ in loader]
+    assert sizes and min(sizes) == 10
+    unshuffled = TaskLoader(_sets({"a": 11}), batch_size=10, shuffle=False)
+    assert [len(x) for x, _ in unshuffled] == [10, 1]    # evaluation keeps every example
+
+
+def test_batchnorm_model_trains_on_a_task_of_batch_plus_one():
+    from torch import nn
+
+    from taskshare import HardSharing, Task, TrainConfig, fit_multitask
+    rng = np.random.default_rng(0)
+    data = {t: (rng.normal(size=(11, 4)).astype(np.float32), rng.integers(0, 2, 11)) for t in ("a", "b")}
+    tasks = [Task("a", num_classes=2), Task("b", num_classes=2)]
+    model = HardSharing(nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU()), tasks, in_features=8)
+    before = [p.detach().clone() for p in model.parameters()]
+    fit_multitask(model, tasks, data, None, TrainConfig(epochs=2, batch_size=10, min_steps=0, progress=False,
+                                                        device="cpu"), sampler="round_robin")
+    assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -38,12 +40,18 @@ def cagrad_inner(K: Tensor, radius: float, iters: int = 200) -> Tensor:
         w = inner(float(np.exp(log_mu)))
         return float(np.log(max(np.sqrt(max(w @ A @ w, 0.0)), 1e-300))) - log_mu, w
 
-    # Illinois false position on log mu: superlinear once the QP's active set stops changing
     a, b = float(np.log(lo)), float(np.log(hi))
-    fa, _ = gap(a)
-    fb, best = gap(b)
+    fa, w_lo = gap(a)
     if fa <= 0:              # the hull holds (nearly) zero: the tiniest mu is the answer
-        return torch.from_numpy(gap(a)[1]).to(K)
+        return torch.from_numpy(w_lo).to(K)
+    return torch.from_numpy(_false_position(gap, a, b, fa, iters)).to(K)
+
+
+def _false_position(gap: Callable[[float], tuple[float, np.ndarray]], a: float, b: float, fa: float,
+                    iters: int) -> np.ndarray:
+    """The w at the root of gap(log mu) in [a, b] (gap(a) = fa > 0 >= gap(b)) by Illinois false
+    position: superlinear once the QP's active set stops changing."""
+    fb, best = gap(b)
     side = 0
     for _ in range(iters):
         c = b - fb * (b - a) / (fb - fa) if fb != fa else 0.5 * (a + b)
@@ -63,7 +71,7 @@ def cagrad_inner(K: Tensor, radius: float, iters: int = 200) -> Tensor:
         if b - a < 1e-13 or abs(fc) < 1e-14:
             best = w
             break
-    return torch.from_numpy(best).to(K)
+    return best
 
 
 def _projected_qp(A: Tensor, q: Tensor, iters: int = 20000) -> Tensor:

@@ -8,6 +8,13 @@ from ..errors import TaskshareError
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
+def _per_task(method: Balancer, values: Tensor, losses: Tensor) -> Tensor:
+    """A method's learned per-task values (built for num_tasks) in the losses' dtype."""
+    if len(losses) != method.num_tasks:
+        raise TaskshareError(f"{method.name}: built for {method.num_tasks} tasks, got {len(losses)} losses")
+    return values.to(losses.dtype)
+
+
 @BALANCERS.register("equal")
 @balancer_dataclass
 class Equal(Balancer):
@@ -47,9 +54,7 @@ class Uncertainty(Balancer):
         self.log_vars = nn.Parameter(torch.zeros(self.num_tasks))
 
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
-        if len(losses) != self.num_tasks:
-            raise TaskshareError(f"uncertainty: built for {self.num_tasks} tasks, got {len(losses)} losses")
-        s = self.log_vars.to(losses.dtype)
+        s = _per_task(self, self.log_vars, losses)
         return (torch.exp(-s) * losses + s).sum()
 
 
@@ -108,9 +113,7 @@ class IMTLL(Balancer):
         self.scales = nn.Parameter(torch.zeros(self.num_tasks))
 
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
-        if len(losses) != self.num_tasks:
-            raise TaskshareError(f"imtl_l: built for {self.num_tasks} tasks, got {len(losses)} losses")
-        s = self.scales.to(losses.dtype)
+        s = _per_task(self, self.scales, losses)
         return (torch.exp(s) * losses - s).sum()
 
 

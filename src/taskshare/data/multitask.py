@@ -7,7 +7,6 @@
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -83,7 +82,7 @@ def task_probabilities(sizes: Mapping[str, int], sampler: str, temperature: floa
 class TaskLoader:
     """Batches (x, {task: y}) from one dataset per task; each batch holds a single task.
 
-    An epoch is as many batches as one pass over every task's data takes (sum of ceil(n_t / batch));
+    An epoch is as many batches as one pass over every task's data takes (the sum of batch_count's);
     the sampler decides which task each batch comes from. A task's own order is reshuffled each time
     its data run out, so small tasks repeat under uniform or temperature sampling.
     """
@@ -100,7 +99,7 @@ class TaskLoader:
         self._cursor = {t: 0 for t in self.datasets}
 
     def __len__(self) -> int:
-        return sum(math.ceil(len(d) / self.batch_size) for d in self.datasets.values())
+        return sum(batch_count(len(d), self.batch_size, self.shuffle) for d in self.datasets.values())
 
     def _new_order(self, task: str) -> Tensor:
         n = len(self.datasets[task])
@@ -108,7 +107,9 @@ class TaskLoader:
 
     def _next_batch(self, task: str) -> tuple[Tensor, dict[str, Tensor]]:
         ds, start = self.datasets[task], self._cursor[task]
-        if start >= len(ds):
+        # a pass ends where batch_count ends it: a shuffled pass never closes on a batch of one, which
+        # BatchNorm in train mode cannot normalise (the example left out is seen in the next order)
+        if start >= batch_count(len(ds), self.batch_size, self.shuffle) * self.batch_size:
             self._orders[task], start = self._new_order(task), 0
         idx = shard(self._orders[task][start:start + self.batch_size])   # this process's share
         self._cursor[task] = start + self.batch_size

@@ -1,7 +1,8 @@
-"""Plugging a balancing method into fit_multitask: the trainer's side of a `Balancing` (the drop-in
-object that holds the method and its state). It runs the forward so the heads' feature gradients come
-from one backward, supplies the reduction across processes, and, with several processes, makes every
-process write the same update."""
+"""Plugging a balancing method into fit_multitask: a thin LoopHooks adapter around the drop-in
+`Balancing` (which holds the method, its state and the update's math, on one process or several). What
+it adds is the trainer's side: a forward that gives each head its own alias of the shared features, so
+one backward yields every task's feature gradient, and the loop's hooks (objective, after step, epoch
+end, checkpoint state)."""
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -11,46 +12,33 @@ import torch
 from torch import Tensor, nn
 
 from ..balancing import Balancer
-from ..distributed import mean_across, sum_across, world
+from ..distributed import world
 from ..errors import TaskshareError
 from ..tasks import Task
 from .drop_in import Balancing
 from .hooks import LoopHooks
-from .jacobian import gramian_of, per_task_grads, write_grads, write_weighted
 from .shares import label_weighted
-from .update import guarded_direction, guarded_weights, shared_leaves
-
-
-def check_balancer(balancer: Balancer, model: nn.Module, representation: bool, trunked: bool) -> None:
-    """The representation level needs a gradient method that leaves the trunk a gradient, and features."""
-    if balancer.needs == "losses":
-        if representation:
-            raise TaskshareError(f"{balancer.name} weights losses; the representation level applies to gradient methods")
-        return
-    if representation and not trunked:
-        raise TaskshareError(f"{balancer.name} at the representation level needs shared features: a model "
-                             f"with forward_features / forward_heads (HardSharing, MTAN), got {type(model).__name__}")
-    if representation and not balancer.representation_ok:
-        raise TaskshareError(f"{balancer.name} cannot run at the representation level: its update would "
-                             f"leave the trunk without gradient")
+from .update import shared_leaves
 
 
 class BalancedStep(LoopHooks):
     """One training run's balancing: the objective, the backward that writes the update, the step
-    after the optimizer's (FAMO), the epoch end (DWA), and the state run checkpoints keep."""
+    after the optimizer's (FAMO), the epoch end (DWA), and the state run checkpoints keep; the state
+    itself is the Balancing's."""
 
     def __init__(self, balancer: Balancer, tasks: Sequence[Task], model: nn.Module, representation: bool = False,
                  chunk: int | None = None, engine: str = "auto"):
-        self.tasks, self.model, self.representation = list(tasks), model, representation
+        self.tasks, self.model = list(tasks), model
         self.features: Tensor | None = None
-        self.share = 1.0
         self.views: dict[str, Tensor] = {}
         # a trunk with its features: the fast path; any other model: one backward per task on what the
         # tasks share (every parameter two tasks' losses reach)
         self.trunked = hasattr(model, "forward_features") and hasattr(model, "forward_heads")
-        check_balancer(balancer, model, representation, self.trunked)
         self.balancing = Balancing(balancer, len(self.tasks), representation, engine, chunk, model,
-                                   reduce=lambda t: mean_across(t, self.share))
+                                   across_processes=True)    # checks the method fits the level
+        if representation and not self.trunked:
+            raise TaskshareError(f"{balancer.name} at the representation level needs shared features: a model "
+                                 f"with forward_features / forward_heads (HardSharing, MTAN), got {type(model).__name__}")
         # made once: its hooks exist only inside each forward's `with`
         self.capture = self.balancing.recorder(model.trunk) if self.trunked else None
 
@@ -70,7 +58,7 @@ class BalancedStep(LoopHooks):
     def set_share(self, share: float) -> None:
         """Several processes: this one's share of the global batch, which weights every mean across
         them (set by the trainer each step; 1.0 when alone)."""
-        self.share = share
+        self.balancing.set_share(share)
 
     def total(self, parts: dict[str, Tensor]) -> Tensor:
         losses = torch.stack([parts[t.name] if t.name in parts else parts[next(iter(parts))] * 0 for t in self.tasks])
@@ -102,11 +90,11 @@ class BalancedStep(LoopHooks):
         out = model(x, tasks=list(ys))
         previous = self.balancer.losses_before_step()
         parts = {t.name: t.loss(out[t.name], ys[t.name]).float() for t in self.tasks if t.name in ys}
-        share = 1.0
         if world()[1] > 1:               # the global losses: the same state on every process
             parts, share = label_weighted(parts, ys, len(x), {t.name: t for t in self.tasks})
-        losses = torch.stack([parts[t.name] if t.name in parts else previous[i] for i, t in enumerate(self.tasks)])
-        self.balancing.after_step(mean_across(losses, share))
+            self.balancing.set_share(share)
+        self.balancing.after_step(torch.stack([parts[t.name] if t.name in parts else previous[i]
+                                               for i, t in enumerate(self.tasks)]))
 
     def end_epoch(self, record: dict) -> None:
         self.balancing.end_epoch()
@@ -123,18 +111,12 @@ class BalancedStep(LoopHooks):
         losses = [parts[t.name] for t in self.tasks if t.name in parts]
         self._penalty_backward(scale)
         if not self.trunked:
-            self._untrunked(losses, scale)
+            self.balancing.write(losses, shared_leaves(losses), scale=scale)
             return
-        z, shared = self.features, [p for p in self.model.trunk.parameters() if p.requires_grad]
-        g_z = self._feature_grads(parts, z)
-        if not shared:
-            return
-        if world()[1] == 1:   # exactly the drop-in Balancing's update
-            self.balancing.write(losses, shared, z, g_z, scale, self.capture)
-        elif self.representation:
-            self._global_representation(g_z, z, scale)
-        else:
-            self._global_parameters(g_z, z, shared, scale)
+        shared = [p for p in self.model.trunk.parameters() if p.requires_grad]
+        g_z = self._feature_grads(parts, self.features)
+        if shared:
+            self.balancing.write(losses, shared, self.features, g_z, scale, self.capture)
 
     def _penalty_backward(self, scale: float) -> None:
         """Soft sharing's coupling is no task's loss: its gradient is added as is."""
@@ -143,36 +125,6 @@ class BalancedStep(LoopHooks):
             extra = penalty()
             if extra.requires_grad:
                 (extra * scale).backward()
-
-    def _untrunked(self, losses: list[Tensor], scale: float) -> None:
-        if world()[1] > 1:
-            raise TaskshareError(f"{self.balancer.name} on several processes needs a model with shared features "
-                                 f"(HardSharing, MTAN), got {type(self.model).__name__}")
-        self.balancing.write(losses, shared_leaves(losses), scale=scale)
-
-    def _global_representation(self, g_z: Tensor, z: Tensor, scale: float) -> None:
-        """Several processes, representation level: the method's combination of the global feature
-        gradients, backpropagated through this process's trunk."""
-        flat = g_z.reshape(g_z.shape[0], -1).float()
-        if self.balancer.needs == "gramian":
-            # the samples of all processes are disjoint coordinates: the global Gramian is the sum of
-            # the local ones (each local mean loss is size x its share of the global mean)
-            scaled = flat * self.share    # the global mean loss's feature gradients, this process's rows
-            K = sum_across((scaled @ scaled.T).double()) / world()[1] ** 2
-            update = (guarded_weights(self.balancer, K, scale).to(flat.dtype) @ flat).reshape(z.shape)
-        else:
-            update = guarded_direction(self.balancer, flat, scale).reshape(z.shape)
-        torch.autograd.backward(z, update.to(z.dtype))
-
-    def _global_parameters(self, g_z: Tensor, z: Tensor, shared: list[Tensor], scale: float) -> None:
-        """Several processes, parameter level: the global per-task gradients, then the same update everywhere."""
-        stacks = per_task_grads(g_z, z, shared, "auto", self.balancing.chunk, self.balancing.buffers)
-        stacks = [mean_across(g, self.share) for g in stacks]
-        if self.balancer.needs == "gramian":
-            write_weighted(shared, stacks, guarded_weights(self.balancer, gramian_of(stacks), scale))
-        else:
-            flat = torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1).float()
-            write_grads(shared, guarded_direction(self.balancer, flat, scale))
 
     def _feature_grads(self, parts: dict[str, Tensor], z: Tensor) -> Tensor:
         """(T, *z.shape) d loss_t / d z from ONE backward through the heads (each head reads its own alias

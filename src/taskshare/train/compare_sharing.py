@@ -110,7 +110,6 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
     if bad:
         raise TaskshareError(f"unknown sharing mode {bad[0]!r}; expected one of {sharing_modes()}")
     example = _inputs(train)[0][0][:2]
-    hib = {t.name: t.higher_is_better for t in tasks}
     results: list[SharingResult] = []
     device = resolve_device(config.device)
     for mode in modes:
@@ -118,34 +117,52 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
         with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
             torch.manual_seed(config.seed)
             if mode == "single":
-                models, test_metrics, used = [], {}, None
-                for task in tasks:
-                    model = HardSharing(trunk_factory(), [task], example)
-                    fit_multitask(model, [task], _restrict(train, task), _restrict(val, task),
-                                  under(config, "single", task.name))
-                    test_metrics.update(evaluate_multitask(model, [task], _restrict(test, task), config.eval_batch_size))
-                    models.append(model)
+                models, test_metrics, used = *_train_single(trunk_factory, tasks, train, val, test, example, config), None
             else:
-                model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers,
-                                      **dict((options or {}).get(mode, {})))
-                # a method instance keeps state (GradVac's targets, FAMO's logits): one copy per mode
-                method = copy.deepcopy(balancer) if isinstance(balancer, nn.Module) else balancer
-                level = representation and hasattr(model, "forward_features") and hasattr(model, "forward_heads")
-                fit_multitask(model, tasks, train, val, under(config, mode), weights, sampler, temperature,
-                              method, level)
-                used = _balancer_label(method, len(tasks), level)
-                test_metrics = evaluate_multitask(model, tasks, test, config.eval_batch_size)
-                models = [model]
+                model, used = _train_shared(mode, trunk_factory, tasks, train, val, example, config, coupling, layers,
+                                            sampler, temperature, weights, balancer, representation, options)
+                test_metrics, models = evaluate_multitask(model, tasks, test, config.eval_batch_size), [model]
         seconds = time.perf_counter() - started
         results.append(SharingResult(
             mode, config.seed, test_metrics, {t.name: test_metrics[t.name][t.main_metric] for t in tasks},
             sum(p.numel() for m in models for p in m.parameters()),
             inference_ms(models, test, config.eval_batch_size), seconds, balancer=used))
-    single = next((r for r in results if r.mode == "single"), None)
-    if single is not None:
-        for r in results:
-            r.gains = relative_gains(r.main, single.main, hib)
-            r.delta_m = delta_m(r.main, single.main, hib)
-            if r.mode != "single":
-                r.notes = sharing_warnings(r.mode, r.gains)
+    _against_single(results, {t.name: t.higher_is_better for t in tasks})
     return results
+
+
+def _train_single(trunk_factory: Callable[[], nn.Module], tasks: list[Task], train: Any, val: Any, test: Any,
+                  example: Tensor, config: TrainConfig) -> tuple[list[nn.Module], dict[str, dict[str, float]]]:
+    """The baseline: one model per task, each on its own task's rows; their test metrics."""
+    models, test_metrics = [], {}
+    for task in tasks:
+        model = HardSharing(trunk_factory(), [task], example)
+        fit_multitask(model, [task], _restrict(train, task), _restrict(val, task), under(config, "single", task.name))
+        test_metrics.update(evaluate_multitask(model, [task], _restrict(test, task), config.eval_batch_size))
+        models.append(model)
+    return models, test_metrics
+
+
+def _train_shared(mode: str, trunk_factory: Callable[[], nn.Module], tasks: list[Task], train: Any, val: Any,
+                  example: Tensor, config: TrainConfig, coupling: float, layers: str | None, sampler: str,
+                  temperature: float, weights: Mapping[str, float] | None, balancer: Any, representation: bool,
+                  options: Mapping[str, Mapping[str, Any]] | None) -> tuple[nn.Module, str | None]:
+    """One sharing architecture trained on every task; the label of the balancing it trained with."""
+    model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers, **dict((options or {}).get(mode, {})))
+    # a method instance keeps state (GradVac's targets, FAMO's logits): one copy per mode
+    method = copy.deepcopy(balancer) if isinstance(balancer, nn.Module) else balancer
+    level = representation and hasattr(model, "forward_features") and hasattr(model, "forward_heads")
+    fit_multitask(model, tasks, train, val, under(config, mode), weights, sampler, temperature, method, level)
+    return model, _balancer_label(method, len(tasks), level)
+
+
+def _against_single(results: list[SharingResult], higher_is_better: dict[str, bool]) -> None:
+    """Each row's gains and delta_m against the single-task models, and the warnings they raise."""
+    single = next((r for r in results if r.mode == "single"), None)
+    if single is None:
+        return
+    for r in results:
+        r.gains = relative_gains(r.main, single.main, higher_is_better)
+        r.delta_m = delta_m(r.main, single.main, higher_is_better)
+        if r.mode != "single":
+            r.notes = sharing_warnings(r.mode, r.gains)

@@ -16,17 +16,17 @@ methods it drives in taskshare.balancing.
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..balancing import Balancer, build_balancer
-from ..distributed import world
+from ..distributed import mean_across, world
 from ..errors import TaskshareError
 from .jacobian import Buffers
 from .conv_kernel import LayerCapture
-from .update import graph_leaves, shared_leaves, write_balanced
+from .update import graph_leaves, shared_leaves, write_across, write_balanced
 
 __all__ = ["Balancing", "backward", "graph_leaves", "last_shared_layer", "shared_leaves"]
 
@@ -56,22 +56,25 @@ class Balancing:
     per-epoch loss history (DWA), the method's learned state (uncertainty, GradNorm, FAMO, GradVac),
     all in `state_dict()`. Loss-weighting methods with learned parameters need `parameters()` in the
     optimizer, as fit_multitask does. It computes what the method declares it needs (the last shared
-    layer's gradients for GradNorm: give `model=`). `reduce`: several processes, the mean across them
-    of a per-process tensor (the trainer's; None when alone), applied the way the method declares."""
+    layer's gradients for GradNorm: give `model=`). `across_processes`: with several processes (each
+    holding `share` of the global batch, set by `set_share`), the method sees the global losses,
+    layer gradients and per-task gradients, so every process keeps the same state and writes the
+    same update; a no-op when alone."""
 
     def __init__(self, method: Any = "upgrad", num_tasks: int | None = None, representation: bool = False,
                  engine: str = "auto", chunk: int | None = None, model: nn.Module | None = None,
-                 reduce: Callable[[Tensor], Tensor] | None = None):
+                 across_processes: bool = False):
         if engine not in ("auto", "kernel", "batched", "sequential"):
             raise TaskshareError(f"engine must be 'auto', 'kernel', 'batched' or 'sequential', got {engine!r}")
         self.method = build_balancer(method, num_tasks or 2)
         if num_tasks is None and getattr(self.method, "num_tasks", None) is not None and not isinstance(method, Balancer):
             raise TaskshareError(f"{self.method.name} keeps per-task state: give num_tasks=")
         if representation and (self.method.needs == "losses" or not self.method.representation_ok):
-            raise TaskshareError(f"{self.method.name} cannot run at the representation level; it applies to "
-                                 f"gradient methods that leave the trunk a gradient")
+            raise TaskshareError(f"{self.method.name} cannot run at the representation level: the representation "
+                                 f"level applies to gradient methods that leave the trunk a gradient")
         self.layer = last_shared_layer(self.method, model) if self.method.needs_layer_gradients else None
-        self.representation, self.engine, self.chunk, self.reduce = representation, engine, chunk, reduce
+        self.representation, self.engine, self.chunk = representation, engine, chunk
+        self.across_processes, self.share = across_processes, 1.0
         self.step, self.history, self._epoch = 0, [], []
         self.buffers = Buffers()
         self._capture: LayerCapture | None = None
@@ -126,7 +129,7 @@ class Balancing:
         self._count(losses)
         if self.method.needs != "losses":
             return losses.sum()
-        if self.reduce is not None and world()[1] > 1 and self.method.across_processes == "linearise":
+        if self._several() and self.method.across_processes == "linearise":
             return self._linearised(losses)
         if not self.method.needs_layer_gradients:
             return self.method.task_loss(losses, self.step, self.history)
@@ -139,15 +142,28 @@ class Balancing:
         step's forward ran under `capture(trunk)`, if any."""
         armed = self._capture if features is not None else None
         self._capture = None
+        if self._several():
+            write_across(self.method, losses, shared, features, feature_grads, self.representation, self.share,
+                         self.chunk, self.buffers, scale)
+            return
         write_balanced(self.method, losses, shared, features, feature_grads, self.representation, capture or armed,
                        self.engine, self.chunk, self.buffers, scale)
+
+    def set_share(self, share: float) -> None:
+        """Several processes: this one's share of the global batch (its rows x processes / all rows),
+        which weights every mean across them; 1.0 for equal shards."""
+        self.share = share
 
     def _count(self, losses: Tensor) -> None:
         self._epoch.append(self._reduced(losses.detach().float()))   # the same history on every process
         self.step += 1
 
+    def _several(self) -> bool:
+        return self.across_processes and world()[1] > 1
+
     def _reduced(self, t: Tensor) -> Tensor:
-        return t if self.reduce is None else self.reduce(t)
+        """The mean across processes, each weighted by its share (unchanged when alone)."""
+        return mean_across(t, self.share) if self.across_processes else t
 
     def _linearised(self, losses: Tensor) -> Tensor:
         """Several processes: the method sees the GLOBAL task losses (the mean of the processes' means),
@@ -173,13 +189,14 @@ class Balancing:
 
     @torch.no_grad()
     def after_step(self, losses_after: Sequence[Tensor] | Tensor) -> None:
-        """FAMO: the same batch's task losses after optimizer.step()."""
+        """FAMO: the same batch's task losses after optimizer.step() (across processes: their global
+        means, so the method's state moves the same way everywhere)."""
         if not self.wants_after_step:
             return
         if isinstance(losses_after, Tensor):   # already one vector (fit_multitask): no per-task copies
-            self.method.observe(losses_after.detach().float())
+            self.method.observe(self._reduced(losses_after.detach()).float())
         else:
-            self.method.observe(torch.stack([torch.as_tensor(l).detach().float() for l in losses_after]))
+            self.method.observe(self._reduced(torch.stack([torch.as_tensor(l).detach().float() for l in losses_after])))
 
     def state_dict(self) -> dict:
         return {"balancer": self.method.state_dict(), "history": list(self.history), "epoch": list(self._epoch),

@@ -1,7 +1,8 @@
 """The balanced update of a gradient method written into .grad, from per-task losses: through the
 shared features (one backward through the heads, then the trunk engines of jacobian.py,
-linear_kernel.py and conv_kernel.py) or, for any model, one backward per task on what the tasks share. Shared by the
-drop-in Balancing and fit_multitask's BalancedStep, so both write the same update."""
+linear_kernel.py and conv_kernel.py) or, for any model, one backward per task on what the tasks share;
+on several processes, from the global per-task gradients (write_across). Used by the drop-in Balancing,
+which fit_multitask's BalancedStep drives, so both write the same update."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..balancing import Balancer
+from ..distributed import mean_across, sum_across, world
 from ..errors import TaskshareError
 from .jacobian import Buffers, gramian_of, per_task_grads, shared_jacobian, write_grads, write_weighted
 from .conv_kernel import LayerCapture, LayerKernelGramian
@@ -131,12 +133,17 @@ def _write_per_loss(method: Balancer, losses: Sequence[Tensor], shared: Sequence
             if g is not None:
                 stack[t].copy_(g)
         _accumulate(others, grads[len(shared):])
-    if not shared:
-        return
+    if shared:
+        _write_stacks(method, shared, stacks, scale)
+
+
+def _write_stacks(method: Balancer, shared: Sequence[Tensor], stacks: Sequence[Tensor], scale: float) -> None:
+    """The update from per-task gradients on `shared` (one (T, *p.shape) stack per parameter)."""
     if method.needs == "gramian":
         write_weighted(shared, stacks, guarded_weights(method, gramian_of(stacks), scale))
     else:
-        write_grads(shared, guarded_direction(method, torch.cat([g.reshape(T, -1) for g in stacks], 1).float(), scale))
+        flat = torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1).float()
+        write_grads(shared, guarded_direction(method, flat, scale))
 
 
 def _write_through_features(method: Balancer, z: Tensor, feature_grads: Tensor, shared: Sequence[Tensor],
@@ -155,7 +162,40 @@ def _write_through_features(method: Balancer, z: Tensor, feature_grads: Tensor, 
                                     chunk, buffers)
         kernel.write(guarded_weights(method, kernel.gramian(), scale))
     elif method.needs == "gramian":   # never builds the (T, P) matrix
-        stacks = per_task_grads(feature_grads, z, shared, "auto" if engine == "kernel" else engine, chunk, buffers)
-        write_weighted(shared, stacks, guarded_weights(method, gramian_of(stacks), scale))
+        _write_stacks(method, shared, per_task_grads(feature_grads, z, shared, "auto" if engine == "kernel" else engine,
+                                                     chunk, buffers), scale)
     else:
         write_grads(shared, guarded_direction(method, shared_jacobian(feature_grads, z, shared, chunk).float(), scale))
+
+
+def write_across(method: Balancer, losses: Sequence[Tensor], shared: Sequence[Tensor], features: Tensor | None,
+                 feature_grads: Tensor | None, representation: bool, share: float, chunk: int | None,
+                 buffers: Buffers, scale: float = 1.0) -> None:
+    """write_balanced on several processes, each holding `share` of the global batch: the method sees
+    the GLOBAL per-task gradients (or Gramian), so every process writes the same update."""
+    if features is None:
+        raise TaskshareError(f"{method.name} on several processes needs a model with shared features "
+                             f"(HardSharing, MTAN), or features=")
+    shared = [p for p in shared if p.requires_grad]
+    if feature_grads is None:
+        feature_grads = _feature_grads(losses, features, shared, buffers)
+    if representation:
+        _global_representation(method, feature_grads, features, share, scale)
+    elif shared:
+        stacks = per_task_grads(feature_grads, features, shared, "auto", chunk, buffers)
+        _write_stacks(method, shared, [mean_across(g, share) for g in stacks], scale)
+
+
+def _global_representation(method: Balancer, g_z: Tensor, z: Tensor, share: float, scale: float) -> None:
+    """Representation level: the method's combination of the global feature gradients, backpropagated
+    through this process's trunk."""
+    flat = g_z.reshape(g_z.shape[0], -1).float()
+    if method.needs == "gramian":
+        # the samples of all processes are disjoint coordinates: the global Gramian is the sum of
+        # the local ones (each local mean loss is size x its share of the global mean)
+        scaled = flat * share    # the global mean loss's feature gradients, this process's rows
+        K = sum_across((scaled @ scaled.T).double()) / world()[1] ** 2
+        update = (guarded_weights(method, K, scale).to(flat.dtype) @ flat).reshape(z.shape)
+    else:
+        update = guarded_direction(method, flat, scale).reshape(z.shape)
+    torch.autograd.backward(z, update.to(z.dtype))

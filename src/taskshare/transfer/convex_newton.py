@@ -18,8 +18,6 @@ GRADIENT_FLOOR = 1e-13
 # CG's forcing term: the residual asked of each inner solve is (gradient / starting gradient) ** FORCING
 # of the gradient, at most half of it
 FORCING = 0.5
-# A solve also stops after a full Newton step of at most STEP_TOL * tol of the largest weight
-STEP_TOL = 100.0
 
 
 def relative_tolerance(tol: float, start: float) -> float:
@@ -146,13 +144,6 @@ def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Te
         else:
             break              # no decrease left at float64's precision: as close as it gets
         w, b = w + step * dw, b + step * db
-        # the Newton step measures the distance to the optimum where the gradient cannot: at a weak
-        # penalty a tiny gradient can sit far from it (flat curvature), at a strong one a large gradient
-        # close to it. A full step this small relative to the weights leaves an error of order its
-        # square, far below `tol` of the weights; but only a step CG solved to two digits says so (a loose
-        # CG stops short in the flat directions, where the distance is)
-        converged = step == 1.0 and eta <= 0.01 and max(dw.abs().max(), db.abs().max()) <= STEP_TOL * tol * max(
-            1.0, float(w.abs().max()), float(b.abs().max()))
         before = max(gw.abs().max(), gb.abs().max())
         value, gw, gb, p = new
         if mask is None:
@@ -169,6 +160,4 @@ def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Te
             # CG is asked for less, a short gain is the loss's curvature changing along the step, which
             # float64 would not cure: switching then made every warm-started solve run in float64.)
             low, mask_low = x, mask
-        if converged:
-            break
     return w, b, iterations

@@ -285,3 +285,16 @@ def test_starts_along_the_path_change_no_optimum():
     for (w, b, _), (wc, bc, _) in zip(path, cold):
         assert torch.allclose(w, wc, atol=1e-6 * max(1.0, float(wc.abs().max())))
         assert torch.allclose(b, bc, atol=1e-6 * max(1.0, float(bc.abs().max())))
+
+
+def test_warm_started_solves_keep_conjugate_gradients_in_float32(monkeypatch):
+    # CG moves to float64 only when float32 limits it; a warm start's first steps, which gain less than a
+    # digit because the loss bends, once sent every later product of every solve to float64 (8% float32 here)
+    from taskshare.transfer import convex_newton
+    dtypes, hvp = [], convex_newton._hvp
+    monkeypatch.setattr(convex_newton, "_hvp", lambda x, *a: dtypes.append(x.dtype) or hvp(x, *a))
+    x, y = _correlated(n=90, d=40, k=3, seed=2, noise=0.5)
+    config = ConvexProbeConfig()
+    list(logistic_path(Task("t", num_classes=3), torch.tensor(_standardised(x)), torch.tensor(y), list(config.grid),
+                       config.tol, config.max_iter))
+    assert len(dtypes) > 50 and dtypes.count(torch.float32) >= 0.9 * len(dtypes)

@@ -81,7 +81,7 @@ def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Te
               max_iter: int, reference: tuple[float, float] | None = None, max_cg: int = 200
               ) -> tuple[Tensor, Tensor, int]:
     """(w, b, Newton iterations): stops when every gradient entry is at most `tol` times the largest at
-    the start (see convex_solvers.relative_tolerance; L-BFGS answers to the same test)."""
+    the start, or in `reference` where given (see relative_tolerance; L-BFGS answers to the same test)."""
     w, b = w0.clone(), b0.clone()
     if mask is None:       # the zero-sum representative: the same softmax, a penalty no larger
         w, b = w - w.mean(0), b - b.mean()
@@ -94,7 +94,8 @@ def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Te
     mask_low = mask.to(low.dtype) if mask is not None else None
     value, gw, gb, p = _loss_grad(x, target, mask, w, b, penalty)
     # `reference`: (largest entry, norm) of the gradient the tolerances are relative to, where not this start's
-    g0max, g0 = reference or (float(max(gw.abs().max(), gb.abs().max())), float(torch.sqrt((gw * gw).sum() + (gb * gb).sum())))
+    g0max, g0 = reference or (float(max(gw.abs().max(), gb.abs().max())),
+                              float(torch.sqrt((gw * gw).sum() + (gb * gb).sum())))
     gtol = relative_tolerance(tol, g0max)
     iterations = 0
     while iterations < max_iter and max(gw.abs().max(), gb.abs().max()) > gtol:

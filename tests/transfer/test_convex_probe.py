@@ -255,3 +255,46 @@ def test_every_grid_point_of_the_default_path_is_solved():
     scale = np.abs(sk.coef_).max()
     assert np.abs(weak - sk.coef_).max() < 1e-3 * scale
     assert np.abs(weak - strong).max() > 0.2 * scale
+
+
+def test_path_stopped_by_patience_keeps_the_full_paths_choice():
+    # few training rows, many noisy features: validation peaks at a middle C and falls from there on
+    x, y = _noisy(n=400, d=40, noise=3.0, seed=3)
+    task, train, val = Task("t", num_classes=3), slice(0, 60), slice(60, 400)
+    args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
+    full = solve_probe(*args, config=ConvexProbeConfig(patience=None))
+    short = solve_probe(*args, config=ConvexProbeConfig(patience=2))
+    scores = [p["val_score"] for p in full.path]
+    peak = scores.index(max(scores))
+    assert 0 < peak < len(scores) - 3 and all(a >= b for a, b in zip(scores[peak:], scores[peak + 1:]))
+    assert len(full.path) == len(ConvexProbeConfig().grid) and full.note == ""
+    # the short path is the full one's beginning, ends two C past the peak, and says where it stopped
+    assert len(short.path) == peak + 3 and scores[:peak + 3] == [p["val_score"] for p in short.path]
+    assert short.c == full.c and torch.allclose(short.head.weight, full.head.weight)
+    assert f"stopped at C={short.path[-1]['c']:g}" in short.note and "not tried" in short.note
+    assert short.iterations < full.iterations
+
+
+def test_starts_along_the_path_change_no_optimum():
+    # every C solved alone from zero against the same C reached along the path, each solve started from the
+    # last optimum or the line through the last two, whichever is lower
+    x, y = _correlated(n=90, d=40, k=3, seed=2, noise=0.5)
+    z, task, grid = torch.tensor(_standardised(x)), Task("t", num_classes=3), [0.01, 0.1, 1.0, 10.0, 100.0]
+    path = list(logistic_path(task, z, torch.tensor(y), grid, 1e-9, 500))
+    cold = [next(logistic_path(task, z, torch.tensor(y), [c], 1e-9, 500)) for c in grid]
+    for (w, b, _), (wc, bc, _) in zip(path, cold):
+        assert torch.allclose(w, wc, atol=1e-6 * max(1.0, float(wc.abs().max())))
+        assert torch.allclose(b, bc, atol=1e-6 * max(1.0, float(bc.abs().max())))
+
+
+def test_warm_started_solves_keep_conjugate_gradients_in_float32(monkeypatch):
+    # CG moves to float64 only when float32 limits it; a warm start's first steps, which gain less than a
+    # digit because the loss bends, once sent every later product of every solve to float64 (8% float32 here)
+    from taskshare.transfer import convex_newton
+    dtypes, hvp = [], convex_newton._hvp
+    monkeypatch.setattr(convex_newton, "_hvp", lambda x, *a: dtypes.append(x.dtype) or hvp(x, *a))
+    x, y = _correlated(n=90, d=40, k=3, seed=2, noise=0.5)
+    config = ConvexProbeConfig()
+    list(logistic_path(Task("t", num_classes=3), torch.tensor(_standardised(x)), torch.tensor(y), list(config.grid),
+                       config.tol, config.max_iter))
+    assert len(dtypes) > 50 and dtypes.count(torch.float32) >= 0.9 * len(dtypes)

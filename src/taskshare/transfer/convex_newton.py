@@ -15,6 +15,9 @@ from torch import Tensor
 
 # Below this the gradient of a mean loss in float64 is rounding: no solve is asked for more.
 GRADIENT_FLOOR = 1e-13
+# CG's forcing term: the residual asked of each inner solve is (gradient / starting gradient) ** FORCING
+# of the gradient, at most half of it
+FORCING = 0.5
 
 
 def relative_tolerance(tol: float, start: float) -> float:
@@ -75,9 +78,10 @@ def _zero_sum(precondition):
 
 
 def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Tensor, penalty: Tensor, tol: float,
-              max_iter: int, max_cg: int = 200) -> tuple[Tensor, Tensor, int]:
+              max_iter: int, reference: tuple[float, float] | None = None, max_cg: int = 200
+              ) -> tuple[Tensor, Tensor, int]:
     """(w, b, Newton iterations): stops when every gradient entry is at most `tol` times the largest at
-    the start (see convex_solvers.relative_tolerance; L-BFGS answers to the same test)."""
+    the start, or in `reference` where given (see relative_tolerance; L-BFGS answers to the same test)."""
     w, b = w0.clone(), b0.clone()
     if mask is None:       # the zero-sum representative: the same softmax, a penalty no larger
         w, b = w - w.mean(0), b - b.mean()
@@ -89,14 +93,19 @@ def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Te
     low = x.float() if x.dtype == torch.float64 else x
     mask_low = mask.to(low.dtype) if mask is not None else None
     value, gw, gb, p = _loss_grad(x, target, mask, w, b, penalty)
-    tol = relative_tolerance(tol, max(gw.abs().max(), gb.abs().max()))
+    # `reference`: (largest entry, norm) of the gradient the tolerances are relative to, where not this start's
+    g0max, g0 = reference or (float(max(gw.abs().max(), gb.abs().max())),
+                              float(torch.sqrt((gw * gw).sum() + (gb * gb).sum())))
+    gtol = relative_tolerance(tol, g0max)
     iterations = 0
-    while iterations < max_iter and max(gw.abs().max(), gb.abs().max()) > tol:
+    while iterations < max_iter and max(gw.abs().max(), gb.abs().max()) > gtol:
         iterations += 1
-        # CG on H d = -g, to a relative residual that shrinks with the gradient: superlinear steps; the fourth
-        # root (not the usual square root) measured fewest Hessian products in all on probe-sized problems
+        # CG on H d = -g, to a residual that shrinks with the gradient relative to where this solve started:
+        # superlinear steps, and the early steps of a warm start cheap. (Against the absolute gradient, the
+        # weak penalties, whose gradients are small from the start, paid for a tight CG at every step.)
         gnorm = torch.sqrt((gw * gw).sum() + (gb * gb).sum())
-        stop = min(0.5, float(gnorm) ** 0.25) * gnorm
+        eta = min(0.5, (float(gnorm) / max(g0, 1e-300)) ** FORCING)
+        stop = eta * gnorm
         precondition = _jacobi(x2, mask, p, penalty, low.dtype)
         if mask is None:
             precondition = _zero_sum(precondition)
@@ -145,8 +154,11 @@ def newton_cg(x: Tensor, target: Tensor, mask: Tensor | None, w0: Tensor, b0: Te
             drift = w.mean(0)
             w, b, gw = w - drift, b - b.mean(), gw - gw.mean(0)
             value = value - len(w) * (penalty * drift * drift).sum()
-        if step == 1.0 and max(gw.abs().max(), gb.abs().max()) > 0.1 * before and low.dtype != x.dtype:
-            # a full Newton step that gained less than a digit: float32's rounding now limits the
-            # direction, so the remaining steps run CG in x's own precision
+        if step == 1.0 and eta <= 0.01 and max(gw.abs().max(), gb.abs().max()) > 0.1 * before and \
+                low.dtype != x.dtype:
+            # a full Newton step whose CG was asked for two digits yet gained less than one: float32's
+            # rounding now limits the direction, so the remaining steps run CG in x's own precision. (While
+            # CG is asked for less, a short gain is the loss's curvature changing along the step, which
+            # float64 would not cure: switching then made every warm-started solve run in float64.)
             low, mask_low = x, mask
     return w, b, iterations

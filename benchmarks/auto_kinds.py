@@ -137,7 +137,7 @@ def _table(rows, args, seconds: float) -> list[str]:
         "the best validation score of one split); *auto*: the paired per-example evidence (Brier score for "
         "AUROC, squared error for R²), refusal below scratch and the second round. *Best fixed*: the best "
         "strategy chosen afterwards on test. Both rules read the same candidates (linear probe, LP-FT, gradual "
-        f"unfreezing, finetune at trunk rates 0.1 and 1, scratch), {args.epochs} epochs at most each. "
+        f"unfreezing, finetune at its default rates and at the full rate, scratch), {args.epochs} epochs at most each. "
         f"{seconds:.0f} s in all on {machine()}.", "",
         "| source | target | n | scratch | best fixed | best on validation | auto | auto - best on val | "
         "auto - scratch | auto's choices | 2nd rounds | auto / fixed time |",

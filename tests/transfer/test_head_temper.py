@@ -1,11 +1,14 @@
 """LP-FT's tuning stage starts under the probe's head shrunk to a fresh head's scale, its predictions
 kept (transfer/head_temper.py): on ImageNet MobileNetV2 features of 32x32 digits the solved head's
-weights were about 1,900 times a fresh head's, and the tuning stage fell below its probe."""
+weights were about 1,900 times a fresh head's, and the tuning stage fell below its probe. By default
+only under a trunk with BatchNorm: on MLP trunks it did not help."""
+import pytest
 import torch
 from torch import nn
 
 from taskshare import Task, TrainConfig, TrunkHead
 from taskshare.data import few_shot
+from taskshare.errors import TaskshareError
 from taskshare.transfer import run_strategy
 from taskshare.transfer.head_temper import fresh_scale, temper_head
 
@@ -59,7 +62,7 @@ def test_lp_ft_tunes_from_the_tempered_probe():
     splits = few_shot(data, 20, seed=0, test=data)
     cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-12, min_steps=0, progress=False, device="cpu")
     probe, _ = run_strategy(net, task, splits, "linear_probe", cfg)
-    tuned, r = run_strategy(net, task, splits, "lp_ft", cfg)
+    tuned, r = run_strategy(net, task, splits, {"name": "lp_ft", "temper_head": True}, cfg)
     factor = r.stages[1]["head_tempered"]
     assert factor < 1e-2                                   # the solved head was far above a fresh one's scale
     assert torch.allclose(tuned.head.weight, probe.head.weight * factor, rtol=1e-4, atol=1e-9)
@@ -68,3 +71,25 @@ def test_lp_ft_tunes_from_the_tempered_probe():
     _, untempered = run_strategy(net, task, splits, {"name": "lp_ft", "temper_head": False}, cfg)
     assert "head_tempered" not in untempered.stages[1]
 
+
+
+def test_lp_ft_tempers_by_default_only_under_a_batchnorm_trunk():
+    net, data, task = _small_spread_target()
+    splits = few_shot(data, 20, seed=0, test=data)
+    cfg = TrainConfig(epochs=1, batch_size=16, lr=1e-12, min_steps=0, progress=False, device="cpu")
+    _, plain = run_strategy(net, task, splits, "lp_ft", cfg)
+    assert "head_tempered" not in plain.stages[1]               # an MLP trunk: measured not to help there
+    bn = TrunkHead(nn.Sequential(nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU()), net.trunk[1]),
+                   nn.Linear(16, 4))
+    with torch.no_grad():
+        bn.trunk[0][0].load_state_dict(net.trunk[0][0].state_dict())
+    _, with_bn = run_strategy(bn, task, splits, "lp_ft", cfg)
+    assert with_bn.stages[1]["head_tempered"] < 1
+
+
+def test_a_bad_temper_setting_is_named():
+    net, data, task = _small_spread_target()
+    splits = few_shot(data, 5, seed=0, test=data)
+    with pytest.raises(TaskshareError, match="temper_head"):
+        run_strategy(net, task, splits, {"name": "lp_ft", "temper_head": "yes"},
+                     TrainConfig(epochs=1, progress=False, device="cpu"))

@@ -21,7 +21,7 @@ from .auto import Auto
 from .base import STRATEGIES, DataFacts, Stage, Strategy
 from .features import FeatureCache
 from .batchnorm import check_policy, held_statistics, holds, stage_steps
-from .head_temper import temper_head
+from .head_temper import temper_head, tempers
 from .probe_stage import convex_blocker, run_convex_stage
 
 log = logging.getLogger("taskshare")
@@ -92,7 +92,7 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
                bn_statistics: str = "auto") -> tuple[dict, bool]:
     if stage.prepare is not None:
         stage.prepare(model)
-    tempered = temper_head(model.head, task) if stage.temper_head else 1.0
+    tempered = temper_head(model.head, task) if tempers(stage.temper_head, model.trunk) else 1.0
     groups = model.groups()
     n = len(groups)
     k = n if stage.train_last is None else stage.train_last

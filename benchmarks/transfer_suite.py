@@ -194,9 +194,11 @@ def main() -> None:
                 print(f"{name} k={shot} seed={seed}: " + ", ".join(
                     f"{x['strategy'].split(' -> ')[-1] if not x['strategy'].startswith('auto') else x['strategy']} "
                     f"{x['accuracy']:.1f}" for x in rows[-len(chosen):]), flush=True)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(rows, indent=1))   # after every cell: a crash or a stop keeps what ran
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=1))      # after every pair: a crash keeps what ran
+        args.out.write_text(json.dumps(rows, indent=1))
     if not {"auto", "scratch", "finetune(trunk_lr_scale=1.0)"} <= {label_of(s) for s in chosen}:
         print(f"rows saved to {args.out}; a part without auto, scratch and the full-rate finetune is "
               f"reported only merged with others (--report-from)")

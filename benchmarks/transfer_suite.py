@@ -17,6 +17,10 @@ Pairs (all data offline: MNIST-1D generated locally, the shared MNIST-10k sample
   img_noisy       MNIST 0-9 -> 0-9 with heavy Gaussian noise
   img_permuted    MNIST 0-9 with a fixed pixel permutation -> 0-9 in order (should hurt)
   mnist_to_sklearn  MNIST 0-9 at 8x8 -> sklearn's 8x8 digits (another data set)
+  minilm_topics     all-MiniLM-L6-v2 -> 240 topic sentences, 4 classes (a pretrained source; not run by default)
+  mobilenet_digits  ImageNet MobileNetV2 -> MNIST digits at 32x32 (a pretrained source; not run by default)
+The two pretrained pairs (benchmarks/suite_pretrained.py) run under their own reduced budget, stated
+in the report; k where their data allow it (text: 5, 20, all; digits: 5, 20, 100).
 Source and target never share an example. Each target's test split is untouched until the end;
 k labels per class train and another k validate ("all": every target example, 10% held out).
 """
@@ -43,6 +47,7 @@ from taskshare.data.mnist1d import generate, select_classes  # noqa: E402
 from taskshare.data.scenes import mnist_npz  # noqa: E402
 from taskshare.models import build_model  # noqa: E402
 from taskshare.transfer import run_strategy  # noqa: E402
+from suite_pretrained import BUDGETS, PAIRS as PRETRAINED  # noqa: E402
 
 STRATEGIES = ["scratch", "linear_probe", {"name": "last_k", "k": 1}, "finetune",
               {"name": "finetune", "trunk_lr_scale": 1.0}, "layer_decay", "gradual_unfreeze", "lp_ft", "l2_sp", "auto"]
@@ -107,8 +112,9 @@ def pairs(names: list[str]) -> dict:
     out = {}
     if any(n.startswith("m1d") for n in names):
         out.update(_m1d_pairs())
-    if any(not n.startswith("m1d") for n in names):
+    if any(not n.startswith("m1d") and n not in PRETRAINED for n in names):
         out.update(_img_pairs())
+    out.update({n: PRETRAINED[n] for n in names if n in PRETRAINED})   # built when their turn comes
     unknown = sorted(set(names) - set(out))
     if unknown:
         raise SystemExit(f"unknown pairs {unknown}; expected some of {sorted(out)}")
@@ -157,19 +163,30 @@ def main() -> None:
         base = replace(base, epochs=args.epochs)
     rows, skipped = [], []
     chosen = [s for s in STRATEGIES if args.strategies is None or label_of(s) in args.strategies]
-    for name, (source, (target, test), classes) in pairs(args.pairs).items():
+    for name, spec in pairs(args.pairs).items():
         t0 = time.perf_counter()
-        net = source_model(source, classes, args.hidden, replace(TrainConfig(progress=False), epochs=args.source_epochs))
-        task = Task(name, num_classes=int(target[1].max()) + 1)
+        if name in PRETRAINED:
+            made = spec()
+            target, test, source_size, config = made.target, made.test, None, replace(base, **made.train)
+            task = Task(name, num_classes=int(target[1].max()) + 1)
+            pretrained = made.model(task)
+        else:
+            source, (target, test), classes = spec
+            source_size, config = len(source[1]), base
+            net = source_model(source, classes, args.hidden, replace(TrainConfig(progress=False), epochs=args.source_epochs))
+            task = Task(name, num_classes=int(target[1].max()) + 1)
         for shot in shots:
+            if name in PRETRAINED and str(shot) not in made.shots:
+                skipped.append(f"{name} k={shot} (outside its reduced budget)")
+                continue
             if shot != "all" and np.bincount(target[1]).min() < 2 * shot:
                 skipped.append(f"{name} k={shot} (a class has {np.bincount(target[1]).min()} examples, fewer than 2k)")
                 continue
             for seed in args.seeds:
                 splits = few_shot(target, shot, seed=seed, test=test)
-                pre = transfer_model(net, task, example=torch.as_tensor(target[0][:2]))
-                for spec in chosen:
-                    _, r = run_strategy(pre, task, splits, spec, replace(base, seed=seed), len(source[1]),
+                pre = pretrained if name in PRETRAINED else transfer_model(net, task, example=torch.as_tensor(target[0][:2]))
+                for strategy in chosen:
+                    _, r = run_strategy(pre, task, splits, strategy, replace(config, seed=seed), source_size,
                                         labels_per_class=shot)
                     rows.append({"pair": name, "k": str(shot), "seed": seed, "strategy": r.strategy,
                                  "accuracy": r.test["accuracy"] * 100, "seconds": r.seconds, "steps": r.steps,
@@ -177,9 +194,11 @@ def main() -> None:
                 print(f"{name} k={shot} seed={seed}: " + ", ".join(
                     f"{x['strategy'].split(' -> ')[-1] if not x['strategy'].startswith('auto') else x['strategy']} "
                     f"{x['accuracy']:.1f}" for x in rows[-len(chosen):]), flush=True)
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(rows, indent=1))   # after every cell: a crash or a stop keeps what ran
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(rows, indent=1))      # after every pair: a crash keeps what ran
+        args.out.write_text(json.dumps(rows, indent=1))
     if not {"auto", "scratch", "finetune(trunk_lr_scale=1.0)"} <= {label_of(s) for s in chosen}:
         print(f"rows saved to {args.out}; a part without auto, scratch and the full-rate finetune is "
               f"reported only merged with others (--report-from)")
@@ -249,12 +268,18 @@ def report(rows: list[dict], args, seconds: float) -> list[str]:
     full = ["5", "20", "100", "all"], [0, 1, 2]
     if (args.shots, args.seeds) != full:
         lines.insert(0, f"**Reduced run** (the full suite, `--shots 5 20 100 all --seeds 0 1 2`, did not fit the "
-                        f"time of a shared 2-core CPU): k = {', '.join(args.shots)}, seeds {args.seeds}. The "
-                        f"MiniLM text pair and ImageNet MobileNetV2 on digits are not in the script yet.\n")
+                        f"time of a shared 2-core CPU): k = {', '.join(args.shots)}, seeds {args.seeds}."
+                        + ("" if set(PRETRAINED) & {r["pair"] for r in rows} else " The MiniLM text pair and ImageNet "
+                           "MobileNetV2 on digits (`--pairs minilm_topics mobilenet_digits`) are not in this run.")
+                        + "\n")
     below = [(m, p, k) for m, p, k in margins if m < -0.5]
     by_k = defaultdict(list)
     for k, c in costs:
         by_k[k].append(c)
+    ran = [n for n in PRETRAINED if n in {r["pair"] for r in rows}]
+    if ran:   # their own budget, not the MLP pairs' defaults: the rows above say what it was
+        lines += ["", "Pretrained sources, each under its own reduced budget: "
+                  + "; ".join(f"`{n}`: {BUDGETS[n]}" for n in ran) + "."]
     lines += ["", f"Summary over {len(regrets)} pair x k cells (means over seeds): mean regret "
               f"{statistics.mean(regrets):.2f} points (target <= 1), worst regret {max(regrets):.1f} (target <= 3), "
               f"auto below scratch by more than 0.5 in {len(below)} cell(s)"

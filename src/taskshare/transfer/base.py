@@ -37,6 +37,9 @@ class Stage:
     prepare: Callable[[TrunkHead], None] | None = None  # changes the model first (e.g. adds LoRA adapters)
     only: str | None = None                # regex: of the trunk's parameters, only matching ones train
     solver: str = "sgd"                    # "convex": a head-only stage solved exactly where it can be (else SGD)
+    temper_head: bool | None = False       # start with the head shrunk to a fresh head's scale, predictions
+                                           # unchanged (classification); None: where the trunk has BatchNorm
+                                           # (transfer/head_temper.py says why)
 
 
 class Strategy:

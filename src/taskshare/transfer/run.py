@@ -21,6 +21,7 @@ from .auto import Auto
 from .base import STRATEGIES, DataFacts, Stage, Strategy
 from .features import FeatureCache
 from .batchnorm import check_policy, held_statistics, holds, stage_steps
+from .head_temper import temper_head, tempers
 from .probe_stage import convex_blocker, run_convex_stage
 
 log = logging.getLogger("taskshare")
@@ -91,6 +92,7 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
                bn_statistics: str = "auto") -> tuple[dict, bool]:
     if stage.prepare is not None:
         stage.prepare(model)
+    tempered = temper_head(model.head, task) if tempers(stage.temper_head, model.trunk) else 1.0
     groups = model.groups()
     n = len(groups)
     k = n if stage.train_last is None else stage.train_last
@@ -129,7 +131,7 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
             history = fit(model, task, splits.train, splits.val, stage_config, pg, penalty=penalty, augment=augment)
     return {"stage": stage.name, "epochs": len(history.epochs), "best_epoch": history.best_epoch,
             "val_score": history.best_score, "seconds": history.seconds, "history": history.epochs,
-            "bn_statistics_held": held}, use_cache
+            "bn_statistics_held": held, **({"head_tempered": tempered} if tempered != 1.0 else {})}, use_cache
 
 
 def run_strategy(pretrained: TrunkHead, task: Task, splits: Splits, strategy: str | dict | Strategy,

@@ -154,7 +154,11 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.report_from is not None:
         rows = list(merged(json.loads(path.read_text()) for path in args.report_from).values())
-        publish("transfer_suite", report(rows, args, (args.minutes or 0) * 60) + (["", args.note] if args.note else []))
+        lines = report(rows, args, (args.minutes or 0) * 60) + (["", args.note] if args.note else [])
+        if args.no_write:
+            print("\n".join(lines))
+        else:
+            publish("transfer_suite", lines)
         return
     shots = [s if s == "all" else int(s) for s in args.shots]
     started = time.perf_counter()

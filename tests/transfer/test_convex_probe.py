@@ -298,3 +298,14 @@ def test_warm_started_solves_keep_conjugate_gradients_in_float32(monkeypatch):
     list(logistic_path(Task("t", num_classes=3), torch.tensor(_standardised(x)), torch.tensor(y), list(config.grid),
                        config.tol, config.max_iter))
     assert len(dtypes) > 50 and dtypes.count(torch.float32) >= 0.9 * len(dtypes)
+
+
+def test_a_grid_that_repeats_a_strength_solves_each_once():
+    """A user grid with a repeated C (the path extrapolates from the last two optima: two equal C
+    divided by zero) is read as the set of its values."""
+    x, y = _noisy(n=200, d=10, noise=1.0, seed=4)
+    task = Task("t", num_classes=3)
+    args = (task, torch.tensor(x[:100]), torch.tensor(y[:100]), torch.tensor(x[100:]), torch.tensor(y[100:]))
+    twice = solve_probe(*args, ConvexProbeConfig(grid=(1.0, 1.0, 0.1, 10.0), patience=None))
+    once = solve_probe(*args, ConvexProbeConfig(grid=(0.1, 1.0, 10.0), patience=None))
+    assert [p["c"] for p in twice.path] == [0.1, 1.0, 10.0] and twice.c == once.c

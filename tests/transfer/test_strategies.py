@@ -123,6 +123,10 @@ def test_auto_uses_evidence_unless_told_not_to_and_expects_a_second_round_where_
     assert not auto.small(mid) and auto.expected_se(mid) > auto.max_se
     assert [c.label() for c in auto.candidates(mid)] == [
         "linear_probe", "lp_ft", "gradual_unfreeze", "finetune", "finetune(trunk_lr_scale=1.0)", "scratch"]
+    # 20 labels per class on 100 classes: 2,000 validation examples resolve a lead in one round, so the
+    # few-labels candidate set (no fine-tuning) is not forced on it
+    wide = DataFacts(train_size=2000, num_classes=100, labels_per_class=20, val_labels_per_class=20)
+    assert not auto.small(wide) and "finetune(trunk_lr_scale=1.0)" in [c.label() for c in auto.candidates(wide)]
     many = DataFacts(train_size=4255, num_classes=5, labels_per_class=851, val_labels_per_class=96)
     assert "finetune(trunk_lr_scale=1.0)" in [c.label() for c in auto.candidates(many)]
     assert "finetune" not in [c.label() for c in auto.candidates(many)]   # the same as the full rate there

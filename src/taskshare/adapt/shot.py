@@ -172,7 +172,6 @@ def _kept_source_model(model: TrunkHead, task: Task, test_ds, device, message: s
     """The history of a run that did not adapt: one record (epoch 0, no step) with the source model's
     target metrics when labelled target test data were given, kept as the best epoch."""
     metrics = {f"val_target_{k}": v for k, v in evaluate(model, task, test_ds, device).items()} if test_ds else {}
-    history = History(epochs=[{"epoch": 0, "step": 0, "kept_source_model": True, **metrics}], best_epoch=0,
-                      best_score=0.0)
+    history = History(epochs=[{"epoch": 0, "step": 0, "kept_source_model": True, **metrics}], best_epoch=0)
     history.warning = message       # type: ignore[attr-defined]
     return history

@@ -81,17 +81,16 @@ class Auto(Strategy):
         return 0.5 / (max(1, facts.val_labels_per_class) * facts.num_classes) ** 0.5
 
     def small(self, facts: DataFacts) -> bool:
-        """Few labels: up to `probe_below` per class (or, without class counts, a validation split too
-        small to trust). Fewer candidates then: each will likely train twice, and full-rate fine-tuning
-        is the worst transfer option at this size. Above it fine-tuning stays a candidate however small
-        validation is: at 851 labels per class on 5 classes (481 validation examples) leaving it out
-        cost 3 points against the full-rate finetune (transfer suite, m1d_odd k=all)."""
-        if self.large(facts):
+        """Few labels (multiclass): up to `probe_below` per class, with a validation split too small to
+        trust one round. Fewer candidates then: each will likely train twice, and full-rate fine-tuning
+        is the worst transfer option at this size. Above `probe_below` fine-tuning stays a candidate
+        however small validation is: at 851 labels per class on 5 classes (481 validation examples)
+        leaving it out cost 3 points against the full-rate finetune (transfer suite, m1d_odd k=all).
+        Targets without class counts (binary, multi-label, regression) always get every candidate."""
+        if self.large(facts) or facts.labels_per_class is None:
             return False
-        if facts.labels_per_class is not None:
-            return facts.labels_per_class <= self.probe_below
         se = self.expected_se(facts)
-        return se is not None and se > self.max_se
+        return facts.labels_per_class <= self.probe_below and (se is None or se > self.max_se)
 
     def large(self, facts: DataFacts) -> bool:
         return (facts.source_size is not None and facts.train_size >= facts.source_size) or (

@@ -59,8 +59,9 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
                                     or (recheck := _unconfirmed_lead(evidence, decision, auto.max_se))):
         plan = plan or _plan_rounds(splits, task)
         pool, y, per_class, held, swappable = plan
-        if not swappable:
-            break   # a round trains on the held-out examples: only where they hold every class
+        if not swappable:   # a round trains on the held-out examples: only where they hold every class
+            stopped = "the validation split lacks a class the training split has"
+            break
         out = next_held_out(y, per_class, held, seed=config.seed * 7919 + rounds)
         keep = np.setdiff1d(np.arange(len(y)), out)
         if task.kind != "multiclass" and (stopped := _untrainable(task, labels_of(pool), keep, len(splits.train))):

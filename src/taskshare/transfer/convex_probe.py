@@ -123,7 +123,7 @@ def solve_probe(task: Task, train_x: Tensor, train_y: Tensor, val_x: Tensor | No
     z = (x - mean) / scale
     has_val = val_x is not None and val_y is not None and len(val_y) > 0 and \
         bool(task.known(task.prepare_target(torch.as_tensor(val_y))).any())
-    grid = sorted(config.grid) if has_val else [config.default_c]
+    grid = sorted(set(config.grid)) if has_val else [config.default_c]
     note = "" if has_val else f"no validation label: C fixed at {config.default_c:g}"
     if has_val:
         zv = (val_x.detach().double().reshape(len(val_x), -1).to(z.device) - mean) / scale

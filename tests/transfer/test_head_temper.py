@@ -12,13 +12,12 @@ from taskshare.errors import TaskshareError
 from taskshare.transfer import run_strategy
 from taskshare.transfer.head_temper import fresh_scale, temper_head
 
+from ..conftest import blobs
+
 
 def _small_spread_target():
     """Four classes whose trunk features vary by about 1e-3: a solved head needs weights near 1e3."""
-    g = torch.Generator().manual_seed(0)
-    centers = torch.randn(4, 8, generator=g) * 2
-    y = torch.arange(4).repeat_interleave(60)
-    x = centers[y] + torch.randn(240, 8, generator=g)
+    x, y = (torch.as_tensor(a) for a in blobs(n_per_class=60, classes=4, dim=8, spread=1.0))
     torch.manual_seed(0)
     trunk = nn.Sequential(nn.Sequential(nn.Linear(8, 32), nn.ReLU()), nn.Sequential(nn.Linear(32, 16)))
     with torch.no_grad():   # a pretrained-looking trunk whose outputs barely move between inputs

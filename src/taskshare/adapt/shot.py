@@ -116,14 +116,7 @@ def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConf
     unchanged, a warning is logged and the history's `warning` says why (one record, epoch 0, no
     training). Without it nothing is checked and the history's `note` says so."""
     config = config or TrainConfig()
-    if not isinstance(model, TrunkHead):
-        raise TaskshareError(f"source-free adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
-    if task.kind != "multiclass":
-        raise TaskshareError(f"source-free adaptation (SHOT) reads class predictions; task {task.name!r} is "
-                             f"{task.kind}, expected multiclass")
-    if isinstance(min_source_accuracy, bool) or not isinstance(min_source_accuracy, numbers.Real) \
-            or not 0.0 <= float(min_source_accuracy) <= 1.0:
-        raise TaskshareError(f"min_source_accuracy = {min_source_accuracy!r}; expected a fraction in [0, 1]")
+    _check_shot_arguments(model, task, min_source_accuracy)
     x = target_inputs(target)
     device = resolve_device(config.device)
     model.to(device)
@@ -136,13 +129,6 @@ def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConf
     loader = make_loader(to_dataset((x, torch.arange(len(x))), "target data"), config.batch_size, shuffle=True,
                          seed=config.seed)
 
-    def objective(m: nn.Module, xb, index):
-        logits = m(xb)
-        loss = information_maximization(logits)
-        if pseudo_weight:
-            loss = loss + pseudo_weight * F.cross_entropy(logits.float(), pseudo.labels[index.cpu()].to(logits.device))
-        return loss, {"shot": loss}
-
     def validate(m: nn.Module):      # no labels: the epoch count is the score, so the last epoch is kept
         metrics = {f"target_{k}": v for k, v in evaluate(m, task, test_ds, device).items()} if test_ds else {}
         return float(pseudo.epochs + 1), metrics
@@ -151,21 +137,53 @@ def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConf
         pseudo.refresh(model, x, device)
         pseudo.epochs += 1
 
+    history = _train_trunk(model, loader, _shot_objective(pseudo, pseudo_weight), validate, config, refresh,
+                           LoopHooks(state={"pseudo_labels": pseudo}))
+    if source_accuracy is None:     # a note, not a warning: a model from elsewhere is SHOT's usual case
+        history.note = ("shot: the source model's source-validation accuracy was not given "  # type: ignore[attr-defined]
+                        "(source_accuracy=), so whether it is good enough to self-train on was not checked")
+    return history
+
+
+def _check_shot_arguments(model: Any, task: Task, min_source_accuracy: Any) -> None:
+    if not isinstance(model, TrunkHead):
+        raise TaskshareError(f"source-free adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
+    if task.kind != "multiclass":
+        raise TaskshareError(f"source-free adaptation (SHOT) reads class predictions; task {task.name!r} is "
+                             f"{task.kind}, expected multiclass")
+    if isinstance(min_source_accuracy, bool) or not isinstance(min_source_accuracy, numbers.Real) \
+            or not 0.0 <= float(min_source_accuracy) <= 1.0:
+        raise TaskshareError(f"min_source_accuracy = {min_source_accuracy!r}; expected a fraction in [0, 1]")
+
+
+def _shot_objective(pseudo: PseudoLabels, pseudo_weight: float):
+    """SHOT's per-step loss on a batch of target inputs and their indices (for the pseudo-labels)."""
+
+    def objective(m: nn.Module, xb, index):
+        logits = m(xb)
+        loss = information_maximization(logits)
+        if pseudo_weight:
+            loss = loss + pseudo_weight * F.cross_entropy(logits.float(), pseudo.labels[index.cpu()].to(logits.device))
+        return loss, {"shot": loss}
+
+    return objective
+
+
+def _train_trunk(model: TrunkHead, loader, objective, validate, config: TrainConfig, epoch_end,
+                 hooks: LoopHooks) -> History:
+    """The loop over the trunk's parameters alone, `epoch_end` called after every epoch: the head is
+    frozen for the run (the source hypothesis stays) and whatever of it trained before trains again
+    after, even if the run fails."""
     frozen = [p for p in model.head.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     try:
         params = [{"params": [p for p in model.trunk.parameters() if p.requires_grad], "lr": config.lr}]
-        options = LoopOptions(True, params, callbacks=[refresh], label="adapt shot (source-free)", metric="epoch")
-        hooks = LoopHooks(state={"pseudo_labels": pseudo})
-        history = train_loop(model, loader, objective, validate, config, options, hooks)
+        options = LoopOptions(True, params, callbacks=[epoch_end], label="adapt shot (source-free)", metric="epoch")
+        return train_loop(model, loader, objective, validate, config, options, hooks)
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    if source_accuracy is None:     # a note, not a warning: a model from elsewhere is SHOT's usual case
-        history.note = ("shot: the source model's source-validation accuracy was not given "  # type: ignore[attr-defined]
-                        "(source_accuracy=), so whether it is good enough to self-train on was not checked")
-    return history
 
 
 def _kept_source_model(model: TrunkHead, task: Task, test_ds, device, message: str) -> History:

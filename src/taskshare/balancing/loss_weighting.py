@@ -1,6 +1,8 @@
 """Loss-weighting methods: each returns the scalar the trainer differentiates once."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -8,11 +10,26 @@ from ..errors import TaskshareError
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
-def _per_task(method: Balancer, values: Tensor, losses: Tensor) -> Tensor:
-    """A method's learned per-task values (built for num_tasks) in the losses' dtype."""
-    if len(losses) != method.num_tasks:
-        raise TaskshareError(f"{method.name}: built for {method.num_tasks} tasks, got {len(losses)} losses")
-    return values.to(losses.dtype)
+@balancer_dataclass
+class _LearnedPerTask(Balancer):
+    """A loss weighting with one learned number per task, zero at the start, trained with the model.
+    `learned` names the parameter: its attribute and its state_dict key, the one saved checkpoints
+    hold, so each method keeps its own name."""
+
+    learned: ClassVar[str] = ""
+    num_tasks: int = 2
+
+    def setup(self) -> None:
+        setattr(self, self.learned, nn.Parameter(torch.zeros(self.num_tasks)))
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        if len(losses) != self.num_tasks:
+            raise TaskshareError(f"{self.name}: built for {self.num_tasks} tasks, got {len(losses)} losses")
+        return self.weigh(losses, getattr(self, self.learned).to(losses.dtype))
+
+    def weigh(self, losses: Tensor, s: Tensor) -> Tensor:
+        """The scalar to differentiate, from the losses and the learned values `s` in their dtype."""
+        raise NotImplementedError
 
 
 @BALANCERS.register("equal")
@@ -43,18 +60,14 @@ class Fixed(Balancer):
 
 @BALANCERS.register("uncertainty")
 @balancer_dataclass
-class Uncertainty(Balancer):
+class Uncertainty(_LearnedPerTask):
     """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018): sum_t exp(-s_t) L_t + s_t
-    with learned log-variances s_t (created lazily for the number of tasks, trained with the model)."""
+    with learned log-variances s_t (created for the number of tasks, trained with the model)."""
 
     name = "uncertainty"
-    num_tasks: int = 2
+    learned = "log_vars"
 
-    def setup(self) -> None:
-        self.log_vars = nn.Parameter(torch.zeros(self.num_tasks))
-
-    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
-        s = _per_task(self, self.log_vars, losses)
+    def weigh(self, losses: Tensor, s: Tensor) -> Tensor:
         return (torch.exp(-s) * losses + s).sum()
 
 
@@ -102,18 +115,14 @@ class GLS(Balancer):
 
 @BALANCERS.register("imtl_l")
 @balancer_dataclass
-class IMTLL(Balancer):
+class IMTLL(_LearnedPerTask):
     """IMTL-L (Liu et al., ICLR 2021): learned scales, sum_t exp(s_t) L_t - s_t, which drives every
     scaled loss toward 1 (the loss half of IMTL)."""
 
     name = "imtl_l"
-    num_tasks: int = 2
+    learned = "scales"
 
-    def setup(self) -> None:
-        self.scales = nn.Parameter(torch.zeros(self.num_tasks))
-
-    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
-        s = _per_task(self, self.scales, losses)
+    def weigh(self, losses: Tensor, s: Tensor) -> Tensor:
         return (torch.exp(s) * losses - s).sum()
 
 

@@ -51,6 +51,17 @@ def _layer_grad(loss: Tensor, layer: Tensor) -> Tensor:
     return torch.zeros_like(layer) if grad is None else grad
 
 
+# `reduce=` is gone with no equivalent to map it to: it was a caller's callable (the mean across processes),
+# applied to the loss history and the loss methods' losses only, while across_processes=True makes the
+# losses, the per-task gradients and the after-step losses global with taskshare's own share-weighted mean.
+# Quietly reading one as the other would change a gradient method's update, so it is refused by name.
+_REMOVED = object()
+_REDUCE_REMOVED = ("Balancing(reduce={reduce!r}): reduce= was removed, and a reduction of your own is no longer "
+                   "accepted; pass across_processes=True instead (with several processes Balancing then takes "
+                   "the mean across them itself, weighted by set_share, for the losses, the per-task gradients "
+                   "and the after-step losses), or leave both out in one process")
+
+
 class Balancing:
     """A balancing method and its bookkeeping, owned by the caller's loop: the step count, the
     per-epoch loss history (DWA), the method's learned state (uncertainty, GradNorm, FAMO, GradVac),
@@ -59,11 +70,13 @@ class Balancing:
     layer's gradients for GradNorm: give `model=`). `across_processes`: with several processes (each
     holding `share` of the global batch, set by `set_share`), the method sees the global losses,
     layer gradients and per-task gradients, so every process keeps the same state and writes the
-    same update; a no-op when alone."""
+    same update; a no-op when alone. (It replaced `reduce=`, which is refused with a message naming it.)"""
 
     def __init__(self, method: Any = "upgrad", num_tasks: int | None = None, representation: bool = False,
                  engine: str = "auto", chunk: int | None = None, model: nn.Module | None = None,
-                 across_processes: bool = False):
+                 across_processes: bool = False, *, reduce: Any = _REMOVED):
+        if reduce is not _REMOVED:
+            raise TaskshareError(_REDUCE_REMOVED.format(reduce=reduce))
         if engine not in ("auto", "kernel", "batched", "sequential"):
             raise TaskshareError(f"engine must be 'auto', 'kernel', 'batched' or 'sequential', got {engine!r}")
         self.method = build_balancer(method, num_tasks or 2)

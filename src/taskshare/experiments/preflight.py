@@ -89,9 +89,10 @@ def check_adapt(config: Any) -> None:
             w = config.adapt.options.get(method, {}).get("pseudo_weight", 0.3)
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
                 raise ConfigError(f"config.adapt.options.shot.pseudo_weight = {w!r}; expected a number >= 0")
-            a = config.adapt.options.get(method, {}).get("min_source_accuracy", 0.5)
-            if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1:
-                raise ConfigError(f"config.adapt.options.shot.min_source_accuracy = {a!r}; expected a fraction in [0, 1]")
+            a = config.adapt.options.get(method, {}).get("min_source_accuracy")   # None: max(0.5, 1.5x chance)
+            if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 1):
+                raise ConfigError(f"config.adapt.options.shot.min_source_accuracy = {a!r}; expected a fraction in "
+                                  f"[0, 1] (or null for the default, max(0.5, 1.5x chance))")
         elif method != "source_only":
             try:
                 build_method({"name": method, **config.adapt.options.get(method, {})})

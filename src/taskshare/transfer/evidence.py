@@ -109,7 +109,7 @@ def _why(choice: str, prior: str, baseline: str, ties: list[str], bar: float, ma
          transfer: bool, prior_se) -> str:
     """Why `choice` was kept, for the note. `ahead`: some candidate cleared the bar; `transfer`: some
     transfer candidate was not refused; `prior_se()`: the standard error the prior's lead is resolved to."""
-    if not ahead and choice == prior:
+    if not ahead and choice == prior != baseline:
         return (f"no candidate leads {baseline} by more than {bar:.2f} standard errors, and the evidence cannot "
                 f"resolve the size rule's choice to within {max_se} (standard error {prior_se():.3f}): "
                 f"its prior decides, its lead not negative")

@@ -23,9 +23,18 @@ class _LearnedPerTask(Balancer):
         setattr(self, self.learned, nn.Parameter(torch.zeros(self.num_tasks)))
 
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        self._check_size(losses)
+        return self.weigh(losses, getattr(self, self.learned).to(losses.dtype))
+
+    def present_loss(self, losses: Tensor, step: int, history: list[Tensor], present: Tensor) -> Tensor:
+        # an absent task's learned value is left out of the objective: it gets no gradient at all
+        self._check_size(losses)
+        keep = present.nonzero().squeeze(1)
+        return self.weigh(losses[keep], getattr(self, self.learned).to(losses.dtype)[keep])
+
+    def _check_size(self, losses: Tensor) -> None:
         if len(losses) != self.num_tasks:
             raise TaskshareError(f"{self.name}: built for {self.num_tasks} tasks, got {len(losses)} losses")
-        return self.weigh(losses, getattr(self, self.learned).to(losses.dtype))
 
     def weigh(self, losses: Tensor, s: Tensor) -> Tensor:
         """The scalar to differentiate, from the losses and the learned values `s` in their dtype."""
@@ -53,9 +62,16 @@ class Fixed(Balancer):
             raise TaskshareError(f"fixed: weights must be a non-empty list of numbers >= 0, got {self.values!r}")
 
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        return (losses * self._values(losses)).sum()
+
+    def present_loss(self, losses: Tensor, step: int, history: list[Tensor], present: Tensor) -> Tensor:
+        keep = present.nonzero().squeeze(1)
+        return (losses[keep] * self._values(losses)[keep]).sum()
+
+    def _values(self, losses: Tensor) -> Tensor:
         if len(self.values) != len(losses):
             raise TaskshareError(f"fixed: {len(self.values)} weights for {len(losses)} tasks")
-        return (losses * losses.new_tensor(self.values)).sum()
+        return losses.new_tensor(self.values)
 
 
 @BALANCERS.register("uncertainty")
@@ -75,7 +91,8 @@ class Uncertainty(_LearnedPerTask):
 @balancer_dataclass
 class DWA(Balancer):
     """Dynamic weight average (Liu, Johns & Davison, CVPR 2019): w_t = T softmax(r_t / temperature),
-    r_t = L_t(epoch-1) / L_t(epoch-2) from the per-epoch mean losses; 1 for the first two epochs."""
+    r_t = L_t(epoch-1) / L_t(epoch-2) from the per-epoch mean losses; 1 for the first two epochs, and
+    for a task whose history has a gap (no labelled batch in one of those epochs: NaN)."""
 
     name = "dwa"
     temperature: float = 2.0
@@ -83,7 +100,7 @@ class DWA(Balancer):
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
         if len(history) < 2:
             return losses.sum()
-        ratio = history[-1].to(losses) / history[-2].to(losses).clamp_min(1e-12)
+        ratio = torch.nan_to_num(history[-1].to(losses) / history[-2].to(losses).clamp_min(1e-12), nan=1.0)
         w = len(losses) * torch.softmax(ratio / self.temperature, 0)
         return (w.detach() * losses).sum()
 

@@ -151,7 +151,7 @@ def _objective(by_name: Mapping[str, Task], weights: Mapping[str, float], balanc
             if balanced:
                 balanced.set_share(share)
         if balanced:
-            return balanced.total(parts), parts
+            return balanced.total(parts, ys), parts
         total = sum(weights.get(t, 1.0) * loss for t, loss in parts.items())
         return total, parts
 

@@ -167,3 +167,15 @@ def test_one_dataset_per_task_learns_with_famo_and_gls(balancer):
         scores[bal] = [e["a"]["r2"], e["b"]["r2"]]
     assert min(scores[None]) > 0.3
     assert scores[balancer] == pytest.approx(scores[None], abs=0.05)
+
+
+@pytest.mark.parametrize("name", BALANCERS.names())
+def test_every_method_built_for_one_task_runs_on_it(name):
+    method = build_balancer({"name": "fixed", "values": [1.0]} if name == "fixed" else name, 1)
+    if method.needs_layer_gradients:
+        out = method.task_loss(torch.tensor([1.0]), layer_grads=torch.ones(1, 3))
+    elif method.needs == "losses":
+        out = method.task_loss(torch.tensor([1.0]), 3, [torch.tensor([1.0]), torch.tensor([2.0])])
+    else:
+        out = method.direction(torch.ones(1, 4, dtype=torch.float64))
+    assert torch.isfinite(out).all()

@@ -34,7 +34,8 @@ class MultiTaskSpec:
     modes: list[str] = field(default_factory=lambda: list(MODES))
     coupling: float = 1e-3            # soft sharing: lambda of the distance penalty
     layers: str | None = None         # soft sharing: regex of the trunk parameters to couple (default all)
-    sampler: str = "proportional"     # one dataset per task: round_robin | proportional | temperature | uniform
+    sampler: str | None = None        # one dataset per task: round_robin | proportional | temperature | uniform | joint
+                                      # (default: joint, a batch of every task per step, with a gradient method; else proportional)
     temperature: float = 2.0
     weights: dict[str, float] = field(default_factory=dict)
     balancer: Any = None              # every mode but single: a balancing method by name, or {name: ..., hyperparameter: ...}
@@ -155,7 +156,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
                           f"{len(tasks)} tasks; known training labels per task: {known}")
         else:
             console.print(f"multi-task data: one dataset per task, training sizes "
-                          f"{ {t: len(d[1]) for t, d in train.items()} }; sampler {config.multitask.sampler}")
+                          f"{ {t: len(d[1]) for t, d in train.items()} }; sampler {config.multitask.sampler or 'default'}")
     example = train.x[:2] if isinstance(train, MultiTaskDataset) else torch.as_tensor(next(iter(train.values()))[0][:2])
     factory = trunk_factory(config.model.name, config.model.args, example, any(t.kind in DENSE_KINDS for t in tasks))
     rows: list[SharingResult] = []

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..balancing import Balancer
+from ..data.multitask import rows_of_tasks
 from ..distributed import sum_across, world
 from ..errors import TaskshareError
 from ..tasks import Task
@@ -99,7 +100,7 @@ class BalancedStep(LoopHooks):
         """Methods that learn from the effect of a step (FAMO) see the same batch's losses after it."""
         if not self.wants_after_step:
             return
-        out = model(x, tasks=list(ys))
+        out = rows_of_tasks(model(x, tasks=list(ys)), ys)
         previous = self.balancer.losses_before_step()
         parts = {t.name: t.loss(out[t.name], ys[t.name]).float() for t in self.tasks if t.name in ys}
         if world()[1] > 1:               # the global losses: the same state on every process

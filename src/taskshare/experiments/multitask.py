@@ -34,8 +34,9 @@ class MultiTaskSpec:
     modes: list[str] = field(default_factory=lambda: list(MODES))
     coupling: float = 1e-3            # soft sharing: lambda of the distance penalty
     layers: str | None = None         # soft sharing: regex of the trunk parameters to couple (default all)
-    sampler: str | None = None        # one dataset per task: round_robin | proportional | temperature | uniform | joint
-                                      # (default: joint, a batch of every task per step, with a gradient method; else proportional)
+    # one dataset per task: round_robin | proportional | temperature | uniform | joint (a batch of every
+    # task per step); default: joint with a gradient-balancing method, else proportional
+    sampler: str | None = None
     temperature: float = 2.0
     weights: dict[str, float] = field(default_factory=dict)
     balancer: Any = None              # every mode but single: a balancing method by name, or {name: ..., hyperparameter: ...}

@@ -114,7 +114,8 @@ class Balancing:
         return LayerCapture(trunk, [p for p in trunk.parameters() if p.requires_grad], convs=self.engine == "kernel")
 
     def backward(self, losses: Sequence[Tensor] | Tensor, shared: Iterable[Tensor] | None = None,
-                 features: Tensor | None = None, scale: float = 1.0, present: Sequence[bool] | Tensor | None = None) -> None:
+                 features: Tensor | None = None, scale: float = 1.0,
+                 present: Sequence[bool] | Tensor | None = None) -> None:
         """Add this step's update into .grad (accumulates, like loss.backward()). `losses`: one scalar per
         task. `shared`: the shared parameters (default: those upstream of `features`, or, without
         features, every parameter two losses reach). `scale`: a grad scaler's factor under fp16 (pass
@@ -229,7 +230,8 @@ class Balancing:
         return self.method.observes_step
 
     @torch.no_grad()
-    def after_step(self, losses_after: Sequence[Tensor] | Tensor, present: Sequence[bool] | Tensor | None = None) -> None:
+    def after_step(self, losses_after: Sequence[Tensor] | Tensor,
+                   present: Sequence[bool] | Tensor | None = None) -> None:
         """FAMO: the same batch's task losses after optimizer.step() (across processes: their global
         means, so the method's state moves the same way everywhere); `present` as for backward."""
         if not self.wants_after_step:

@@ -41,7 +41,7 @@ def test_loss_method_with_a_task_absent_acts_on_the_present_tasks_alone(name):
 
 @pytest.mark.parametrize("name", ["famo", "gls"])
 def test_famo_and_gls_keep_the_present_tasks_gradient(name):
-    """The reviewer's case: filled with a zero, task b made d objective / d L_a vanish (1e-8, 6e-7)."""
+    """Filled with a zero, task b made d objective / d L_a vanish (1e-8, 6e-7)."""
     losses = torch.tensor([0.8, 0.0], requires_grad=True)
     build_balancer(name, 2).task_loss(losses, present=torch.tensor([True, False])).backward()
     assert losses.grad.tolist() == pytest.approx([1.0, 0.0])         # one task alone: its plain gradient
@@ -81,7 +81,7 @@ def test_dwa_history_leaves_an_absent_task_out_of_its_epoch_mean():
 
 @pytest.mark.parametrize("mask_given", [True, False])
 def test_gradnorm_initial_loss_is_the_first_observed_one(mask_given):
-    """The reviewer's identical tasks, task b unlabelled in the first batch: L_b(0) was kept as 1e-12,
+    """Two identical tasks, task b unlabelled in the first batch: L_b(0) was kept as 1e-12,
     which drove the weights to [-0.025, 2.025]; they must stay [1, 1]."""
     gn = build_balancer("gradnorm", 2)
     opt = torch.optim.Adam(gn.parameters(), lr=0.025)
@@ -154,7 +154,7 @@ def _two_datasets():
 
 @pytest.mark.parametrize("balancer", ["famo", "gls"])
 def test_one_dataset_per_task_learns_with_famo_and_gls(balancer):
-    """The reviewer's regression: val R2 -0.009 / 0.084 with FAMO against 0.425 / 0.469 with none."""
+    """Two regressions, one dataset each: val R2 was -0.009 / 0.084 with FAMO against 0.425 / 0.469 with none."""
     tasks = [Task("a", "regression"), Task("b", "regression")]
     train, val = _two_datasets()
     scores = {}

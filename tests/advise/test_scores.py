@@ -103,7 +103,7 @@ def _mackay_to_stagnation(F, t, cap=200_000):
 
 
 def test_logme_reaches_the_evidence_fixed_point():
-    # the reviewer's case: 16 samples, 45 features, 3 classes; 50 plain iterations stopped at -0.83076
+    # a slow case: 16 samples, 45 features, 3 classes; 50 plain iterations stopped at -0.83076
     import numpy as np
     r = np.random.default_rng(23)
     n, d, C = int(r.integers(10, 200)), int(r.integers(2, 64)), int(r.integers(2, 6))

@@ -12,7 +12,7 @@ from taskshare.balancing.cagrad import cagrad_inner
 
 
 def wide(seed, T=5, P=7):
-    """The reviewer's gradients: task i has norm about 10^i."""
+    """Task i's gradient has norm about 10^i: squared norms span eight orders of magnitude."""
     return np.random.default_rng(seed).normal(size=(T, P)) * 10.0 ** np.arange(T)[:, None]
 
 

@@ -14,9 +14,9 @@ from ..data.multitask import MultiTaskDataset
 from ..errors import TaskshareError
 from ..models.backbones.spec import preprocessing_of
 from ..train.compare_sharing import compare_sharing
-from .multitask import split_data, write_multitask_reports
+from .multitask import split_rows, write_multitask_reports
 from .specs import MultiTaskData
-from .own import OwnExperiment, input_info, model_size, read_data
+from .own import OwnExperiment, input_info, model_size, read_data, refit_table
 from ..serve.bundle import write_bundle
 from ..serve.models import multitask_net
 from ..tasks import Task
@@ -34,9 +34,13 @@ def _inputs(data, tokenizer) -> torch.Tensor:
 
 
 def _tasks(data) -> list[Task]:
-    """One multiclass task per label column, each with known examples of at least two classes."""
+    """One task per label column: regression where the source says kind: regression, else multiclass
+    with known examples of at least two classes."""
     tasks = []
     for name in data.tasks:
+        if data.kind_of(name) == "regression":
+            tasks.append(Task(name, "regression"))
+            continue
         present = np.unique(data.labels[name][data.labels[name] >= 0])
         if len(present) < 2:
             raise TaskshareError(f"task {name!r} has {'a single class' if len(present) else 'no known label'} "
@@ -54,10 +58,13 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     if data.kind == "text" and tokenizer is None:
         raise TaskshareError(f"{data.origin} holds text: it needs a text model (model: {{hf: ...}})")
     tasks = _tasks(data)
-    dataset = MultiTaskDataset(_inputs(data, tokenizer), data.labels, data.origin)
     rows = MultiTaskData(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.split_seed)
-    train_set, val_set, test_set = split_data(dataset, rows)
-    known = {t.name: int((train_set.labels[t.name] >= 0).sum()) for t in tasks}
+    parts = split_rows(len(data), rows)
+    if data.kind == "table":   # means, scales and categories from the training rows only
+        data = refit_table(data, parts[0])
+    dataset = MultiTaskDataset(_inputs(data, tokenizer), data.labels, data.origin)
+    train_set, val_set, test_set = (dataset.subset(p) for p in parts)
+    known = {t.name: int(data.known(t.name)[parts[0]].sum()) for t in tasks}
     console.print(f"multi-task data {data.origin}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
                   f"rows, {len(tasks)} tasks; known training labels per task: {known}")
     record = {"mode": "multitask", "model": config.model.to_config(), "input": input_info(data, tokenizer),
@@ -83,6 +90,7 @@ def _compare(config: OwnExperiment, record: dict, tasks: list[Task], splits, con
     def factory():
         return multitask_net(record, tasks, pretrained=True).trunk
 
+    what = "mean accuracy" if all(t.kind == "multiclass" for t in tasks) else "mean main metric"
     rows = []
     for seed in spec.seeds:
         train_cfg = under(replace(spec.train, seed=seed), f"seed{seed}")
@@ -91,7 +99,7 @@ def _compare(config: OwnExperiment, record: dict, tasks: list[Task], splits, con
                                  spec.representation):
             rows.append(r)
             dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"
-            console.print(f"  seed={seed} {r.mode:<13} mean accuracy {np.mean(list(r.main.values())):.3f}{dm}", highlight=False)
+            console.print(f"  seed={seed} {r.mode:<13} {what} {np.mean(list(r.main.values())):.3f}{dm}", highlight=False)
     return rows
 
 

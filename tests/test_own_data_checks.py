@@ -1,0 +1,133 @@
+"""Own-data runs check what can be checked before anything trains: the config's values before any
+file is read, the transfer target before the source is pretrained; multi-task tables train
+regression labels, with the encoding fitted on the training rows."""
+import csv
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+import taskshare
+from taskshare.cli import main
+from taskshare.errors import ConfigError
+from taskshare.experiments.own import load_own
+
+from .data.own_files import table_csv
+
+FAST = {"epochs": 2, "min_steps": 0, "batch_size": 16, "progress": False, "device": "cpu"}
+
+
+def transfer_config(tmp_path: Path, target: dict | None = None, **extra) -> dict:
+    source = table_csv(tmp_path / "source.csv", n=60, seed=1)
+    target = target or {"csv": str(table_csv(tmp_path / "target.csv", n=60, seed=2)), "label": "big"}
+    return {"source": {"csv": str(source), "label": "big"}, "target": target,
+            "model": {"name": "mlp", "args": {"hidden": [8]}}, "output": str(tmp_path / "run"),
+            "transfer": {"shots": [5], "strategies": ["linear_probe"], "train": FAST}, **extra}
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"transfer": {"shots": ["ALL"]}}, "transfer.shots has 'ALL'; expected positive integers or 'all'"),
+    ({"transfer": {"shots": [5.5]}}, "transfer.shots has 5.5"),
+    ({"transfer": {"shots": [0]}}, "transfer.shots has 0"),
+    ({"transfer": {"strategies": ["linear_prob"]}}, "linear_prob"),
+    ({"augment": "heavy"}, "augment = 'heavy'"),
+    ({"test_fraction": 1.5}, "test_fraction = 1.5; expected a fraction"),
+    ({"test_fraction": 0}, "test_fraction = 0"),
+])
+def test_config_values_are_checked_before_any_file_is_read(tmp_path, change, message):
+    raw = {"target": {"csv": "nowhere.csv", "label": "y"}, "source": {"csv": "nowhere.csv"}, "model": {"name": "mlp"}}
+    for key, value in change.items():
+        raw[key] = value
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_own(raw)
+
+
+@pytest.fixture
+def no_pretraining(monkeypatch):
+    import taskshare.experiments.own_transfer as own_transfer
+    monkeypatch.setattr(own_transfer, "pretrain_builtin",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("the source was pretrained")))
+
+
+def _refused(tmp_path, capsys, config: dict) -> str:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path)]) == 2
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_test_table_with_an_extra_class_stops_before_pretraining(tmp_path, capsys, no_pretraining):
+    test = tmp_path / "test.csv"
+    test.write_text(table_csv(tmp_path / "t.csv", n=20, seed=3).read_text().replace(",yes,", ",huge,", 1))
+    text = _refused(tmp_path, capsys, transfer_config(tmp_path, test={"csv": str(test), "label": "big"}))
+    assert "['huge']" in text
+
+
+def test_shots_larger_than_a_class_stop_before_pretraining(tmp_path, capsys, no_pretraining):
+    config = transfer_config(tmp_path)
+    config["transfer"]["shots"] = [40]
+    assert "shots=40 needs 80" in _refused(tmp_path, capsys, config)
+
+
+def test_blank_label_column_stops_before_pretraining(tmp_path, capsys, no_pretraining):
+    target = table_csv(tmp_path / "target.csv", n=40, seed=2)
+    blank = tmp_path / "blank.csv"
+    blank.write_text("\n".join(line.rsplit(",", 2)[0] + ",," for line in target.read_text().splitlines()[1:]))
+    blank.write_text("x1,x2,colour,big,shade\n" + blank.read_text())
+    text = _refused(tmp_path, capsys, transfer_config(tmp_path, target={"csv": str(blank), "label": "big"}))
+    assert "label column 'big' has no known value" in text
+
+
+def test_regression_target_in_transfer_names_the_mode_that_trains_it(tmp_path, capsys, no_pretraining):
+    target = {"csv": str(table_csv(tmp_path / "target.csv", n=40)), "label": "x2", "kind": "regression"}
+    text = _refused(tmp_path, capsys, transfer_config(tmp_path, target=target))
+    assert "'x2' is kind: regression" in text and "mode: multitask" in text
+
+
+def regression_csv(path: Path, n: int = 200, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3))
+    lines = ["a,b,c,value,sign"]
+    for i in range(n):
+        sign = ("pos" if x[i, 1] > 0 else "neg") if i % 3 else ""
+        lines.append(f"{x[i, 0]:.4f},{x[i, 1]:.4f},{x[i, 2]:.4f},{2 * x[i, 0] - x[i, 2]:.4f},{sign}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_multitask_table_trains_a_regression_label_and_predict_writes_its_value(tmp_path):
+    data = regression_csv(tmp_path / "r.csv")
+    config = {"mode": "multitask", "data": {"csv": str(data), "labels": ["value", "sign"], "kind": {"value": "regression"}},
+              "model": {"name": "mlp", "args": {"hidden": [32]}}, "output": str(tmp_path / "mt"),
+              "multitask": {"modes": ["single", "hard"], "train": {**FAST, "epochs": 40, "batch_size": 32, "lr": 0.01}}}
+    (tmp_path / "mt.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "mt.yaml")]) == 0
+    run = taskshare.load(tmp_path / "mt")
+    assert [t.kind for t in run.tasks] == ["regression", "multiclass"]
+    assert run.record["test"]["value"]["r2"] > 0.8
+    # the encoding comes from the training rows: their mean, not every row's
+    from taskshare.experiments.multitask import split_rows
+    from taskshare.experiments.specs import MultiTaskData
+    train = split_rows(200, MultiTaskData(val_fraction=0.15, test_fraction=0.2, seed=0))[0]
+    a = np.loadtxt(data, delimiter=",", skiprows=1, usecols=0)
+    mean = run.record["input"]["encoding"]["columns"][0]["mean"]
+    assert mean == pytest.approx(a[train].mean(), abs=1e-6) and mean != pytest.approx(a.mean(), abs=1e-6)
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(tmp_path / "mt"), str(data), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert "value_probability" not in rows[0]
+    truth = np.loadtxt(data, delimiter=",", skiprows=1, usecols=3)
+    assert np.corrcoef([float(r["value"]) for r in rows], truth)[0, 1] > 0.9
+
+
+def test_predict_reads_a_blank_text_cell_as_training_does(tmp_path):
+    from taskshare.data.sources import read_source
+    from taskshare.serve.predict import read_inputs
+    (tmp_path / "t.csv").write_text('text,label\nhello,a\n,b\n"",a\n')
+    trained = read_source({"csv": str(tmp_path / "t.csv"), "label": "label"}).inputs
+    run = SimpleNamespace(kind="text", input={"encoding": {"text_column": "text"}})
+    assert read_inputs(run, tmp_path / "t.csv")[1] == trained == ["hello", "", ""]
+    (tmp_path / "t.jsonl").write_text('{"text": "hi"}\n{"text": null}\n{"other": 1}\n')
+    assert read_inputs(run, tmp_path / "t.jsonl")[1] == ["hi", "", ""]

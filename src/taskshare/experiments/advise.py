@@ -48,10 +48,11 @@ def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: st
     table = Table(title="advice before training: the pretrained trunk on the target's labelled examples")
     for column in ("labels/class", "examples", "LogME", "random trunk", "LEEP", "NCE", "H-score", "recommended"):
         table.add_column(column, justify="right" if column != "recommended" else "left")
-    results = []
-    per_class = int(np.bincount(target.y).min())
+    results, dropped = [], []
+    per_class, val = int(np.bincount(target.y).min()), config.transfer.val_per_class
     for shot in config.transfer.shots:
-        if shot != "all" and shot > per_class:
+        if shot != "all" and shot + (val or shot) > per_class:   # run's rule: k to train + the validation share
+            dropped.append(shot)
             continue
         splits = few_shot((target.x, target.y), shot, seed=0, val_per_class=config.transfer.val_per_class,
                           test=(target.x_test, target.y_test))
@@ -67,6 +68,10 @@ def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: st
                       f"{best.leep:.3f}", f"{best.nce:.3f}", f"{best.h_score:.2f}",
                       advice.strategy + (f"({args})" if args else ""))
     console.print(table)
+    if dropped:   # every size in the config is scored unless it cannot be drawn; say which and why
+        console.print(f"not scored: k={', '.join(map(str, dropped))} labels per class; each needs k to train + "
+                      f"{val or 'k'} to validate of every class, and the target's smallest class has {per_class} "
+                      f"examples (taskshare run stops at these sizes too)", highlight=False)
     _print_reasons(console, results)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "advice.json", json.dumps(results, indent=2, default=str).encode())

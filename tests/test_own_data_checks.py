@@ -131,3 +131,12 @@ def test_predict_reads_a_blank_text_cell_as_training_does(tmp_path):
     assert read_inputs(run, tmp_path / "t.csv")[1] == trained == ["hello", "", ""]
     (tmp_path / "t.jsonl").write_text('{"text": "hi"}\n{"text": null}\n{"other": 1}\n')
     assert read_inputs(run, tmp_path / "t.jsonl")[1] == ["hi", "", ""]
+
+
+def test_target_without_the_source_columns_stops_before_the_source_trains(tmp_path, capsys, monkeypatch):
+    import taskshare.experiments.own as own
+    monkeypatch.setattr(own, "fit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("the source was trained")))
+    target = tmp_path / "other.csv"
+    target.write_text("u,v,big\n" + "".join(f"{i},{i % 3},{['yes', 'no'][i % 2]}\n" for i in range(40)))
+    text = _refused(tmp_path, capsys, transfer_config(tmp_path, target={"csv": str(target), "label": "big"}))
+    assert "lacks 4 of the source's feature columns (first 'x1')" in text

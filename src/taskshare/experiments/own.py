@@ -119,7 +119,7 @@ def refit_table(data: SourceData, rows: np.ndarray) -> SourceData:
     rows): fitted on every row, the held-out rows would shape the inputs they are scored on."""
     from ..data.sources.table import encode, refit
     encoding = refit(data.raw.iloc[rows], data.encoding, data.origin)
-    return replace(data, inputs=encode(data.raw, encoding, data.origin), encoding=encoding)
+    return replace(data, inputs=encode(data.raw, encoding, data.origin, quiet=True), encoding=encoding)
 
 
 def input_info(data: SourceData, tokenizer=None) -> dict[str, Any]:
@@ -230,14 +230,17 @@ def run_own(config: OwnExperiment, out: Path, console) -> int:
     return run_own_transfer(config, out, console)
 
 
-def pretrain_builtin(config: OwnExperiment, image_size, console) -> tuple[torch.nn.Module, dict[str, Any], int]:
-    """A built-in model trained on the configured source; returns it, the source's input record and
-    its number of classes."""
+def pretrain_builtin(config: OwnExperiment, image_size, console,
+                     target: SourceData | None = None) -> tuple[torch.nn.Module, dict[str, Any], int]:
+    """A built-in model trained on the configured source (checked first against the `target` it
+    will transfer to); returns it, the source's input record and its number of classes."""
     source = read_data(config.source, image_size, "source")  # type: ignore[arg-type]
     task_name = source.tasks[0]
     classification_only(source, task_name)
     source = source.select(np.flatnonzero(source.known(task_name)))
     check_classes(source, task_name, [], None)
+    if target is not None:
+        same_inputs(source, target)
     n_classes = len(source.class_names[task_name])
     info = input_info(source)
     task = Task("source", "multiclass", num_classes=n_classes)
@@ -253,6 +256,22 @@ def pretrain_builtin(config: OwnExperiment, image_size, console) -> tuple[torch.
     console.print(f"pretrained {config.model.name} on the source ({len(source)} examples, {n_classes} classes): "
                   f"validation accuracy {metrics['accuracy'] * 100:.1f}%")
     return net, info, n_classes
+
+
+def same_inputs(source: SourceData, target: SourceData) -> None:
+    """The model pretrained on `source` can read `target`: the same kind of input and, for tables,
+    every column the source's encoding reads (else the run stops after pretraining, not before)."""
+    if source.kind != target.kind:
+        raise TaskshareError(f"the source {source.origin} holds {source.kind} inputs, the target {target.origin} "
+                             f"{target.kind}; a model pretrained on one reads only the same kind")
+    if source.kind == "table" and target.raw is not None:
+        columns = [c["name"] for c in source.encoding["columns"]]
+        missing = [c for c in columns if c not in target.raw.columns]
+        if missing:
+            raise TaskshareError(f"the target {target.origin} lacks {len(missing)} of the source's feature columns "
+                                 f"(first {missing[0]!r}); the model pretrained on {source.origin} reads {columns[:8]}"
+                                 f"{' ...' if len(columns) > 8 else ''}, "
+                                 f"so source and target need the same feature columns")
 
 
 def with_cache_note(config: OwnExperiment, augment) -> None:

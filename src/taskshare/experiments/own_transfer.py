@@ -44,7 +44,7 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     target = read_target(config, size)   # checked before the source is pretrained
     source_net, record = None, {"mode": "transfer", "model": config.model.to_config()}
     if backbone is None:
-        source_net, source_info, record["source_outputs"] = pretrain_builtin(config, size, console)
+        source_net, source_info, record["source_outputs"] = pretrain_builtin(config, size, console, target.data)
         if source_info["kind"] == "table":   # the network learnt the source's scaling and categories
             config = replace(config, target={**config.target, "encoding": source_info["encoding"]})
             target = read_target(config, size)

@@ -68,9 +68,10 @@ def numbers(values, name: str, where: str, quiet: bool = False) -> np.ndarray:
     return x
 
 
-def encode(frame, encoding: dict[str, Any], where: str = "table") -> np.ndarray:
+def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False) -> np.ndarray:
     """Rows -> float32 features. A blank numeric cell becomes the training mean (0 after scaling); a
-    category not seen in training gets all-zero indicators, and both are counted in the log."""
+    category not seen in training gets all-zero indicators, and both are counted in the log (unless
+    `quiet`: rows already reported once)."""
     parts, unseen, blanks = [], {}, {}
     for col in encoding["columns"]:
         name = col["name"]
@@ -79,7 +80,7 @@ def encode(frame, encoding: dict[str, Any], where: str = "table") -> np.ndarray:
                                  f"{[c['name'] for c in encoding['columns']]}")
         values = frame[name]
         if col["type"] == "numeric":
-            x = numbers(values, name, where)
+            x = numbers(values, name, where, quiet)
             if np.isnan(x).any():
                 blanks[name] = int(np.isnan(x).sum())
             x = np.where(np.isfinite(x), (x - col["mean"]) / col["std"], 0.0)
@@ -96,10 +97,10 @@ def encode(frame, encoding: dict[str, Any], where: str = "table") -> np.ndarray:
                 else:
                     onehot[r, i] = 1.0
             parts.append(onehot)
-    if blanks:
+    if blanks and not quiet:
         log.info("%s: blank (unknown) numeric cells set to the training mean: %s", where,
                  ", ".join(f"{n} {c}" for n, c in blanks.items()))
-    for name, cats in unseen.items():
+    for name, cats in ({} if quiet else unseen).items():
         log.warning("%s: column %r has categories not seen in training (encoded as none): %s", where, name,
                     sorted(cats)[:5])
     return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)

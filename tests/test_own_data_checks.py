@@ -92,16 +92,17 @@ def regression_csv(path: Path, n: int = 200, seed: int = 0) -> Path:
     lines = ["a,b,c,value,sign"]
     for i in range(n):
         sign = ("pos" if x[i, 1] > 0 else "neg") if i % 3 else ""
-        lines.append(f"{x[i, 0]:.4f},{x[i, 1]:.4f},{x[i, 2]:.4f},{2 * x[i, 0] - x[i, 2]:.4f},{sign}")
+        lines.append(f"{x[i, 0]:.4f},{x[i, 1]:.4f},{x[i, 2]:.4f},{300 + 50 * (2 * x[i, 0] - x[i, 2]):.4f},{sign}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def test_multitask_table_trains_a_regression_label_and_predict_writes_its_value(tmp_path):
+    """A value in the hundreds beside a class label, a third of the class labels unknown."""
     data = regression_csv(tmp_path / "r.csv")
     config = {"mode": "multitask", "data": {"csv": str(data), "labels": ["value", "sign"], "kind": {"value": "regression"}},
               "model": {"name": "mlp", "args": {"hidden": [32]}}, "output": str(tmp_path / "mt"),
-              "multitask": {"modes": ["single", "hard"], "train": {**FAST, "epochs": 40, "batch_size": 32, "lr": 0.01}}}
+              "multitask": {"modes": ["single", "hard"], "train": {**FAST, "epochs": 20, "batch_size": 32, "lr": 0.01}}}
     (tmp_path / "mt.yaml").write_text(yaml.safe_dump(config))
     assert main(["run", str(tmp_path / "mt.yaml")]) == 0
     run = taskshare.load(tmp_path / "mt")
@@ -119,7 +120,11 @@ def test_multitask_table_trains_a_regression_label_and_predict_writes_its_value(
     rows = list(csv.DictReader(out.open()))
     assert "value_probability" not in rows[0]
     truth = np.loadtxt(data, delimiter=",", skiprows=1, usecols=3)
-    assert np.corrcoef([float(r["value"]) for r in rows], truth)[0, 1] > 0.9
+    predicted = np.array([float(r["value"]) for r in rows])
+    # values in the hundreds, learnt in 20 epochs (trained on a standard scale) and given back in the file's units
+    assert np.abs(predicted - truth).mean() < 0.3 * truth.std()
+    results = yaml.safe_load((tmp_path / "mt" / "multitask_results.json").read_text())["results"]
+    assert all(r["test"]["value"]["mae"] > 1 for r in results)   # the report's errors in those units too
 
 
 def test_predict_reads_a_blank_text_cell_as_training_does(tmp_path):

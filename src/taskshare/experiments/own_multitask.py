@@ -17,6 +17,7 @@ from ..train.compare_sharing import compare_sharing
 from .multitask import split_rows, write_multitask_reports
 from .specs import MultiTaskData
 from .own import OwnExperiment, input_info, model_size, read_data, refit_table
+from .own_values import fold_scales, scaled, unscale_metrics, value_scales
 from ..serve.bundle import write_bundle
 from ..serve.models import multitask_net
 from ..tasks import Task
@@ -62,7 +63,9 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     parts = split_rows(len(data), rows)
     if data.kind == "table":   # means, scales and categories from the training rows only
         data = refit_table(data, parts[0])
-    dataset = MultiTaskDataset(_inputs(data, tokenizer), data.labels, data.origin)
+    scales = value_scales(data, parts[0])   # regression labels train on a standard scale
+    x = _inputs(data, tokenizer)
+    dataset = MultiTaskDataset(x, scaled(data.labels, scales), data.origin)
     train_set, val_set, test_set = (dataset.subset(p) for p in parts)
     known = {t.name: int(data.known(t.name)[parts[0]].sum()) for t in tasks}
     console.print(f"multi-task data {data.origin}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
@@ -72,9 +75,13 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     if backbone is not None:
         record["preprocessing"] = preprocessing_of(backbone)
     rows = _compare(config, record, tasks, (train_set, val_set, test_set), console)
+    for r in rows:
+        unscale_metrics(r.test, scales)
     write_multitask_reports(out, tasks, rows, to_dict(config))
     print_sharing(console, tasks, rows, "multi-task on your data: one model per task vs sharing")
     model = _deployable(config, record, tasks, train_set, val_set)
+    fold_scales(model, scales)              # the saved model outputs values in the file's units
+    test_set = MultiTaskDataset(x, data.labels, data.origin).subset(parts[2])
     test_metrics = evaluate_multitask(model, tasks, test_set, config.multitask.train.eval_batch_size)
     record.update(strategy="hard sharing", test=test_metrics)
     write_bundle(out, model, record)

@@ -6,7 +6,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 import taskshare
@@ -123,6 +125,11 @@ def test_multitask_table_trains_a_regression_label_and_predict_writes_its_value(
     predicted = np.array([float(r["value"]) for r in rows])
     # values in the hundreds, learnt in 20 epochs (trained on a standard scale) and given back in the file's units
     assert np.abs(predicted - truth).mean() < 0.3 * truth.std()
+    assert main(["export", str(tmp_path / "mt"), "--format", "torchscript"]) == 0
+    exported = torch.jit.load(str(tmp_path / "mt" / "model.torchscript.pt"))
+    with torch.no_grad():
+        value = exported(run.encode(pd.read_csv(data).iloc[:5]))[0]
+    assert np.allclose(value.squeeze(1).numpy(), predicted[:5], atol=1e-3)   # the value, not a softmax of it
     results = yaml.safe_load((tmp_path / "mt" / "multitask_results.json").read_text())["results"]
     assert all(r["test"]["value"]["mae"] > 1 for r in results)   # the report's errors in those units too
 

@@ -118,3 +118,12 @@ def test_refit_takes_means_and_categories_from_the_given_rows_only(tmp_path):
     x = [float(v) for v in data.raw["x"].iloc[rows]]
     assert encoding["columns"][0]["mean"] == pytest.approx(np.mean(x))
     assert encode(data.raw, encoding).shape == data.inputs.shape
+
+
+def test_numbers_with_many_stray_tokens_become_categories_with_a_warning(tmp_path, caplog):
+    rows = [f"{'?' if i % 4 == 0 else i * 0.5},{i % 2}" for i in range(80)]
+    (tmp_path / "m.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
+    with caplog.at_level("WARNING", logger="taskshare"):
+        data = read_source({"csv": str(tmp_path / "m.csv"), "label": "y"})
+    assert data.encoding["columns"][0]["type"] == "categorical"
+    assert "'x' is read as 61 categories" in caplog.text and "['?']" in caplog.text

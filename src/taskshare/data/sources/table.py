@@ -25,6 +25,8 @@ def fit_encoding(frame, columns: Sequence[str], categorical: Sequence[str] = (),
         values = frame[name]
         if name in categorical or not (_numeric(values) or _mostly_numbers(values)):
             cats = sorted({str(v) for v in values if not _missing(v)})
+            if name not in categorical:
+                _warn_numbers_as_categories(name, cats, where)
             out.append({"name": name, "type": "categorical", "categories": cats})
         else:
             out.append(_numeric_column(name, numbers(values, name, where, quiet=True)))   # encode() warns
@@ -109,6 +111,18 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
 def _numeric(values) -> bool:
     import pandas as pd
     return bool(pd.api.types.is_numeric_dtype(values.dtype)) and not pd.api.types.is_bool_dtype(values.dtype)
+
+
+def _warn_numbers_as_categories(name: str, cats: list[str], where: str) -> None:
+    """A column of many numbers and too many other tokens to be read as numeric becomes one
+    indicator per distinct value: say so, since a numeric column was most likely meant."""
+    import pandas as pd
+    parsed = pd.to_numeric(pd.Series(cats, dtype=object), errors="coerce")
+    if len(cats) > 20 and parsed.notna().mean() > 0.5:
+        words = [c for c, n in zip(cats, parsed) if pd.isna(n)]
+        log.warning("%s: column %r is read as %d categories, most of them numbers; its other values %s are more "
+                    "than %d%% of its cells: clean them (blank = unknown) to read it as numeric", where, name,
+                    len(cats), words[:5], round(STRAY_SHARE * 100))
 
 
 def _mostly_numbers(values) -> bool:

@@ -354,3 +354,22 @@ def test_torchrun_two_processes_run_the_readme_command(tmp_path):
         assert a["main"].keys() == b["main"].keys() and a["main"]
         for task, value in a["main"].items():
             assert abs(value - b["main"][task]) < 1e-6, (a["mode"], task, value, b["main"][task])
+
+
+def test_advise_after_the_demo_writes_beside_it_and_leaves_the_demo_alone(tmp_path, monkeypatch):
+    """The README's order, `taskshare demo` then `taskshare advise --quick`: both defaulted to runs/demo,
+    so advise was refused, and with --overwrite it deleted the demo's reports."""
+    import taskshare.experiments.advise as advise_mode
+    from taskshare.experiments.outputs import MARKER
+    monkeypatch.chdir(tmp_path)
+    demo = tmp_path / "runs" / "demo"
+    demo.mkdir(parents=True)
+    (demo / MARKER).write_text("{}")
+    (demo / "report.html").write_text("the demo's report")
+    seen = []
+    monkeypatch.setattr(advise_mode, "run_advise", lambda config, out, *a: seen.append(out) or [])
+    monkeypatch.setattr(advise_mode, "rebuild_report", lambda out: None)
+    assert main(["advise", "--quick"]) == 0
+    assert seen == [Path("runs/demo_advice")] and (Path("runs/demo_advice") / MARKER).is_file()
+    assert (demo / "report.html").read_text() == "the demo's report"
+    assert main(["advise", "--quick", "--out", "elsewhere"]) == 0 and seen[-1] == Path("elsewhere")

@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     adv = sub.add_parser("advise", help="before training: data facts, transferability scores, a recommended strategy")
     adv.add_argument("config", nargs="?", default=None, help="YAML experiment file (default: the demo's)")
-    adv.add_argument("--out", default=None, help="output folder (default: the config's 'output')")
+    adv.add_argument("--out", default=None, help="output folder (default: the config's 'output' with _advice "
+                                                 "added, e.g. runs/demo_advice, so the run's own folder stays free)")
     adv.add_argument("--pretrained", default=None, help="score these weights instead of pretraining")
     adv.add_argument("--confirm", action="store_true", help="confirm each recommendation by a short sweep")
     adv.add_argument("--quick", action="store_true", help="the demo's small version (fewer samples and epochs)")

@@ -23,11 +23,21 @@ def run_advise_command(args, console) -> int:
     """`taskshare advise [CONFIG]` (the demo's config when none is given)."""
     config = load_config(Path(args.config) if args.config else packaged_config("demo.yaml"))
     config = quick(config) if args.quick else config
-    out = Path(args.out or config.output)
+    out = advice_folder(args.out, config.output)
     guard(args, out)
     run_advise(config, out, console, args.pretrained, args.confirm)
     rebuild_report(out)                       # report.html, as every mode writes
     return 0
+
+
+def advice_folder(out: str | None, output: str) -> Path:
+    """`--out`, else the config's output with `_advice` added (runs/demo -> runs/demo_advice): advice
+    comes before training, and in the run's own folder it made the run that follows (or the demo,
+    run first) refuse the folder, and --overwrite delete the other's reports."""
+    if out:
+        return Path(out)
+    run = Path(output)
+    return run.with_name(run.name + "_advice") if run.name else run / "advice"
 
 
 def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: str | None = None,

@@ -120,10 +120,15 @@ def test_bad_configs_exit_2_with_message(tmp_path, capsys, transfer, message):
     assert "error:" in out and message in out.replace("\n", " ")
 
 
-def test_strategies_lists_registry(capsys):
+def test_strategies_lists_registry_one_line_each_and_more_on_verbose(capsys):
+    from taskshare.transfer import STRATEGIES
     assert main(["strategies"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == list(STRATEGIES.names())   # the README: one line each
+    assert all(len(line) <= 80 for line in lines) and "--verbose" in lines[-1]
+    assert main(["strategies", "--verbose"]) == 0
     out = capsys.readouterr().out
-    assert "lp_ft" in out and "l2_sp" in out and "gradual_unfreeze" in out
+    assert len(out.splitlines()) > len(STRATEGIES.names()) and "Kumar et al. 2022" in out and "issue 13" in out
 
 
 @pytest.mark.slow

@@ -378,3 +378,13 @@ def test_advise_after_the_demo_writes_beside_it_and_leaves_the_demo_alone(tmp_pa
     assert seen == [Path("runs/demo_advice")] and (Path("runs/demo_advice") / MARKER).is_file()
     assert (demo / "report.html").read_text() == "the demo's report"
     assert main(["advise", "--quick", "--out", "elsewhere"]) == 0 and seen[-1] == Path("elsewhere")
+
+
+def test_adapt_with_a_csv_domain_says_it_takes_npz_files(tmp_path, capsys):
+    cfg = {"mode": "adapt", "data": {"source": {"csv": "s.csv", "label": "y"}, "target": {"npz": "t.npz"}},
+           "output": str(tmp_path / "out")}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "a.yaml")]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "config.data.source" in out and "'csv'" in out and "from an .npz file" in out and "DomainFile" not in out
+    assert not (tmp_path / "out").exists()      # refused before any folder is made

@@ -21,6 +21,6 @@ def test_sizes_larger_than_the_smallest_class_are_named_not_dropped_silently(tmp
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     assert main(["advise", str(tmp_path / "c.yaml")]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    scored = [a["labels_per_class"] for a in json.loads((tmp_path / "out" / "advice.json").read_text())]
+    scored = [a["labels_per_class"] for a in json.loads((tmp_path / "out_advice" / "advice.json").read_text())]
     assert scored == [2, "all"]
     assert "not scored: k=5, 20 labels per class" in text and "smallest class has" in text

@@ -17,6 +17,7 @@ from ..data.splits import stratified_indices
 from ..errors import ConfigError
 from ..io import atomic_write_bytes
 from ..validate import check_pair, check_training_labels, read_npz
+from ..evaluate.report.sharing import mean_metric_name
 from .modes import RUNNERS
 from .runs import guard, only_run, rebuild_report, resumable, track
 from .specs import ModelSpec, MultiTaskData
@@ -174,7 +175,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
             rows.append(r)
             if console:
                 dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"
-                console.print(f"  seed={seed} {r.mode:<13} mean {tasks[0].main_metric} "
+                console.print(f"  seed={seed} {r.mode:<13} mean {mean_metric_name(tasks)} "
                               f"{np.mean(list(r.main.values())):.3f}{dm}  {r.params:,} params  {r.seconds:.0f}s", highlight=False)
     write_multitask_reports(out, tasks, rows, to_dict(config))
     return tasks, rows

@@ -4,8 +4,8 @@ names a data source (image_folder, csv, parquet, jsonl, hf_dataset) or a pretrai
 
 transfer: a pretrained model goes straight to the target (no source stage); a built-in model is
 first pretrained on `source`. Every strategy runs against scratch at each number of labels per
-class and seed, as in the built-in experiment, and the model best on validation at the last entry
-of `shots` (first seed) is saved for `taskshare predict` and `export`.
+class and seed, as in the built-in experiment, and one model from the last entry of `shots` (first
+seed) is saved for `taskshare predict` and `export` (kept.py says which).
 multitask: one label column per task (blank cells unknown); one model per task against the sharing
 modes; the hard-sharing model is saved for use.
 """

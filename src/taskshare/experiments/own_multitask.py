@@ -14,7 +14,9 @@ from ..data.multitask import MultiTaskDataset
 from ..errors import TaskshareError
 from ..models.backbones.spec import preprocessing_of
 from ..train.compare_sharing import compare_sharing
+from ..evaluate.report.sharing import mean_metric_name
 from .multitask import split_rows, write_multitask_reports
+from .runs import rebuild_report
 from .specs import MultiTaskData
 from .own import OwnExperiment, input_info, model_size, read_data, refit_table
 from .own_values import fold_scales, scaled, unscale_metrics, value_scales
@@ -83,11 +85,24 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     fold_scales(model, scales)              # the saved model outputs values in the file's units
     test_set = MultiTaskDataset(x, data.labels, data.origin).subset(parts[2])
     test_metrics = evaluate_multitask(model, tasks, test_set, config.multitask.train.eval_batch_size)
-    record.update(strategy="hard sharing", test=test_metrics)
+    why = _why_hard(config.multitask.modes, config.multitask.seeds[0])
+    record.update(strategy="hard sharing", test=test_metrics, kept={"strategy": "hard sharing", "why": why})
     write_bundle(out, model, record)
-    console.print(f"kept the hard-sharing model -> {out / 'model.safetensors'}; done in "
-                  f"{time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'}")
+    rebuild_report(out)                       # report.html, as every mode writes
+    console.print(f"kept a hard-sharing model: {why} -> {out / 'model.safetensors'}", highlight=False, soft_wrap=True)
+    console.print(f"done in {time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'} and "
+                  f"{out / 'report.html'}", highlight=False, soft_wrap=True)
     return 0
+
+
+def _why_hard(modes: list[str], seed: int) -> str:
+    """Why the saved model is hard sharing, which `modes` may not have asked for: predict and export
+    take one model that answers every task, and of the sharing modes hard sharing is that model."""
+    if "hard" in modes:
+        return (f"trained once more for use, as 'hard' in the table was (seed {seed}, the same split and "
+                f"settings); its test scores are in run.json")
+    return (f"trained for use (seed {seed}) although modes {modes} did not ask for it: predict and export need "
+            f"one model that answers every task; its test scores are in run.json, not in the table")
 
 
 def _compare(config: OwnExperiment, record: dict, tasks: list[Task], splits, console) -> list:
@@ -97,7 +112,6 @@ def _compare(config: OwnExperiment, record: dict, tasks: list[Task], splits, con
     def factory():
         return multitask_net(record, tasks, pretrained=True).trunk
 
-    what = "mean accuracy" if all(t.kind == "multiclass" for t in tasks) else "mean main metric"
     rows = []
     for seed in spec.seeds:
         train_cfg = under(replace(spec.train, seed=seed), f"seed{seed}")
@@ -106,7 +120,8 @@ def _compare(config: OwnExperiment, record: dict, tasks: list[Task], splits, con
                                  spec.representation):
             rows.append(r)
             dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"
-            console.print(f"  seed={seed} {r.mode:<13} {what} {np.mean(list(r.main.values())):.3f}{dm}", highlight=False)
+            console.print(f"  seed={seed} {r.mode:<13} mean {mean_metric_name(tasks)} {np.mean(list(r.main.values())):.3f}{dm}",
+                          highlight=False)
     return rows
 
 

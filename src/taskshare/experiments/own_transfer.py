@@ -13,6 +13,7 @@ import torch
 
 from ..config import to_dict
 from ..data.augment import build_augment
+from .kept import Trained, choose_kept, contenders
 from .own import (OwnExperiment, Target, few_shot_splits, input_info, model_size, pretrain_builtin,
                   read_target, with_cache_note)
 from ..models.backbones.spec import preprocessing_of
@@ -59,11 +60,15 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     title = f"{config.model.label}: transfer to {Path(data.origin).name}"
     print_summary(console, summary, title)
     paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
-    record.update(tasks=[{**task.describe(), "class_names": data.class_names[task.name]}], strategy=deploy["strategy"],
-                  val_score=deploy["score"], test=deploy["test"], labels_per_class=config.transfer.shots[-1])
-    write_bundle(out, deploy["model"], record)
-    console.print(f"kept {deploy['strategy']} (best on validation at k={config.transfer.shots[-1]}) -> "
-                  f"{out / 'model.safetensors'}; use it with 'taskshare predict {out} INPUTS'")
+    kept, why = choose_kept(deploy, task.higher_is_better)
+    shot, seed = config.transfer.shots[-1], config.transfer.seeds[0]
+    record.update(tasks=[{**task.describe(), "class_names": data.class_names[task.name]}],
+                  strategy=kept.result.strategy, val_score=kept.result.val_score, test=kept.result.test,
+                  labels_per_class=shot, kept={"strategy": kept.result.strategy, "labels_per_class": shot,
+                                               "seed": seed, "why": why})
+    write_bundle(out, kept.model, record)
+    console.print(f"kept {kept.result.strategy} (k={shot}, seed {seed}): {why} -> {out / 'model.safetensors'}; "
+                  f"use it with 'taskshare predict {out} INPUTS'", highlight=False, soft_wrap=True)
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
     return 0
 
@@ -82,8 +87,8 @@ def _target(config: OwnExperiment, target: Target, tokenizer, record: dict, cons
 
 
 def _every_strategy(config: OwnExperiment, base, task: Task, data, train_ds, test_ds, out: Path, console):
-    """Every strategy (and scratch) at every shot and seed; returns the result rows and the model to
-    deploy: the best on validation at the last shot, first seed."""
+    """Every strategy (and scratch) at every shot and seed; returns the result rows and the runs at the
+    last shot, first seed, from which kept.py chooses the model to deploy."""
     size_hw = tuple(data.encoding["size"]) if data.kind == "image" else None
     augment = build_augment(config.augment, size_hw, data.kind)
     with_cache_note(config, augment)
@@ -91,7 +96,7 @@ def _every_strategy(config: OwnExperiment, base, task: Task, data, train_ds, tes
     strategies = [build_strategy(s) for s in config.transfer.strategies]
     if not any(s.reinit for s in strategies):
         strategies.insert(0, STRATEGIES.get("scratch")())
-    rows, deploy = [], {"score": None}
+    rows, deploy = [], []
     for shot in config.transfer.shots:
         for seed in config.transfer.seeds:
             splits = few_shot_splits(train_ds, test_ds, shot, seed, config.transfer.val_per_class)
@@ -102,17 +107,10 @@ def _every_strategy(config: OwnExperiment, base, task: Task, data, train_ds, tes
                 rows.append(result_row(result))
                 print_row(console, rows[-1])
                 if shot == config.transfer.shots[-1] and seed == config.transfer.seeds[0]:
-                    _keep_best(deploy, model, result)
+                    deploy = contenders(deploy + [Trained(strategy, model, result)], task.higher_is_better)
     if hasattr(cache, "close"):
         cache.close()
     return rows, deploy
-
-
-def _keep_best(deploy: dict, model, result) -> None:
-    if any("lora_" in k for k in model.state_dict()):
-        return   # adapters are saved by the strategy's own means; the deployable file holds plain weights
-    if deploy["score"] is None or result.val_score > deploy["score"]:
-        deploy.update(score=result.val_score, model=model, strategy=result.strategy, test=result.test)
 
 
 def replace_seed(train, seed: int):

@@ -48,6 +48,8 @@ def test_declared_kinds_read_values_or_classes(tmp_path):
     assert data.kind_of("target") == "regression" and data.class_names["target"] == []
     assert data.labels["target"].dtype == np.float32 and data.labels["target"].min() > 50   # the values themselves
     assert data.kind_of("grade") == "classification" and data.labels["grade"].dtype == np.int64
+    same = read_source({"csv": str(file), "labels": {"target": "regression", "grade": "classification"}})
+    assert same.label_kinds == data.label_kinds and np.array_equal(same.labels["target"], data.labels["target"])
     many = read_source({"csv": str(file), "label": "target", "kind": "classification"})
     assert len(many.class_names["target"]) > 20        # asked for: every value a class
 

@@ -34,7 +34,12 @@ def from_frame(frame, where: str, base: Path, label: str | None = None, labels: 
                kind=None) -> SourceData:
     """encoding: a table encoding saved by an earlier read (a training set's), applied as it is
     instead of fitting one, so a test table is scaled by the training statistics.
-    kind: classification | regression, for every label column or per column ({col: regression})."""
+    kind: classification | regression, for every label column or per column ({col: regression}); or
+    `labels` as a mapping column -> kind."""
+    if isinstance(labels, dict):   # labels: {price: regression, colour: classification}
+        if kind is not None:
+            raise TaskshareError(f"{where}: give each label's kind in 'labels' or in 'kind', not both")
+        labels, kind = list(labels), dict(labels)
     names = label_columns(frame, label, labels, where)
     if len(frame) == 0:
         raise TaskshareError(f"{where} has no rows")

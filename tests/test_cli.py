@@ -120,10 +120,15 @@ def test_bad_configs_exit_2_with_message(tmp_path, capsys, transfer, message):
     assert "error:" in out and message in out.replace("\n", " ")
 
 
-def test_strategies_lists_registry(capsys):
+def test_strategies_lists_registry_one_line_each_and_more_on_verbose(capsys):
+    from taskshare.transfer import STRATEGIES
     assert main(["strategies"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == list(STRATEGIES.names())   # the README: one line each
+    assert all(len(line) <= 80 for line in lines) and "--verbose" in lines[-1]
+    assert main(["strategies", "--verbose"]) == 0
     out = capsys.readouterr().out
-    assert "lp_ft" in out and "l2_sp" in out and "gradual_unfreeze" in out
+    assert len(out.splitlines()) > len(STRATEGIES.names()) and "Kumar et al. 2022" in out and "issue 13" in out
 
 
 @pytest.mark.slow
@@ -354,3 +359,32 @@ def test_torchrun_two_processes_run_the_readme_command(tmp_path):
         assert a["main"].keys() == b["main"].keys() and a["main"]
         for task, value in a["main"].items():
             assert abs(value - b["main"][task]) < 1e-6, (a["mode"], task, value, b["main"][task])
+
+
+def test_advise_after_the_demo_writes_beside_it_and_leaves_the_demo_alone(tmp_path, monkeypatch):
+    """The README's order, `taskshare demo` then `taskshare advise --quick`: both defaulted to runs/demo,
+    so advise was refused, and with --overwrite it deleted the demo's reports."""
+    import taskshare.experiments.advise as advise_mode
+    from taskshare.experiments.outputs import MARKER
+    monkeypatch.chdir(tmp_path)
+    demo = tmp_path / "runs" / "demo"
+    demo.mkdir(parents=True)
+    (demo / MARKER).write_text("{}")
+    (demo / "report.html").write_text("the demo's report")
+    seen = []
+    monkeypatch.setattr(advise_mode, "run_advise", lambda config, out, *a: seen.append(out) or [])
+    monkeypatch.setattr(advise_mode, "rebuild_report", lambda out: None)
+    assert main(["advise", "--quick"]) == 0
+    assert seen == [Path("runs/demo_advice")] and (Path("runs/demo_advice") / MARKER).is_file()
+    assert (demo / "report.html").read_text() == "the demo's report"
+    assert main(["advise", "--quick", "--out", "elsewhere"]) == 0 and seen[-1] == Path("elsewhere")
+
+
+def test_adapt_with_a_csv_domain_says_it_takes_npz_files(tmp_path, capsys):
+    cfg = {"mode": "adapt", "data": {"source": {"csv": "s.csv", "label": "y"}, "target": {"npz": "t.npz"}},
+           "output": str(tmp_path / "out")}
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(tmp_path / "a.yaml")]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "config.data.source" in out and "'csv'" in out and "from an .npz file" in out and "DomainFile" not in out
+    assert not (tmp_path / "out").exists()      # refused before any folder is made

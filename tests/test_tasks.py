@@ -97,3 +97,29 @@ def test_metrics_skip_unknown_labels():
     logits = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
     m = task.metrics(logits, torch.tensor([0, -1, 1]))
     assert m["accuracy"] == pytest.approx(0.5)
+
+
+def test_multi_output_regression_metrics_read_each_output_over_its_known_entries():
+    import numpy as np
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(40, 3)) * [1.0, 5.0, 0.2]
+    pred = y + rng.normal(size=(40, 3)) * [0.5, 2.0, 0.3]
+    y[rng.random((40, 3)) < 0.25] = np.nan                    # scattered unknown entries
+    task = Task("r", "regression", num_outputs=3)
+    got = task.metrics(torch.tensor(pred, dtype=torch.float32), torch.tensor(y, dtype=torch.float32))
+    cols = [(y[~np.isnan(y[:, j]), j], pred[~np.isnan(y[:, j]), j]) for j in range(3)]
+    assert got["r2"] == pytest.approx(np.mean([r2_score(t, p) for t, p in cols]), abs=1e-5)
+    assert got["mae"] == pytest.approx(np.mean([mean_absolute_error(t, p) for t, p in cols]), rel=1e-5)
+    assert got["rmse"] == pytest.approx(np.sqrt(np.mean([mean_squared_error(t, p) for t, p in cols])), rel=1e-5)
+    # every entry known: sklearn's uniform average for R2 and MAE, the pooled root mean square for RMSE
+    full = rng.normal(size=(30, 2))
+    guess = full + rng.normal(size=(30, 2))
+    got = Task("r", "regression", num_outputs=2).metrics(torch.tensor(guess), torch.tensor(full))
+    assert got["r2"] == pytest.approx(r2_score(full, guess), abs=1e-6)        # targets are float32
+    assert got["mae"] == pytest.approx(mean_absolute_error(full, guess), rel=1e-6)
+    assert got["rmse"] == pytest.approx(np.sqrt(mean_squared_error(full.ravel(), guess.ravel())), rel=1e-6)
+    one = Task("r", "regression")                              # one output: its known rows, as before
+    t1 = torch.tensor([1.0, float("nan"), 3.0, 0.0])
+    p1 = torch.tensor([1.5, 9.0, 2.0, 0.0])
+    assert one.metrics(p1, t1)["mae"] == pytest.approx(0.5)

@@ -38,14 +38,16 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     adv = sub.add_parser("advise", help="before training: data facts, transferability scores, a recommended strategy")
     adv.add_argument("config", nargs="?", default=None, help="YAML experiment file (default: the demo's)")
-    adv.add_argument("--out", default=None, help="output folder (default: the config's 'output')")
+    adv.add_argument("--out", default=None, help="output folder (default: the config's 'output' with _advice "
+                                                 "added, e.g. runs/demo_advice, so the run's own folder stays free)")
     adv.add_argument("--pretrained", default=None, help="score these weights instead of pretraining")
     adv.add_argument("--confirm", action="store_true", help="confirm each recommendation by a short sweep")
     adv.add_argument("--quick", action="store_true", help="the demo's small version (fewer samples and epochs)")
     adv.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     rep = sub.add_parser("report", help="rebuild a run's reports (report.md, report.html) from its saved results")
     rep.add_argument("run_dir", help="a run's output folder")
-    sub.add_parser("strategies", help="list the transfer strategies")
+    strat = sub.add_parser("strategies", help="list the transfer strategies, one line each")
+    strat.add_argument("--verbose", "-v", action="store_true", help="each strategy's whole description")
     pred = sub.add_parser("predict", help="predict with a run's model: one row per input, every task's class and probabilities")
     pred.add_argument("run_dir", help="a run folder holding run.json and model.safetensors")
     pred.add_argument("inputs", help="a folder of images, an image, a file list (.txt), a CSV, or a text/JSONL file")
@@ -112,7 +114,8 @@ def _commands() -> dict:
 
 
 def _strategies(args, console: Console) -> int:
-    """The registered strategies, each with its docstring's first paragraph wrapped under its name."""
+    """The registered strategies, one line each: the name and its docstring's first paragraph shortened
+    to the line; --verbose wraps the whole paragraph under the name."""
     import inspect
     import textwrap
 
@@ -121,10 +124,13 @@ def _strategies(args, console: Console) -> int:
     from .transfer import STRATEGIES
     for name in STRATEGIES.names():
         doc = " ".join(inspect.cleandoc(STRATEGIES.get(name).__doc__ or "").split("\n\n")[0].split())
-        lines = textwrap.wrap(doc, 78) or [""]
+        lines = textwrap.wrap(doc, 78) if args.verbose else [textwrap.shorten(doc, 61, placeholder=" ...", break_on_hyphens=False)]   # 80 columns
+        lines = lines or [""]
         console.print(f"[bold]{name:18}[/] {escape(lines[0])}", highlight=False, soft_wrap=True)
         for line in lines[1:]:
             console.print(" " * 19 + line, highlight=False, soft_wrap=True, markup=False)
+    if not args.verbose:
+        console.print("(taskshare strategies --verbose: each one's whole description)", highlight=False)
     return 0
 
 

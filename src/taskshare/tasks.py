@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import TaskshareError
-from .evaluate.metrics import METRICS, compute_metrics
+from .evaluate.metrics import METRICS, compute_metrics, regression_metrics
 
 KINDS = ("multiclass", "binary", "multilabel", "regression")
 MISSING = -1
@@ -141,9 +141,8 @@ class Task:
         if self.kind == "multiclass":
             return compute_metrics(self.metric_names, output[known].float(), y[known])
         output = output.reshape(y.shape).float()
-        if self.kind == "regression":
-            rows = known.all(-1)
-            return compute_metrics(self.metric_names, output[rows], y[rows])
+        if self.kind == "regression":      # per output over its known entries, then over outputs
+            return regression_metrics(self.metric_names, output, y, known)
         if self.kind == "multilabel":      # per label over its known entries, then the macro mean
             from .evaluate.multilabel import multilabel_metrics
             return multilabel_metrics(self.metric_names, output, y, known)

@@ -50,7 +50,7 @@ def test_shot_pull_limit_and_method_arguments_from_yaml(tmp_path, monkeypatch):
     monkeypatch.setattr(adapt_train, "build_method", record_build)
     monkeypatch.setattr(adapt_train, "adaptation_objective", record_objective)
     path = _config(tmp_path, methods=["source_only", "mdd", "shot"], pull_limit=0.5,
-                   options={"mdd": {"margin": 2.0, "reverse_source": True}, "shot": {"pseudo_weight": 0.5}})
+                   options={"mdd": {"margin": 2.0, "reverse_source": True}, "shot": {"pseudo_weight": 0.5, "min_source_accuracy": 0.4}})
     assert main(["run", str(path)]) == 0
     rows = json.loads((tmp_path / "out" / "adapt_results.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["source_only", "mdd", "shot"]
@@ -59,6 +59,7 @@ def test_shot_pull_limit_and_method_arguments_from_yaml(tmp_path, monkeypatch):
     assert any("margin=2.0" in m and "reverse_source=True" in m for m in seen["methods"])
     # SHOT is handed source-only's source validation accuracy (a number) to decide whether to adapt
     assert seen["shot"]["source_accuracy"] == rows[0]["source_val"] and seen["shot"]["pseudo_weight"] == 0.5
+    assert seen["shot"]["min_source_accuracy"] == 0.4           # the user's own line reaches SHOT as written
 
 
 @pytest.mark.parametrize("adapt, message", [

@@ -43,6 +43,27 @@ def test_the_floor_is_a_majority_and_above_chance():
                         min_source_accuracy=2)
 
 
+def test_an_explicit_line_below_the_default_is_honoured(caplog):
+    """min_source_accuracy=0.4 on two classes is used as given (the default would be 0.75, 1.5x chance):
+    a source model 0.45 right on its own validation is adapted, not kept; without it, it is kept."""
+    assert source_accuracy_floor(2, 0.4) == 0.4 and source_accuracy_floor(2, None) == 0.75
+    assert check_source_model(0.45, 2, min_source_accuracy=0.4) is None
+    assert "below 0.750" in check_source_model(0.45, 2)
+    task, config = Task("c", num_classes=2), TrainConfig(epochs=2, batch_size=16, min_steps=0, progress=False,
+                                                         device="cpu")
+    target = torch.randn(32, 2, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    model = TrunkHead(nn.Sequential(nn.Linear(2, 8), nn.ReLU()), nn.Linear(8, 2))
+    before = [p.detach().clone() for p in model.trunk.parameters()]
+    caplog.clear()                   # the default's refusal above was logged
+    with caplog.at_level(logging.WARNING, logger="taskshare"):
+        honoured = fit_source_free(model, task, target, config, source_accuracy=0.45, min_source_accuracy=0.4)
+    assert not hasattr(honoured, "warning") and len(honoured.epochs) == 2 and not caplog.records
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.trunk.parameters()))     # adapted
+    kept = fit_source_free(model, task, target, config, source_accuracy=0.45)
+    assert "below 0.750" in kept.warning and kept.epochs[0]["kept_source_model"]
+
+
 def _weak(n, seed, shift=0.0):
     """Five classes with skewed priors (0.45 .. 0.05) along a line, so close that the best classifier
     is right on under half the points, mostly by predicting the common classes; SHOT's diversity term

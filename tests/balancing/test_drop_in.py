@@ -135,6 +135,17 @@ def test_the_function_form_and_its_errors():
         Balancing("gradnorm", num_tasks=2)
 
 
+@pytest.mark.parametrize("reduce", [lambda t: t, None])
+def test_the_removed_reduce_argument_names_its_replacement(reduce):
+    """reduce= took the caller's mean across processes and applied it to losses only; across_processes=True
+    also makes the per-task gradients global, so the one is not read as the other: refused by name."""
+    with pytest.raises(TaskshareError, match=r"reduce= was removed.*across_processes=True"):
+        Balancing("upgrad", reduce=reduce)
+    assert Balancing("upgrad", across_processes=True).across_processes   # the replacement builds
+    with pytest.raises(TypeError):    # only that name is caught: any other unknown argument stays an error
+        Balancing("upgrad", reduction=None)
+
+
 def test_state_dict_round_trip_continues_identically():
     a = Balancing("dwa", num_tasks=3)
     for k in range(4):

@@ -106,6 +106,27 @@ def test_loss_weighting_by_hand():
     assert RLW().task_loss(torch.ones(3)).item() == pytest.approx(3.0)
 
 
+@pytest.mark.parametrize("name,key,rule", [("uncertainty", "log_vars", lambda s, losses: torch.exp(-s) * losses + s),
+                                           ("imtl_l", "scales", lambda s, losses: torch.exp(s) * losses - s)])
+def test_learned_loss_weights_load_from_checkpoints_as_saved(name, key, rule, tmp_path):
+    """Uncertainty and IMTL-L share one skeleton; each keeps the state_dict key its checkpoints were
+    written with: a file holding that key alone loads strictly, and its values drive the loss."""
+    from taskshare.io import load_into, save_tensors
+    from taskshare.train import Balancing
+    saved = {key: torch.tensor([0.5, -0.25, 1.0])}
+    path = save_tensors(tmp_path / f"{name}.safetensors", saved, {})
+    method = build_balancer(name, 3)
+    load_into(method, path)                      # strict: a renamed key would be missing here
+    assert list(method.state_dict()) == [key] and torch.equal(method.state_dict()[key], saved[key])
+    losses = torch.tensor([1.0, 2.0, 3.0])
+    assert method.task_loss(losses).item() == pytest.approx(float(rule(saved[key], losses).sum()))
+    balancing = Balancing(name, num_tasks=3)     # the drop-in's own checkpoint nests the same key
+    balancing.load_state_dict({"balancer": dict(saved), "history": [], "epoch": [], "step": 4})
+    assert torch.equal(balancing.state_dict()["balancer"][key], saved[key])
+    with pytest.raises(TaskshareError, match=f"{name}: built for 3 tasks, got 2 losses"):
+        method.task_loss(losses[:2])
+
+
 def test_repr_echoes_hyperparameters():
     assert repr(DWA(temperature=1.5)) == "DWA(temperature=1.5)"
     assert repr(Uncertainty(num_tasks=3)).startswith("Uncertainty(num_tasks=3")

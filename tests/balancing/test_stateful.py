@@ -102,7 +102,8 @@ def test_famo_without_extra_forward_learns_from_the_next_batch():
 def test_a_method_of_ones_own_that_observes_steps_is_fed_through_its_declared_calls():
     """fit_multitask reads what a method's losses were before the step only through
     losses_before_step (no FAMO buffer by name): a method with none of FAMO's internals trains, and a
-    task the batch lacks (one dataset per task: one task a batch) is observed at that value."""
+    task the batch lacks (one dataset per task: one task a batch) is observed at that value and
+    marked absent in `present`, the mask its present_loss was given too."""
     from taskshare.balancing.base import Balancer, balancer_dataclass
 
     @balancer_dataclass
@@ -117,6 +118,10 @@ def test_a_method_of_ones_own_that_observes_steps_is_fed_through_its_declared_ca
             self.before = losses.detach().float().clone()
             return losses.sum()
 
+        def present_loss(self, losses, step, history, present):
+            self.mask = present.clone()
+            return self.loss(losses, step, history)
+
         @property
         def observes_step(self) -> bool:
             return True
@@ -124,8 +129,9 @@ def test_a_method_of_ones_own_that_observes_steps_is_fed_through_its_declared_ca
         def losses_before_step(self):
             return self.before
 
-        def observe(self, losses_after):
-            self.seen.append((self.before.clone(), losses_after.clone()))
+        def observe(self, losses_after, present=None):
+            assert present is not None and present.tolist() == self.mask.tolist()
+            self.seen.append((self.before.clone(), losses_after.clone(), present))
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(64, 4, generator=g)
@@ -137,9 +143,10 @@ def test_a_method_of_ones_own_that_observes_steps_is_fed_through_its_declared_ca
     history = fit_multitask(model, tasks, data, config=TrainConfig(epochs=2, batch_size=16, min_steps=0, progress=False),
                             balancer=method)
     assert len(method.seen) == history.steps == 8      # every step observed
-    for before, after in method.seen:
+    for before, after, present in method.seen:
         lacking = [i for i in range(2) if after[i] == before[i]]
         assert len(lacking) == 1                       # the task not in the batch: its loss before the step
+        assert present.tolist() == [i not in lacking for i in range(2)]
         assert after[1 - lacking[0]] != before[1 - lacking[0]]   # the one trained: its loss moved
     with pytest.raises(NotImplementedError, match="does not observe steps"):
         PCGrad().losses_before_step()

@@ -223,3 +223,25 @@ def test_traced_text_trunk_keeps_the_full_length():
     with torch.no_grad():
         traced = torch.jit.trace(bb.trunk, (sample,), check_trace=False)
         assert torch.allclose(traced(other), bb.trunk(other), atol=1e-5)
+
+
+def test_weights_that_cannot_be_downloaded_say_so_and_name_the_local_file_key(monkeypatch, tmp_path, capsys):
+    import urllib.error
+
+    from torchvision.models._api import WeightsEnum
+
+    from taskshare.cli import main
+
+    def offline(self, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", offline)
+    with pytest.raises(TaskshareError, match=r"mobilenet_v2 weights 'DEFAULT' could not be fetched.*key 'weights'.*\.pth"):
+        torchvision_backbone("mobilenet_v2", weights="DEFAULT")
+    # the README's photos.yaml offline: one line naming the way out, not a traceback
+    (tmp_path / "photos.yaml").write_text(f"target: {{image_folder: {tmp_path}/photos}}\n"
+                                          f"model: {{torchvision: mobilenet_v2, weights: DEFAULT}}\n"
+                                          f"output: {tmp_path}/run\n")
+    assert main(["run", str(tmp_path / "photos.yaml")]) == 2
+    out = " ".join(capsys.readouterr().out.split())
+    assert "could not be fetched" in out and "key 'weights'" in out

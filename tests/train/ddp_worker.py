@@ -35,11 +35,14 @@ def train(case: str) -> list[torch.Tensor]:
         return [p.detach().cpu().clone() for p in model.parameters()]
     tasks = [Task("a", num_classes=2), Task("b", "regression")]
     model = HardSharing(nn.Sequential(nn.Linear(6, 16), nn.Tanh()), tasks, in_features=16)
-    if case == "per-task":           # one dataset per task, batches drawn by a sampler
+    if case.startswith("per-task"):  # one dataset per task, batches drawn by a sampler
+        # "-famo": single-task batches, the other task absent; "-upgrad": joint batches, every task
+        method = build_balancer(case.removeprefix("per-task-"), 2) if case != "per-task" else None
         train_data = {"a": (x[:96], ya[:96]), "b": (x[32:128], yb[32:128])}
         fit_multitask(model, tasks, train_data, {"a": (x[va], ya[va]), "b": (x[va], yb[va])}, TrainConfig(**cfg),
-                      sampler="temperature")
-        return [p.detach().cpu().clone() for p in model.parameters()]
+                      sampler=None if case.endswith("upgrad") else "temperature", balancer=method)
+        state = [] if method is None else list(method.state_dict().values())
+        return [t.detach().cpu().clone() for t in [*model.parameters(), *state]]
     if case.endswith("-missing"):     # labels missing at random: shards hold different numbers of them
         case = case.removesuffix("-missing")
         g = torch.Generator().manual_seed(1)

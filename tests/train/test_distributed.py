@@ -9,7 +9,8 @@ from taskshare.distributed import shard, world
 from tests.train.ddp_worker import spawn, train, worker
 
 
-CASES = ["plain", "dataset", "accumulate", "per-task", "uncertainty", "famo", "gradnorm", "gls", "upgrad", "mgda-rep",
+CASES = ["plain", "dataset", "accumulate", "per-task", "per-task-famo", "per-task-upgrad", "uncertainty", "famo",
+         "gradnorm", "gls", "upgrad", "mgda-rep",
          "plain@cpu-fp16", "upgrad@cpu-fp16", "equal-missing", "famo-missing", "upgrad-missing", "mgda-rep-missing"]
 
 

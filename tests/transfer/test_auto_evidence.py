@@ -71,6 +71,14 @@ def test_the_size_rule_decides_a_tie_only_where_the_evidence_cannot_resolve_it()
     assert decide(worse, prior="linear_probe", max_se=0.02).choice == "scratch"
 
 
+def test_a_size_rule_that_names_scratch_itself_gets_scratch_and_a_note():
+    """The prior may be the baseline (a size rule that trusts no transfer); with no lead above the bar
+    the note then says no candidate leads it, and nothing looks up a lead of scratch over itself."""
+    few = {"scratch": _correct(20, [range(0, 6)]), "linear_probe": _correct(20, [range(3, 9)])}
+    d = decide(few, prior="scratch", max_se=0.02)
+    assert d.choice == "scratch" and "no transfer candidate leads scratch" in d.note and not d.settled
+
+
 def test_candidates_far_below_are_pruned_before_another_round():
     n = 100
     scores = {"scratch": _correct(n, [range(0, 40)]), "linear_probe": _correct(n, [range(0, 80)]),

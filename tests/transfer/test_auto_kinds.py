@@ -213,3 +213,22 @@ def test_without_class_counts_a_tie_keeps_scratch_not_the_rules_guess(monkeypatc
     assert result.strategy == "auto -> scratch", result.note
     assert "lp_ft -0.0" in result.note.split("minus scratch")[1]               # its error lower: a lead
     assert "breaks no tie with scratch" in result.note
+
+
+def test_regression_scores_with_unknown_outputs_average_to_the_metric():
+    # a row missing one output still counts for the other; the rows' mean squared score is the mean over
+    # outputs of each output's own MSE over its spread, which is what 1 - R2 averages per column
+    reg = Task("r", "regression", num_outputs=2)
+    nan = float("nan")
+    targets = torch.tensor([[0.0, 1.0], [2.0, nan], [4.0, 5.0], [nan, 3.0], [1.0, 0.0]])
+    pred = targets.nan_to_num(0.0) + torch.tensor([[1.0, 0.0], [0.0, 9.0], [-1.0, 2.0], [9.0, 1.0], [0.5, -1.0]])
+    score = example_score(reg, targets)
+    known = ~torch.isnan(targets)
+    sd = torch.stack([targets[known[:, j], j].std() for j in range(2)])
+    assert torch.allclose(score.scale, sd)                 # each output's spread over its own known entries
+    terms = score(pred, targets, reg)
+    assert len(terms) == 5                                 # rows 1 and 3 are kept
+    per_column = [((pred - targets)[known[:, j], j] / sd[j]).pow(2).mean() for j in range(2)]
+    assert float(np.mean(terms)) == pytest.approx(float(sum(per_column) / 2))
+    full = targets[known.all(1)]                           # every output known: each row's mean, as before
+    assert score(full + 1.0, full, reg) == pytest.approx((1.0 / sd.pow(2)).mean().item() * np.ones(3))

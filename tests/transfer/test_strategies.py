@@ -197,3 +197,17 @@ def test_any_torch_dataset_works_with_every_kind_of_stage():
     for name in ("lp_ft", "scratch"):
         _, res = run_strategy(_pretrained(), Task("t", "multiclass", num_classes=3), splits, name, cfg)
         assert res.test["accuracy"] > 0.9, name     # three balanced classes: a constant predictor scores 1/3
+
+
+def test_l2_sp_regularises_by_its_penalty_alone():
+    # alpha/2 ||w - w0||^2 on the trunk and beta/2 ||w||^2 on the head, as the README states: AdamW's
+    # decay toward zero is off on both (it gave the head 0.01 on top of beta); other strategies keep it
+    from taskshare.transfer.run import stage_param_groups
+    model = TrunkHead(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU()), nn.Linear(8, 2))
+    config = TrainConfig(weight_decay=0.01, progress=False)
+    facts = DataFacts(train_size=40, num_classes=2, labels_per_class=20)
+    for name, decays in (("l2_sp", {0.0}), ("finetune", {0.0, 0.01})):   # biases get no decay anyway
+        stage = build_strategy(name).stages(len(model.groups()), facts)[-1]
+        groups = stage_param_groups(model.groups(), stage, config)
+        head = [g["weight_decay"] for g in groups if g["group"] == "head"]
+        assert {g["weight_decay"] for g in groups} == decays and max(head) == max(decays), name

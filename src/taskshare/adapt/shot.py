@@ -74,14 +74,18 @@ class PseudoLabels:
         self.labels, self.epochs = state["labels"].clone(), int(state["epochs"])
 
 
-def source_accuracy_floor(num_classes: int, min_source_accuracy: float = 0.5) -> float:
-    """The source-validation accuracy below which SHOT keeps the source model: `min_source_accuracy`
-    (default a majority right), and never less than 1.5x chance (with two classes a majority is
-    chance; the same near-chance line as `check_source_score`); 0 turns the check off."""
-    return max(float(min_source_accuracy), 1.5 / max(num_classes, 1)) if min_source_accuracy > 0 else 0.0
+def source_accuracy_floor(num_classes: int, min_source_accuracy: float | None = None) -> float:
+    """The source-validation accuracy below which SHOT keeps the source model. By default (None) a
+    majority right, and never less than 1.5x chance: max(0.5, 1.5 / classes) (with two classes a
+    majority is chance; the same near-chance line as `check_source_score`). A number is the user's
+    own line and is used as given: 0.4 on two classes is 0.4; 0 turns the check off."""
+    if min_source_accuracy is None:
+        return max(0.5, 1.5 / max(num_classes, 1))
+    return float(min_source_accuracy)
 
 
-def check_source_model(source_accuracy: float | None, num_classes: int, min_source_accuracy: float = 0.5) -> str | None:
+def check_source_model(source_accuracy: float | None, num_classes: int,
+                       min_source_accuracy: float | None = None) -> str | None:
     """Why SHOT should not adapt a source model with this source-validation accuracy (also logged as a
     warning), or None when it may. None as the accuracy: not checked (nothing to check it by)."""
     if source_accuracy is None:
@@ -105,25 +109,19 @@ def check_source_model(source_accuracy: float | None, num_classes: int, min_sour
 
 def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConfig | None = None,
                     pseudo_weight: float = 0.3, target_test: Any = None, source_accuracy: float | None = None,
-                    min_source_accuracy: float = 0.5) -> History:
+                    min_source_accuracy: float | None = None) -> History:
     """Adapt a source-trained `model` to unlabelled `target` inputs without any source data (SHOT).
     The head is frozen during the run (and unfrozen after); the trunk minimises the information
     maximisation loss plus `pseudo_weight` times the cross-entropy against centroid pseudo-labels,
     refreshed every epoch. No label of any kind is read for selection: the last epoch is kept.
     `target_test`: labelled target data only to report accuracy in the history.
     `source_accuracy`: the model's accuracy on its source validation data, measured when it was
-    trained (a number, not data); below `min_source_accuracy` (and 1.5x chance) the model is returned
-    unchanged, a warning is logged and the history's `warning` says why (one record, epoch 0, no
-    training). Without it nothing is checked and the history's `note` says so."""
+    trained (a number, not data); below `source_accuracy_floor` (by default max(0.5, 1.5x chance); a
+    `min_source_accuracy` given is used as given, 0 adapts anyway) the model is returned unchanged, a
+    warning is logged and the history's `warning` says why (one record, epoch 0, no training). Without
+    it nothing is checked and the history's `note` says so."""
     config = config or TrainConfig()
-    if not isinstance(model, TrunkHead):
-        raise TaskshareError(f"source-free adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
-    if task.kind != "multiclass":
-        raise TaskshareError(f"source-free adaptation (SHOT) reads class predictions; task {task.name!r} is "
-                             f"{task.kind}, expected multiclass")
-    if isinstance(min_source_accuracy, bool) or not isinstance(min_source_accuracy, numbers.Real) \
-            or not 0.0 <= float(min_source_accuracy) <= 1.0:
-        raise TaskshareError(f"min_source_accuracy = {min_source_accuracy!r}; expected a fraction in [0, 1]")
+    _check_shot_arguments(model, task, min_source_accuracy)
     x = target_inputs(target)
     device = resolve_device(config.device)
     model.to(device)
@@ -136,13 +134,6 @@ def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConf
     loader = make_loader(to_dataset((x, torch.arange(len(x))), "target data"), config.batch_size, shuffle=True,
                          seed=config.seed)
 
-    def objective(m: nn.Module, xb, index):
-        logits = m(xb)
-        loss = information_maximization(logits)
-        if pseudo_weight:
-            loss = loss + pseudo_weight * F.cross_entropy(logits.float(), pseudo.labels[index.cpu()].to(logits.device))
-        return loss, {"shot": loss}
-
     def validate(m: nn.Module):      # no labels: the epoch count is the score, so the last epoch is kept
         metrics = {f"target_{k}": v for k, v in evaluate(m, task, test_ds, device).items()} if test_ds else {}
         return float(pseudo.epochs + 1), metrics
@@ -151,21 +142,55 @@ def fit_source_free(model: TrunkHead, task: Task, target: Any, config: TrainConf
         pseudo.refresh(model, x, device)
         pseudo.epochs += 1
 
+    history = _train_trunk(model, loader, _shot_objective(pseudo, pseudo_weight), validate, config, refresh,
+                           LoopHooks(state={"pseudo_labels": pseudo}))
+    if source_accuracy is None:     # a note, not a warning: a model from elsewhere is SHOT's usual case
+        history.note = ("shot: the source model's source-validation accuracy was not given "  # type: ignore[attr-defined]
+                        "(source_accuracy=), so whether it is good enough to self-train on was not checked")
+    return history
+
+
+def _check_shot_arguments(model: Any, task: Task, min_source_accuracy: Any) -> None:
+    if not isinstance(model, TrunkHead):
+        raise TaskshareError(f"source-free adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
+    if task.kind != "multiclass":
+        raise TaskshareError(f"source-free adaptation (SHOT) reads class predictions; task {task.name!r} is "
+                             f"{task.kind}, expected multiclass")
+    if min_source_accuracy is not None and (isinstance(min_source_accuracy, bool)
+                                            or not isinstance(min_source_accuracy, numbers.Real)
+                                            or not 0.0 <= float(min_source_accuracy) <= 1.0):
+        raise TaskshareError(f"min_source_accuracy = {min_source_accuracy!r}; expected a fraction in [0, 1], or None "
+                             f"for the default, max(0.5, 1.5x chance)")
+
+
+def _shot_objective(pseudo: PseudoLabels, pseudo_weight: float):
+    """SHOT's per-step loss on a batch of target inputs and their indices (for the pseudo-labels)."""
+
+    def objective(m: nn.Module, xb, index):
+        logits = m(xb)
+        loss = information_maximization(logits)
+        if pseudo_weight:
+            loss = loss + pseudo_weight * F.cross_entropy(logits.float(), pseudo.labels[index.cpu()].to(logits.device))
+        return loss, {"shot": loss}
+
+    return objective
+
+
+def _train_trunk(model: TrunkHead, loader, objective, validate, config: TrainConfig, epoch_end,
+                 hooks: LoopHooks) -> History:
+    """The loop over the trunk's parameters alone, `epoch_end` called after every epoch: the head is
+    frozen for the run (the source hypothesis stays) and whatever of it trained before trains again
+    after, even if the run fails."""
     frozen = [p for p in model.head.parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     try:
         params = [{"params": [p for p in model.trunk.parameters() if p.requires_grad], "lr": config.lr}]
-        options = LoopOptions(True, params, callbacks=[refresh], label="adapt shot (source-free)", metric="epoch")
-        hooks = LoopHooks(state={"pseudo_labels": pseudo})
-        history = train_loop(model, loader, objective, validate, config, options, hooks)
+        options = LoopOptions(True, params, callbacks=[epoch_end], label="adapt shot (source-free)", metric="epoch")
+        return train_loop(model, loader, objective, validate, config, options, hooks)
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    if source_accuracy is None:     # a note, not a warning: a model from elsewhere is SHOT's usual case
-        history.note = ("shot: the source model's source-validation accuracy was not given "  # type: ignore[attr-defined]
-                        "(source_accuracy=), so whether it is good enough to self-train on was not checked")
-    return history
 
 
 def _kept_source_model(model: TrunkHead, task: Task, test_ds, device, message: str) -> History:

@@ -101,13 +101,7 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
     method = build_method(method)
     source = to_dataset(source, "source data")
     x_target = target_inputs(target)
-    x0 = torch.as_tensor(source[0][0])
-    if tuple(x_target.shape[1:]) != tuple(x0.shape):
-        raise TaskshareError(f"target inputs have shape {tuple(x_target.shape[1:])} per sample, the source "
-                             f"{tuple(x0.shape)}; expected the same input shape in both domains")
-    if method is not None and method.needs_classes and task.kind not in ("multiclass", "binary"):
-        raise TaskshareError(f"{method.name} reads class predictions; task {task.name!r} is {task.kind}, "
-                             f"expected a classification task (use dann, dan or coral)")
+    x0 = _check_domains(task, method, source, x_target)
     device = resolve_device(config.device)
     model.to(device)
     loader = PairedLoader(source, x_target, config.batch_size, config.seed)
@@ -125,11 +119,7 @@ def fit_adaptation(model: TrunkHead, task: Task, source: Any, target: Any, val: 
                           label=f"adapt {method.name if method else 'source only'}", metric=task.main_metric)
     history = train_loop(model, loader, objective, validate, config, options, AdaptationHooks(method, progress))
     if method is not None and history.best_epoch >= 0 and val_ds is not None:
-        score = history.epochs[history.best_epoch].get(f"val_{task.main_metric}", float("nan"))
-        message = check_source_score(method.name, score, source_only_score, task.higher_is_better,
-                                     task.out_dim if task.kind == "multiclass" else None)
-        if message:
-            history.warning = message      # type: ignore[attr-defined]
+        _warn_if_source_lost(history, task, method, source_only_score)
     return history
 
 
@@ -140,6 +130,29 @@ def _check_arguments(model: Any, selection: str, pull_limit: float | None) -> No
         raise TaskshareError(f"domain adaptation needs a trunk + head model (TrunkHead), got {type(model).__name__}")
     if pull_limit is not None and not pull_limit > 0:
         raise TaskshareError(f"pull_limit = {pull_limit!r}; expected a positive number or None (unbounded)")
+
+
+def _check_domains(task: Task, method: DomainMethod | None, source: Any, x_target: Tensor) -> Tensor:
+    """The first source input, once target inputs are known to share its shape and the method to suit
+    the task."""
+    x0 = torch.as_tensor(source[0][0])
+    if tuple(x_target.shape[1:]) != tuple(x0.shape):
+        raise TaskshareError(f"target inputs have shape {tuple(x_target.shape[1:])} per sample, the source "
+                             f"{tuple(x0.shape)}; expected the same input shape in both domains")
+    if method is not None and method.needs_classes and task.kind not in ("multiclass", "binary"):
+        raise TaskshareError(f"{method.name} reads class predictions; task {task.name!r} is {task.kind}, "
+                             f"expected a classification task (use dann, dan or coral)")
+    return x0
+
+
+def _warn_if_source_lost(history: History, task: Task, method: DomainMethod, source_only_score: float | None) -> None:
+    """The history's `warning` (also logged) where the selected epoch's source validation score says the
+    adaptation term drowned the source task (see check_source_score)."""
+    score = history.epochs[history.best_epoch].get(f"val_{task.main_metric}", float("nan"))
+    message = check_source_score(method.name, score, source_only_score, task.higher_is_better,
+                                 task.out_dim if task.kind == "multiclass" else None)
+    if message:
+        history.warning = message      # type: ignore[attr-defined]
 
 
 def _build_for(method: DomainMethod, model: TrunkHead, task: Task, x0: Tensor, device: torch.device) -> None:

@@ -19,10 +19,50 @@ def _lipschitz(K: Tensor) -> float:
     return max(float(torch.linalg.eigvalsh(K).max()), 1e-12)
 
 
+def task_units(K: Tensor) -> Tensor:
+    """Each task's squared gradient norm (diag K), the unit its weight is measured in; a zero gradient
+    (it decouples from the others) borrows the mean of the live ones, an all-zero K a tiny constant."""
+    d = K.diagonal().clone()
+    live = d > 0
+    fill = d[live].mean() if bool(live.any()) else d.new_tensor(1e-30)
+    return torch.where(live, d, fill)
+
+
 def with_ridge(K: Tensor, scale: float = 1e-10) -> Tensor:
-    """K plus a tiny relative ridge, so QPs stay well posed when gradients are (nearly) dependent."""
-    eye = torch.eye(K.shape[0], dtype=K.dtype, device=K.device)
-    return K + scale * K.trace().clamp_min(1e-30) * eye
+    """K plus a tiny ridge, so QPs stay well posed when gradients are (nearly) dependent. The ridge is
+    relative to each task's own squared norm (scale * T * |g_i|^2), not to trace(K): when the norms span
+    1e4 or more a trace-relative ridge is up to all of the smallest task's squared norm and the answers
+    drift (an UPGrad update that conflicts with that task). Equal norms give the trace-relative ridge."""
+    return K + scale * K.shape[0] * torch.diag(task_units(K))
+
+
+class ScaledGramian:
+    """The ridged Gramian in the coordinates u_i = |g_i| v_i, where every task gradient has unit length,
+    for the active-set QPs: their tolerances are then relative to each task's own scale, so the answers
+    are exact on positive-definite Gramians whatever the gradients' norms (a tiny or a 1e8-wide span).
+    Convert once, solve several QPs over it."""
+
+    def __init__(self, K: Tensor):
+        K = K.detach().double().cpu()
+        self.norms = task_units(K).sqrt().numpy()
+        self.matrix = with_ridge(K).numpy() / np.outer(self.norms, self.norms)
+
+    def solve(self, lower: np.ndarray, simplex: bool, linear: np.ndarray | None = None, curvature: float = 1.0,
+              max_iter: int | None = None) -> np.ndarray | None:
+        """argmin curvature/2 v^T K v + linear . v subject to v >= lower (and sum v = 1 when `simplex`),
+        None if the active set did not settle. One more constant m keeps the unknowns of order one (the
+        solver's step and multiplier tolerances are relative to 1): v = u / (m |g|), and the objective
+        times m^2 is curvature/2 u^T A u + (m linear / |g|) . u."""
+        n = self.norms
+        if simplex:
+            m = 1.0 / n.min()
+        else:
+            top = float((n * np.abs(lower)).max())
+            m = 1.0 / (top if top > 0 else n.max())
+        q = None if linear is None else m * linear / n
+        u = active_set(curvature * self.matrix, m * n * lower, simplex, max_iter, linear=q,
+                       coef=1.0 / (m * n) if simplex else None)
+        return None if u is None else u / (m * n)
 
 
 def _accelerated_projected_gradient(K: Tensor, start: Tensor, project, iters: int, tol: float) -> Tensor:
@@ -49,20 +89,21 @@ def _solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def active_set_qp(K: Tensor, lower: Tensor, simplex: bool, max_iter: int | None = None) -> Tensor | None:
     """argmin 1/2 v^T K v subject to v >= lower (and sum v = 1 when `simplex`), exactly, by a primal
-    active-set method on the CPU in float64 (T is small: a few (T x T) solves). None if it did not
-    settle within max_iter steps (the caller then falls back to the projected-gradient solver)."""
-    A = with_ridge(K.detach().double().cpu()).numpy()
-    x = active_set(A, lower.detach().double().cpu().numpy(), simplex, max_iter)
+    active-set method on the CPU in float64 (T is small: a few (T x T) solves), in the scaled
+    coordinates of `ScaledGramian`. None if it did not settle within max_iter steps (the caller then
+    falls back to the projected-gradient solver)."""
+    x = ScaledGramian(K).solve(lower.detach().double().cpu().numpy(), simplex, max_iter=max_iter)
     return None if x is None else torch.from_numpy(x).to(K)
 
 
 def active_set(A: np.ndarray, lo: np.ndarray, simplex: bool, max_iter: int | None = None,
-               linear: np.ndarray | None = None) -> np.ndarray | None:
-    """The active-set iterations of `active_set_qp` on a NumPy matrix (callers solving several QPs
-    over one Gramian convert it once); `linear` adds q . v to the objective."""
+               linear: np.ndarray | None = None, coef: np.ndarray | None = None) -> np.ndarray | None:
+    """The active-set iterations of `active_set_qp` on a NumPy matrix: argmin 1/2 v^T A v + linear . v
+    subject to v >= lo and, when `simplex`, coef . v = 1 (coef: ones unless given; positive)."""
     T = len(lo)
     q = np.zeros(T) if linear is None else linear
-    x = np.full(T, 1.0 / T) if simplex else lo.copy()
+    c = np.ones(T) if coef is None else coef
+    x = np.full(T, 1.0 / c.sum()) if simplex else lo.copy()
     fixed = np.zeros(T, bool) if simplex else np.ones(T, bool)
     tol_mult = -1e-12 * max(1.0, float(np.abs(A).max()))
     for _ in range(max_iter or 10 * T + 10):
@@ -75,8 +116,8 @@ def active_set(A: np.ndarray, lo: np.ndarray, simplex: bool, max_iter: int | Non
             if simplex:
                 nf = len(a_ff)
                 kkt = np.zeros((nf + 1, nf + 1))
-                kkt[:nf, :nf], kkt[:nf, nf], kkt[nf, :nf] = a_ff, -1.0, 1.0
-                sol = _solve(kkt, np.append(rhs, 1.0 - lo[fixed].sum()))
+                kkt[:nf, :nf], kkt[:nf, nf], kkt[nf, :nf] = a_ff, -c[free], c[free]
+                sol = _solve(kkt, np.append(rhs, 1.0 - c[fixed] @ lo[fixed]))
                 target[free], lam = sol[:nf], sol[nf]
             else:
                 target[free] = _solve(a_ff, rhs)
@@ -85,7 +126,7 @@ def active_set(A: np.ndarray, lo: np.ndarray, simplex: bool, max_iter: int | Non
         if np.abs(step).max() <= 1e-13 * max(1.0, float(np.abs(x).max())):
             if not fixed.any():
                 return x
-            mult = (A @ x + q - lam)[fixed]
+            mult = (A @ x + q - lam * c)[fixed]
             if mult.min() >= tol_mult:
                 return x
             fixed[np.flatnonzero(fixed)[int(mult.argmin())]] = False
@@ -126,21 +167,34 @@ def min_quadratic_lower_bounded(K: Tensor, lower: Tensor, iters: int = 2000, tol
     exact = active_set_qp(K, lower, simplex=False)
     if exact is not None:
         return exact
-    return _accelerated_projected_gradient(K, lower, lambda v: torch.maximum(v, lower), iters, tol)
+    return _accelerated_projected_gradient(with_ridge(K), lower, lambda v: torch.maximum(v, lower), iters, tol)
 
 
 def solve_power_equation(K: Tensor, power: float, iters: int = 30, tol: float = 1e-11) -> Tensor:
     """The positive w with K w = w^(-power) (power > 0), as the minimiser of the convex
     f(w) = w^T K w / 2 - sum_i phi(w_i), phi'(w) = w^(-power), by damped Newton steps that keep w > 0
     (closed form for two tasks and power 1: a w1^2 = b w2^2, so w1 = (a + c sqrt(a / b))^(-1/2)).
-    A tiny relative ridge keeps f bounded below when the gradients are linearly dependent; near that
-    case (opposite gradients) the weights grow like 1/sqrt(ridge) and `iters` Newton steps bound the
-    time spent approaching them."""
-    K = with_ridge(K)
+    A tiny ridge relative to each task's squared norm keeps f bounded below when the gradients are
+    linearly dependent; near that case (opposite gradients) the weights grow like 1/sqrt(ridge) and
+    `iters` Newton steps bound the time spent approaching them. Where K itself is positive definite a
+    few Newton steps on K from the ridged answer remove the ridge's bias (kept only if they reach every
+    task's residual to 1e-9 of its w^(-power); on a singular K they cannot: w K w stays 0 along the null
+    direction)."""
+    ridged = with_ridge(K)
     if K.shape[0] == 2 and abs(power - 1) < 1e-12:
-        a, b, c = K[0, 0], K[1, 1], K[0, 1]
+        a, b, c = ridged[0, 0], ridged[1, 1], ridged[0, 1]
         w1 = (a + c * (a / b).sqrt()).clamp_min(1e-300).rsqrt()
-        return torch.stack([w1, w1 * (a / b).sqrt()])
+        w = torch.stack([w1, w1 * (a / b).sqrt()])
+    else:
+        w = _newton_power(ridged, ridged.diagonal().clamp_min(1e-30) ** (-1 / (1 + power)), power, iters, tol)
+    exact = _newton_power(K, w, power, 5, tol)
+    residual = (K @ exact - exact ** (-power)).abs() / exact ** (-power)
+    return exact if bool(torch.isfinite(exact).all()) and float(residual.max()) <= 1e-9 else w
+
+
+def _newton_power(K: Tensor, w: Tensor, power: float, iters: int, tol: float) -> Tensor:
+    """Damped Newton steps on f from w (see solve_power_equation). They do not depend on the tasks'
+    scales, and neither does the stopping test: every task's residual is relative to its w^(-power)."""
 
     def phi(w: Tensor) -> Tensor:
         return torch.log(w).sum() if abs(power - 1) < 1e-12 else (w ** (1 - power)).sum() / (1 - power)
@@ -148,10 +202,9 @@ def solve_power_equation(K: Tensor, power: float, iters: int = 30, tol: float = 
     def f(w: Tensor) -> Tensor:
         return 0.5 * w @ K @ w - phi(w)
 
-    w = K.diagonal().clamp_min(1e-30) ** (-1 / (1 + power))  # exact when K is diagonal
     for _ in range(iters):
         grad = K @ w - w ** (-power)
-        if float(grad.abs().max()) < tol * max(1.0, float((w ** (-power)).abs().max())):
+        if bool((grad.abs() <= tol * w ** (-power)).all()):
             break
         hess = K + torch.diag(power * w ** (-power - 1))
         step = torch.linalg.solve(hess, grad)
@@ -162,5 +215,7 @@ def solve_power_equation(K: Tensor, power: float, iters: int = 30, tol: float = 
         f0 = f(w)
         while t > 1e-9 and f(w - t * step) > f0 - 1e-4 * t * float(grad @ step):
             t *= 0.5
+        if t <= 1e-9:   # no decrease left at float64's precision
+            break
         w = w - t * step
     return w

@@ -13,6 +13,14 @@ method declares (`across_processes`), so no method talks to a process group. A m
 from the effect of a step declares `observes_step`, gets `observe(losses_after)` and gives
 `losses_before_step()` (a task the batch after the step lacks is filled from it). Inputs are
 checked once here, for every subclass.
+
+A task with no known label in a batch is absent: the trainer passes `present`, a (T,) bool mask, and
+the method then behaves as it would on the present tasks alone. Loss weighting: the absent task adds
+exactly zero, and neither moves the other tasks' weights nor its own state; by default `loss` runs on
+the present tasks' losses and history (right for every method without per-task state), and a method
+with per-task state implements `present_loss`. Gradient methods receive the present tasks' rows only,
+with the mask, for a method whose state is per task (`present_weights`); one present task gets its
+own gradient, whatever the method.
 """
 from __future__ import annotations
 
@@ -50,37 +58,72 @@ class Balancer(nn.Module):
 
     # --- checked entry points, used by the trainer -------------------------------------------
     def task_loss(self, losses: Tensor, step: int = 0, history: list[Tensor] | None = None,
-                  layer_grads: Tensor | None = None, global_losses: Tensor | None = None) -> Tensor:
+                  layer_grads: Tensor | None = None, global_losses: Tensor | None = None,
+                  present: Tensor | None = None) -> Tensor:
         """`layer_grads` (T, *layer shape): each task's gradient on the last shared layer, for methods
         that declare `needs_layer_gradients`; `global_losses`: the losses over the whole batch when
-        several processes share it (default: `losses`)."""
+        several processes share it (default: `losses`); `present`: (T,) bool, False for a task with no
+        known label in the batch (default: every task present)."""
         _check_vector(losses, "losses")
+        present = check_present(present, len(losses), self.name)
+        if present is not None and not bool(present.any()):
+            return losses.sum() * 0.0          # no task labelled: nothing to weigh, no state moves
         if not self.needs_layer_gradients:
-            return self.loss(losses, step, history or [])
+            if present is None:
+                return self.loss(losses, step, history or [])
+            return self.present_loss(losses, step, history or [], present)
         if layer_grads is None or len(layer_grads) != len(losses):
             raise TaskshareError(f"{self.name}: needs each task's gradient on the last shared layer (layer_grads=, "
                                  f"one per task); train it through fit_multitask or a Balancing with model=")
-        return self.layer_loss(losses, layer_grads, losses.detach() if global_losses is None else global_losses)
+        seen = losses.detach() if global_losses is None else global_losses
+        if present is None:    # a method written before `present` existed keeps working
+            return self.layer_loss(losses, layer_grads, seen)
+        return self.layer_loss(losses, layer_grads, seen, present)
 
-    def task_weights(self, gramian: Tensor) -> Tensor:
+    def task_weights(self, gramian: Tensor, present: Tensor | None = None) -> Tensor:
+        """Weights for the present tasks' Gramian (every task's without `present`)."""
         if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
             raise TaskshareError(f"{self.name}: expected a square (T, T) Gramian, got shape {tuple(gramian.shape)}")
-        w = self.weights(gramian.double()).to(gramian.dtype)
+        present = check_present(present, None, self.name)
+        if present is not None and int(present.sum()) != gramian.shape[0]:
+            raise TaskshareError(f"{self.name}: {int(present.sum())} tasks present but a Gramian of "
+                                 f"{gramian.shape[0]}; expected one row per present task")
+        if present is not None and gramian.shape[0] == 1:
+            return gramian.new_ones(1)         # one task labelled: its own gradient, nothing to balance
+        if present is None or bool(present.all()):
+            w = self.weights(gramian.double())
+        else:
+            w = self.present_weights(gramian.double(), present)
+        w = w.to(gramian.dtype)
         _check_vector(w, f"{self.name} weights")
         return w
 
-    def direction(self, grads: Tensor) -> Tensor:
+    def direction(self, grads: Tensor, present: Tensor | None = None) -> Tensor:
+        """The update from the present tasks' gradients (every task's without `present`)."""
         if grads.dim() != 2:
             raise TaskshareError(f"{self.name}: expected a (tasks, parameters) gradient matrix, got {tuple(grads.shape)}")
         if self.needs == "gramian":
-            return self.task_weights(grads @ grads.T) @ grads
+            return self.task_weights(grads @ grads.T, present) @ grads
+        if present is not None and len(grads) == 1:
+            return grads[0].clone()
         return self.combine(grads)
 
     # --- what subclasses implement ----------------------------------------------------------
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
         return losses.sum()
 
-    def layer_loss(self, losses: Tensor, layer_grads: Tensor, global_losses: Tensor) -> Tensor:
+    def present_loss(self, losses: Tensor, step: int, history: list[Tensor], present: Tensor) -> Tensor:
+        """The objective when some tasks are absent: the method on the present tasks alone (their
+        losses, their entries of the loss history). A method with per-task state overrides this."""
+        keep = present.nonzero().squeeze(1)
+        return self.loss(losses[keep], step, [h.to(keep.device)[keep] for h in history])
+
+    def present_weights(self, gramian: Tensor, present: Tensor) -> Tensor:
+        """Weights for the present tasks' Gramian; a method with per-task state overrides this."""
+        return self.weights(gramian)
+
+    def layer_loss(self, losses: Tensor, layer_grads: Tensor, global_losses: Tensor,
+                   present: Tensor | None = None) -> Tensor:
         raise NotImplementedError
 
     def weights(self, gramian: Tensor) -> Tensor:
@@ -94,8 +137,9 @@ class Balancer(nn.Module):
         """True when the method learns from the same batch's losses after the optimizer step."""
         return False
 
-    def observe(self, losses_after: Tensor) -> None:
-        """The task losses after the optimizer step (methods that declare `observes_step`)."""
+    def observe(self, losses_after: Tensor, present: Tensor | None = None) -> None:
+        """The task losses after the optimizer step (methods that declare `observes_step`); `present`
+        marks the tasks the step's batch labelled."""
 
     def losses_before_step(self) -> Tensor:
         """The task losses the last step started from, in the form `observe` compares them with: a
@@ -107,6 +151,18 @@ class Balancer(nn.Module):
         return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))  # type: ignore[arg-type]
 
     __repr__ = nn.Module.__repr__
+
+
+def check_present(present: Tensor | None, num_tasks: int | None, name: str) -> Tensor | None:
+    """`present` as a bool vector (one entry per task), or None when every task is present."""
+    if present is None:
+        return None
+    present = torch.as_tensor(present)
+    if present.dim() != 1 or present.dtype != torch.bool or (num_tasks is not None and len(present) != num_tasks):
+        want = f"{num_tasks} " if num_tasks is not None else ""
+        raise TaskshareError(f"{name}: present must be a bool vector of {want}entries (one per task), got "
+                             f"{present.dtype} of shape {tuple(present.shape)}")
+    return present
 
 
 def _check_vector(v: Tensor, what: str) -> None:

@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from ..errors import TaskshareError
-from ._qp import active_set, project_simplex, with_ridge
+from ._qp import ScaledGramian, project_simplex, with_ridge
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
@@ -20,7 +20,8 @@ def cagrad_inner(K: Tensor, radius: float, iters: int = 200) -> Tensor:
     changes sign where mu = |g_w(mu)|, found by bisection on log mu (|g_w| lies within the gradients'
     norms). At that mu the QP's w minimises f."""
     T = K.shape[0]
-    A = with_ridge(K.detach().double().cpu()).numpy()
+    scaled = ScaledGramian(K)
+    A = with_ridge(K.detach().double().cpu()).numpy()   # |g_w| > 0 even where the hull holds the origin
     Kb = A.mean(1)
     diag = np.clip(np.diag(A), 0, None)
     hi = float(np.sqrt(diag.max()))
@@ -30,7 +31,7 @@ def cagrad_inner(K: Tensor, radius: float, iters: int = 200) -> Tensor:
     lower = np.zeros(T)
 
     def inner(mu: float) -> np.ndarray:
-        w = active_set((radius / mu) * A, lower, True, linear=Kb)
+        w = scaled.solve(lower, True, linear=Kb, curvature=radius / mu)
         if w is None:   # did not settle: the projected-gradient fallback on the same QP
             Kt = torch.from_numpy((radius / mu) * A)
             w = _projected_qp(Kt, torch.from_numpy(Kb)).numpy()

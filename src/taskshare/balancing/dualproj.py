@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from ._qp import min_quadratic_lower_bounded, with_ridge
+from ._qp import min_quadratic_lower_bounded
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
@@ -18,4 +18,4 @@ class DualProj(Balancer):
 
     def weights(self, gramian: Tensor) -> Tensor:
         T = gramian.shape[0]
-        return min_quadratic_lower_bounded(with_ridge(gramian), gramian.new_full((T,), 1.0 / T))
+        return min_quadratic_lower_bounded(gramian, gramian.new_full((T,), 1.0 / T))

@@ -18,7 +18,9 @@ class FAMO(Balancer):
     after the step (the paper's rule: one extra forward pass per step); off, the next batch's losses
     are used instead (no extra cost, a noisier signal). `min_loss` is a lower bound of every task loss
 (0 for the usual losses; FAMO works on L - min_loss). Logits and their Adam state are buffers, saved
-    with checkpoints."""
+    with checkpoints. A task absent from a batch (no known label) takes no part in that step: the
+    weights are the softmax over the present tasks' logits, and its own logit and Adam moments stay;
+    the Adam step count is shared, so its bias correction counts every update."""
 
     name = "famo"
     needs = "losses"
@@ -43,29 +45,42 @@ class FAMO(Balancer):
         return torch.softmax(self.logits, 0)
 
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        return self._objective(losses, None)
+
+    def present_loss(self, losses: Tensor, step: int, history: list[Tensor], present: Tensor) -> Tensor:
+        return self._objective(losses, present)
+
+    def _objective(self, losses: Tensor, present: Tensor | None) -> Tensor:
+        """FAMO on the present tasks alone: an absent task's logit, its previous loss and its Adam
+        state stay as they were, and the others' weights are the softmax over the present logits."""
         if len(losses) != self.num_tasks:
             raise TaskshareError(f"famo: built for {self.num_tasks} tasks, got {len(losses)} losses")
         if not self.extra_forward and bool((self.previous > 0).all()):
-            self.observe(losses.detach())
-        D = (losses - self.min_loss).clamp_min(0) + self.eps
-        z = self.current_weights().to(losses.dtype)
+            self.observe(losses.detach(), present)
+        keep = _kept(present)
+        D = (losses[keep] - self.min_loss).clamp_min(0) + self.eps
+        z = torch.softmax(self.logits[keep], 0).to(losses.dtype)
         c = 1.0 / (z / D.detach()).sum()
-        self.previous.copy_(D.detach().float())
+        self.previous[keep] = D.detach().float()
         return (c * z * torch.log(D)).sum()
 
     @torch.no_grad()
-    def observe(self, losses_after: Tensor) -> None:
-        """One update of the logits from the losses after the model's step."""
-        delta = torch.log(self.previous) - torch.log((losses_after.float() - self.min_loss).clamp_min(0) + self.eps)
-        z = self.current_weights()
-        grad = z * (delta - z @ delta) + self.gamma * self.logits
+    def observe(self, losses_after: Tensor, present: Tensor | None = None) -> None:
+        """One update of the logits from the losses after the model's step (the present tasks' only)."""
+        keep = _kept(present)
+        logits, m, v = self.logits[keep], self.adam_m[keep], self.adam_v[keep]   # views when every task is present
+        delta = torch.log(self.previous[keep]) - torch.log(
+            (losses_after.float()[keep] - self.min_loss).clamp_min(0) + self.eps)
+        z = torch.softmax(logits, 0)
+        grad = z * (delta - z @ delta) + self.gamma * logits
         self.adam_steps += 1
         b1, b2 = 0.9, 0.999
-        self.adam_m.mul_(b1).add_(grad, alpha=1 - b1)
-        self.adam_v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        m.mul_(b1).add_(grad, alpha=1 - b1)
+        v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         k = float(self.adam_steps)
-        m_hat, v_hat = self.adam_m / (1 - b1 ** k), self.adam_v / (1 - b2 ** k)
-        self.logits.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
+        m_hat, v_hat = m / (1 - b1 ** k), v / (1 - b2 ** k)
+        logits.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
+        self.logits[keep], self.adam_m[keep], self.adam_v[keep] = logits, m, v   # copies back (a subset)
 
     @property
     def observes_step(self) -> bool:
@@ -73,3 +88,9 @@ class FAMO(Balancer):
 
     def losses_before_step(self) -> Tensor:
         return self.previous
+
+
+def _kept(present: Tensor | None):
+    """The entries to read and update: every task (a slice, so in-place updates reach the buffers)
+    or the present ones."""
+    return slice(None) if present is None else present.nonzero().squeeze(1)

@@ -15,8 +15,11 @@ class GradNorm(Balancer):
     mean(G) r_t^alpha, r_t being task t's relative inverse training rate (L_t / L_t(0), divided by its
     mean over tasks): tasks that lag get larger weights. The weights are trained by the L1 gap, with
     the target held constant, and renormalised to sum to T before every step; they and L_t(0) are
-    saved with checkpoints. The trainer measures the layer gradients (T extra backward passes through
-    the heads and that one layer) and, with several processes, hands over their global means."""
+    saved with checkpoints. L_t(0) is task t's first observed loss (a task absent from the first
+    batches gets it from its first labelled one); until then, and in a batch without its labels, the
+    task takes no part in the norm balancing and its weight stays. The trainer measures the layer
+    gradients (T extra backward passes through the heads and that one layer) and, with several
+    processes, hands over their global means."""
 
     name = "gradnorm"
     needs = "losses"
@@ -31,20 +34,31 @@ class GradNorm(Balancer):
         self.loss_weights = nn.Parameter(torch.ones(self.num_tasks))
         self.register_buffer("initial_losses", torch.zeros(self.num_tasks))
 
-    def layer_loss(self, losses: Tensor, layer_grads: Tensor, global_losses: Tensor) -> Tensor:
+    def layer_loss(self, losses: Tensor, layer_grads: Tensor, global_losses: Tensor,
+                   present: Tensor | None = None) -> Tensor:
         if len(losses) != self.num_tasks:
             raise TaskshareError(f"gradnorm: built for {self.num_tasks} tasks, got {len(losses)} losses")
         seen = global_losses.detach()
+        observed = seen > 0 if present is None else present.to(seen.device) & (seen > 0)
         with torch.no_grad():
             w = self.loss_weights
             w.clamp_(min=1e-6).mul_(self.num_tasks / w.sum())
             if not bool((self.initial_losses > 0).all()):
-                self.initial_losses.copy_(torch.where(self.initial_losses > 0, self.initial_losses,
-                                                      seen.float().clamp_min(1e-12)))
+                # L_t(0) is each task's first observed loss; an absent task (or a zero loss, which
+                # no ratio can start from) waits for its first labelled batch
+                first = observed.to(self.initial_losses.device) & ~(self.initial_losses > 0)
+                self.initial_losses.copy_(torch.where(first, seen.float(), self.initial_losses))
+        # only tasks observed now and before take part in the norm balancing; the others keep their
+        # weights (an absent task's loss is zero anyway)
+        active = observed & (self.initial_losses > 0).to(observed.device)
         w = self.loss_weights.to(losses.dtype)
-        norms = torch.stack([g.norm() for g in layer_grads]).detach()
-        weighted_norms = w * norms
-        rate = seen / self.initial_losses.to(losses.dtype)
+        weighted = (w.detach() * losses).sum()
+        if not bool(active.any()):
+            return weighted
+        keep = active.nonzero().squeeze(1)
+        norms = torch.stack([layer_grads[i].norm() for i in keep.tolist()]).detach()
+        weighted_norms = w[keep] * norms
+        rate = seen[keep] / self.initial_losses.to(losses.dtype)[keep]
         target = (weighted_norms.mean() * (rate / rate.mean().clamp_min(1e-12)) ** self.alpha).detach()
         gradnorm_loss = (weighted_norms - target).abs().sum()
-        return (w.detach() * losses).sum() + gradnorm_loss
+        return weighted + gradnorm_loss

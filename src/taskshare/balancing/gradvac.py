@@ -17,7 +17,7 @@ class GradVac(Balancer):
     sets their cosine to the target exactly; the targets follow the observed cosines by an exponential
     moving average (rate `beta`, from 0). PCGrad is the special case of a fixed target 0. Computed in
     the Gramian's coordinates over the whole shared parameter vector; the targets are saved with
-    checkpoints."""
+    checkpoints. In a step some tasks are absent from, only the pairs of present tasks act and move."""
 
     name = "gradvac"
     needs = "gramian"
@@ -33,7 +33,15 @@ class GradVac(Balancer):
         T = gramian.shape[0]
         if T != self.num_tasks:
             raise TaskshareError(f"gradvac: built for {self.num_tasks} tasks, got {T}")
-        targets = self.targets.to(gramian)
+        return self.present_weights(gramian, None)
+
+    def present_weights(self, gramian: Tensor, present: Tensor | None) -> Tensor:
+        """The present tasks' pairs only: an absent task's targets neither act nor move."""
+        if present is not None and len(present) != self.num_tasks:
+            raise TaskshareError(f"gradvac: built for {self.num_tasks} tasks, got a mask of {len(present)}")
+        keep = slice(None) if present is None else present.nonzero().squeeze(1).to(self.targets.device)
+        pairs = (keep, keep) if present is None else (keep[:, None], keep[None, :])
+        targets = self.targets[pairs].to(gramian)
         norms = gramian.diagonal().clamp_min(1e-30).sqrt()
 
         def move_toward_target(c: Tensor, i: int, j: int) -> None:
@@ -47,5 +55,5 @@ class GradVac(Balancer):
             targets[i, j] = (1 - self.beta) * target + self.beta * cos
 
         total = adjust_in_turn(gramian, move_toward_target)
-        self.targets.copy_(targets)
+        self.targets[pairs] = targets.to(self.targets)
         return total

@@ -1,6 +1,8 @@
 """Loss-weighting methods: each returns the scalar the trainer differentiates once."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -8,11 +10,35 @@ from ..errors import TaskshareError
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
-def _per_task(method: Balancer, values: Tensor, losses: Tensor) -> Tensor:
-    """A method's learned per-task values (built for num_tasks) in the losses' dtype."""
-    if len(losses) != method.num_tasks:
-        raise TaskshareError(f"{method.name}: built for {method.num_tasks} tasks, got {len(losses)} losses")
-    return values.to(losses.dtype)
+@balancer_dataclass
+class _LearnedPerTask(Balancer):
+    """A loss weighting with one learned number per task, zero at the start, trained with the model.
+    `learned` names the parameter: its attribute and its state_dict key, the one saved checkpoints
+    hold, so each method keeps its own name."""
+
+    learned: ClassVar[str] = ""
+    num_tasks: int = 2
+
+    def setup(self) -> None:
+        setattr(self, self.learned, nn.Parameter(torch.zeros(self.num_tasks)))
+
+    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        self._check_size(losses)
+        return self.weigh(losses, getattr(self, self.learned).to(losses.dtype))
+
+    def present_loss(self, losses: Tensor, step: int, history: list[Tensor], present: Tensor) -> Tensor:
+        # an absent task's learned value is left out of the objective: it gets no gradient at all
+        self._check_size(losses)
+        keep = present.nonzero().squeeze(1)
+        return self.weigh(losses[keep], getattr(self, self.learned).to(losses.dtype)[keep])
+
+    def _check_size(self, losses: Tensor) -> None:
+        if len(losses) != self.num_tasks:
+            raise TaskshareError(f"{self.name}: built for {self.num_tasks} tasks, got {len(losses)} losses")
+
+    def weigh(self, losses: Tensor, s: Tensor) -> Tensor:
+        """The scalar to differentiate, from the losses and the learned values `s` in their dtype."""
+        raise NotImplementedError
 
 
 @BALANCERS.register("equal")
@@ -36,25 +62,28 @@ class Fixed(Balancer):
             raise TaskshareError(f"fixed: weights must be a non-empty list of numbers >= 0, got {self.values!r}")
 
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
+        return (losses * self._values(losses)).sum()
+
+    def present_loss(self, losses: Tensor, step: int, history: list[Tensor], present: Tensor) -> Tensor:
+        keep = present.nonzero().squeeze(1)
+        return (losses[keep] * self._values(losses)[keep]).sum()
+
+    def _values(self, losses: Tensor) -> Tensor:
         if len(self.values) != len(losses):
             raise TaskshareError(f"fixed: {len(self.values)} weights for {len(losses)} tasks")
-        return (losses * losses.new_tensor(self.values)).sum()
+        return losses.new_tensor(self.values)
 
 
 @BALANCERS.register("uncertainty")
 @balancer_dataclass
-class Uncertainty(Balancer):
+class Uncertainty(_LearnedPerTask):
     """Homoscedastic uncertainty weighting (Kendall, Gal & Cipolla, CVPR 2018): sum_t exp(-s_t) L_t + s_t
-    with learned log-variances s_t (created lazily for the number of tasks, trained with the model)."""
+    with learned log-variances s_t (created for the number of tasks, trained with the model)."""
 
     name = "uncertainty"
-    num_tasks: int = 2
+    learned = "log_vars"
 
-    def setup(self) -> None:
-        self.log_vars = nn.Parameter(torch.zeros(self.num_tasks))
-
-    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
-        s = _per_task(self, self.log_vars, losses)
+    def weigh(self, losses: Tensor, s: Tensor) -> Tensor:
         return (torch.exp(-s) * losses + s).sum()
 
 
@@ -62,7 +91,8 @@ class Uncertainty(Balancer):
 @balancer_dataclass
 class DWA(Balancer):
     """Dynamic weight average (Liu, Johns & Davison, CVPR 2019): w_t = T softmax(r_t / temperature),
-    r_t = L_t(epoch-1) / L_t(epoch-2) from the per-epoch mean losses; 1 for the first two epochs."""
+    r_t = L_t(epoch-1) / L_t(epoch-2) from the per-epoch mean losses; 1 for the first two epochs, and
+    for a task whose history has a gap (no labelled batch in one of those epochs: NaN)."""
 
     name = "dwa"
     temperature: float = 2.0
@@ -70,7 +100,7 @@ class DWA(Balancer):
     def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
         if len(history) < 2:
             return losses.sum()
-        ratio = history[-1].to(losses) / history[-2].to(losses).clamp_min(1e-12)
+        ratio = torch.nan_to_num(history[-1].to(losses) / history[-2].to(losses).clamp_min(1e-12), nan=1.0)
         w = len(losses) * torch.softmax(ratio / self.temperature, 0)
         return (w.detach() * losses).sum()
 
@@ -102,18 +132,14 @@ class GLS(Balancer):
 
 @BALANCERS.register("imtl_l")
 @balancer_dataclass
-class IMTLL(Balancer):
+class IMTLL(_LearnedPerTask):
     """IMTL-L (Liu et al., ICLR 2021): learned scales, sum_t exp(s_t) L_t - s_t, which drives every
     scaled loss toward 1 (the loss half of IMTL)."""
 
     name = "imtl_l"
-    num_tasks: int = 2
+    learned = "scales"
 
-    def setup(self) -> None:
-        self.scales = nn.Parameter(torch.zeros(self.num_tasks))
-
-    def loss(self, losses: Tensor, step: int, history: list[Tensor]) -> Tensor:
-        s = _per_task(self, self.scales, losses)
+    def weigh(self, losses: Tensor, s: Tensor) -> Tensor:
         return (torch.exp(s) * losses - s).sum()
 
 

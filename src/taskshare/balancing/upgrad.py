@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._qp import active_set, min_quadratic_lower_bounded, with_ridge
+from ._qp import ScaledGramian, min_quadratic_lower_bounded
 from .base import BALANCERS, Balancer, balancer_dataclass
 
 
@@ -20,11 +20,9 @@ class UPGrad(Balancer):
     needs = "gramian"
 
     def weights(self, gramian: Tensor) -> Tensor:
-        K = with_ridge(gramian)
-        A = K.detach().double().cpu().numpy()   # converted once for the T projections
-        eye = np.eye(len(A))
-        rows = [active_set(A, e, simplex=False) for e in eye]
+        scaled = ScaledGramian(gramian)   # converted once for the T projections
+        rows = [scaled.solve(e, simplex=False) for e in np.eye(gramian.shape[0])]
         if all(r is not None for r in rows):
             return torch.from_numpy(np.mean(rows, 0)).to(gramian)
         lower = torch.eye(gramian.shape[0], dtype=gramian.dtype, device=gramian.device)
-        return torch.stack([min_quadratic_lower_bounded(K, row) for row in lower]).mean(0)
+        return torch.stack([min_quadratic_lower_bounded(gramian, row) for row in lower]).mean(0)

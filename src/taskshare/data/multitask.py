@@ -3,7 +3,9 @@
 - MultiTaskDataset: one input, several labels (a dict task -> labels); unknown labels are -1 (classes)
   or NaN (values) and add nothing to the loss.
 - TaskLoader over one dataset per task: every batch comes from one task, chosen by a sampler
-  (round robin, proportional to size, temperature-scaled p ~ n^(1/T), or uniform).
+  (round robin, proportional to size, temperature-scaled p ~ n^(1/T), or uniform), or, with the
+  "joint" sampler, every batch holds one batch of every task (what gradient balancing needs: the
+  per-task gradients of one step), its inputs concatenated in task order and its labels a JointLabels.
 """
 from __future__ import annotations
 
@@ -19,7 +21,29 @@ from ..distributed import shard
 from .arrays import ArrayDataset, as_tensor, check_finite, to_dataset
 from .loaders import batch_count, batch_indices
 
-SAMPLERS = ("round_robin", "proportional", "temperature", "uniform")
+SAMPLERS = ("round_robin", "proportional", "temperature", "uniform", "joint")
+SINGLE_TASK_SAMPLERS = SAMPLERS[:-1]
+
+
+class JointLabels(dict):
+    """The labels of a joint batch, task -> labels: the batch's inputs are each task's inputs
+    concatenated in this dict's order, so task t's labels belong to its own block of rows (not to
+    every row, as in a MultiTaskDataset batch)."""
+
+    def rows(self) -> dict[str, slice]:
+        out, start = {}, 0
+        for task, y in self.items():
+            out[task] = slice(start, start + len(y))
+            start += len(y)
+        return out
+
+
+def rows_of_tasks(outputs: Mapping[str, Tensor], labels: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Each task's outputs for the rows its labels belong to: its own block in a joint batch, every
+    row otherwise."""
+    if not isinstance(labels, JointLabels):
+        return dict(outputs)
+    return {t: outputs[t][rows] for t, rows in labels.rows().items()}
 
 
 class MultiTaskDataset(Dataset):
@@ -71,6 +95,8 @@ def task_probabilities(sizes: Mapping[str, int], sampler: str, temperature: floa
     normalised (T=1 is proportional, large T approaches uniform); uniform: 1/T_tasks."""
     if sampler not in SAMPLERS:
         raise TaskshareError(f"sampler {sampler!r}; expected one of {SAMPLERS}")
+    if sampler == "joint":     # every task in every batch
+        return {t: 1.0 for t in sizes}
     if sampler == "temperature" and temperature <= 0:
         raise TaskshareError(f"sampler temperature must be > 0, got {temperature!r}")
     power = {"proportional": 1.0, "temperature": 1.0 / temperature, "uniform": 0.0, "round_robin": 0.0}[sampler]
@@ -84,7 +110,9 @@ class TaskLoader:
 
     An epoch is as many batches as one pass over every task's data takes (the sum of batch_count's);
     the sampler decides which task each batch comes from. A task's own order is reshuffled each time
-    its data run out, so small tasks repeat under uniform or temperature sampling.
+    its data run out, so small tasks repeat under uniform or temperature sampling. With the "joint"
+    sampler each batch holds `batch_size` rows of every task (x concatenated in task order, labels a
+    JointLabels) and an epoch is one pass over the largest task's data, the smaller ones repeating.
     """
 
     def __init__(self, datasets: Mapping[str, Any], batch_size: int, sampler: str = "proportional",
@@ -99,7 +127,8 @@ class TaskLoader:
         self._cursor = {t: 0 for t in self.datasets}
 
     def __len__(self) -> int:
-        return sum(batch_count(len(d), self.batch_size, self.shuffle) for d in self.datasets.values())
+        counts = [batch_count(len(d), self.batch_size, self.shuffle) for d in self.datasets.values()]
+        return max(counts) if self.sampler == "joint" else sum(counts)
 
     def _new_order(self, task: str) -> Tensor:
         n = len(self.datasets[task])
@@ -125,8 +154,20 @@ class TaskLoader:
         return [names[i] for i in draws.tolist()]
 
     def __iter__(self) -> Iterator[tuple[Tensor, dict[str, Tensor]]]:
+        if self.sampler == "joint":
+            for _ in range(len(self)):
+                yield self._joint_batch()
+            return
         for task in self.task_sequence():
             yield self._next_batch(task)
+
+    def _joint_batch(self) -> tuple[Tensor, JointLabels]:
+        parts = [self._next_batch(task) for task in self.datasets]
+        shapes = {t: tuple(x.shape[1:]) for t, (x, _) in zip(self.datasets, parts)}
+        if len(set(shapes.values())) > 1:
+            raise TaskshareError(f"the joint sampler stacks every task's inputs in one batch, so they need one "
+                                 f"shape; got {shapes} (use a single-task sampler, e.g. 'proportional')")
+        return torch.cat([x for x, _ in parts]), JointLabels((t, y[t]) for t, (_, y) in zip(self.datasets, parts))
 
     def state_dict(self) -> dict:
         """Where the loader stands between epochs (each task's order and position carry over epochs):

@@ -106,3 +106,22 @@ METRICS: dict[str, Metric] = {
 
 def compute_metrics(names: list[str], outputs: Tensor, targets: Tensor) -> dict[str, float]:
     return {name: METRICS[name].fn(outputs, targets) for name in names}
+
+
+def regression_metrics(names: list[str], pred: Tensor, y: Tensor, known: Tensor) -> dict[str, float]:
+    """R2, MAE and RMSE of (n, outputs) predictions where some targets are unknown: each output column
+    over its own known entries (a row missing one output still counts for the others, as in the loss),
+    then over the columns that have any: R2 and MAE their mean (sklearn's multioutput='uniform_average'),
+    RMSE the root of the columns' mean squared error (every entry known: the root of the mean over all
+    entries, as before). NaN where no column has a known entry."""
+    pred, y, known = pred.reshape(len(y), -1), y.reshape(len(y), -1), known.reshape(len(y), -1)
+    cols = [j for j in range(y.shape[1]) if bool(known[:, j].any())]
+    if not cols:
+        return {name: float("nan") for name in names}
+    columns = [(pred[known[:, j], j], y[known[:, j], j]) for j in cols]
+    values = {
+        "r2": sum(r2(p, t) for p, t in columns) / len(cols),
+        "mae": sum(mae(p, t) for p, t in columns) / len(cols),
+        "rmse": (sum((p - t).pow(2).mean().item() for p, t in columns) / len(cols)) ** 0.5,
+    }
+    return {name: values[name] for name in names}

@@ -70,7 +70,23 @@ class AdaptExperiment:
 
 
 def load_adapt(data: dict) -> AdaptExperiment:
+    _check_domains(data.get("data"))
     return from_dict(AdaptExperiment, data, "config")
+
+
+def _check_domains(data: Any) -> None:
+    """A domain given as anything but an npz file is named with what adapt takes; the dataclass
+    conversion alone said 'expected DomainFile or NoneType', a type the user never wrote."""
+    if not isinstance(data, dict):
+        return
+    for side in ("source", "target"):
+        spec = data.get(side)
+        if spec is None or (isinstance(spec, dict) and "npz" in spec):
+            continue
+        raise ConfigError.at(f"data.{side}", f" = {spec!r}; adapt reads each domain from an .npz file: "
+                             f"{{npz: FILE, x: x, y: y}} (arrays x and y; the target's y is optional). "
+                             f"A CSV, image folder or other source: save its inputs and labels with "
+                             f"numpy.savez first", owner="config")
 
 
 def _read(spec: DomainFile, labels_required: bool, where: str) -> tuple[np.ndarray, np.ndarray | None]:

@@ -17,6 +17,7 @@ from ..data.splits import stratified_indices
 from ..errors import ConfigError
 from ..io import atomic_write_bytes
 from ..validate import check_pair, check_training_labels, read_npz
+from ..evaluate.report.sharing import mean_metric_name
 from .modes import RUNNERS
 from .runs import guard, only_run, rebuild_report, resumable, track
 from .specs import ModelSpec, MultiTaskData
@@ -34,7 +35,9 @@ class MultiTaskSpec:
     modes: list[str] = field(default_factory=lambda: list(MODES))
     coupling: float = 1e-3            # soft sharing: lambda of the distance penalty
     layers: str | None = None         # soft sharing: regex of the trunk parameters to couple (default all)
-    sampler: str = "proportional"     # one dataset per task: round_robin | proportional | temperature | uniform
+    # one dataset per task: round_robin | proportional | temperature | uniform | joint (a batch of every
+    # task per step); default: joint with a gradient-balancing method, else proportional
+    sampler: str | None = None
     temperature: float = 2.0
     weights: dict[str, float] = field(default_factory=dict)
     balancer: Any = None              # every mode but single: a balancing method by name, or {name: ..., hyperparameter: ...}
@@ -127,11 +130,16 @@ def split_data(data: Any, spec: MultiTaskData) -> tuple[Any, Any, Any]:
     if isinstance(data, dict):
         parts = {t: split_data(_as_mtd(t, d), spec) for t, d in data.items()}
         return tuple({t: _as_pair(t, p[i]) for t, p in parts.items()} for i in range(3))  # type: ignore[return-value]
-    n = len(data)
+    return tuple(data.subset(rows) for rows in split_rows(len(data), spec))  # type: ignore[return-value]
+
+
+def split_rows(n: int, spec: MultiTaskData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The train, validation and test row indices split_data uses for n rows (known before the
+    inputs are encoded, so an encoding can be fitted on the training rows alone)."""
     strata = np.zeros(n, np.int64)
     rest, test = stratified_indices(strata, spec.test_fraction, spec.seed)
     train, val = stratified_indices(strata[rest], spec.val_fraction / (1 - spec.test_fraction), spec.seed + 1)
-    return data.subset(rest[train]), data.subset(rest[val]), data.subset(test)
+    return rest[train], rest[val], test
 
 
 def _as_mtd(task: str, d) -> MultiTaskDataset:
@@ -155,7 +163,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
                           f"{len(tasks)} tasks; known training labels per task: {known}")
         else:
             console.print(f"multi-task data: one dataset per task, training sizes "
-                          f"{ {t: len(d[1]) for t, d in train.items()} }; sampler {config.multitask.sampler}")
+                          f"{ {t: len(d[1]) for t, d in train.items()} }; sampler {config.multitask.sampler or 'default'}")
     example = train.x[:2] if isinstance(train, MultiTaskDataset) else torch.as_tensor(next(iter(train.values()))[0][:2])
     factory = trunk_factory(config.model.name, config.model.args, example, any(t.kind in DENSE_KINDS for t in tasks))
     rows: list[SharingResult] = []
@@ -167,7 +175,7 @@ def run_multitask(config: MultiTaskExperiment, out: Path, console=None) -> tuple
             rows.append(r)
             if console:
                 dm = "" if r.delta_m is None else f"  delta_m {r.delta_m:+.2f}%"
-                console.print(f"  seed={seed} {r.mode:<13} mean {tasks[0].main_metric} "
+                console.print(f"  seed={seed} {r.mode:<13} mean {mean_metric_name(tasks)} "
                               f"{np.mean(list(r.main.values())):.3f}{dm}  {r.params:,} params  {r.seconds:.0f}s", highlight=False)
     write_multitask_reports(out, tasks, rows, to_dict(config))
     return tasks, rows

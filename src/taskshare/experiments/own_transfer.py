@@ -13,8 +13,9 @@ import torch
 
 from ..config import to_dict
 from ..data.augment import build_augment
-from .own import (OwnExperiment, check_classes, few_shot_splits, hold_out, input_info, model_size,
-                             pretrain_builtin, read_data, with_cache_note)
+from .kept import Trained, choose_kept, contenders
+from .own import (OwnExperiment, Target, few_shot_splits, input_info, model_size, pretrain_builtin,
+                  read_target, with_cache_note)
 from ..models.backbones.spec import preprocessing_of
 from ..serve.bundle import write_bundle
 from ..serve.models import transfer_net
@@ -41,14 +42,16 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     from ..evaluate.report.transfer import print_summary, write_reports
     started = time.perf_counter()
     backbone, size = model_size(config)
+    target = read_target(config, size)   # checked before the source is pretrained
     source_net, record = None, {"mode": "transfer", "model": config.model.to_config()}
     if backbone is None:
-        source_net, source_info, record["source_outputs"] = pretrain_builtin(config, size, console)
+        source_net, source_info, record["source_outputs"] = pretrain_builtin(config, size, console, target.data)
         if source_info["kind"] == "table":   # the network learnt the source's scaling and categories
             config = replace(config, target={**config.target, "encoding": source_info["encoding"]})
+            target = read_target(config, size)
     else:
         record["preprocessing"] = preprocessing_of(backbone)
-    data, task, train_ds, test_ds = _target(config, size, getattr(backbone, "tokenizer", None), record, console)
+    data, task, train_ds, test_ds = _target(config, target, getattr(backbone, "tokenizer", None), record, console)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         base = transfer_net(record, task, source_net, pretrained=True) if backbone is None else backbone.with_head(task)
@@ -57,23 +60,22 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     title = f"{config.model.label}: transfer to {Path(data.origin).name}"
     print_summary(console, summary, title)
     paths = write_reports(out, rows, summary, title, {"config": to_dict(config)})
-    record.update(tasks=[{**task.describe(), "class_names": data.class_names[task.name]}], strategy=deploy["strategy"],
-                  val_score=deploy["score"], test=deploy["test"], labels_per_class=config.transfer.shots[-1])
-    write_bundle(out, deploy["model"], record)
-    console.print(f"kept {deploy['strategy']} (best on validation at k={config.transfer.shots[-1]}) -> "
-                  f"{out / 'model.safetensors'}; use it with 'taskshare predict {out} INPUTS'")
+    kept, why = choose_kept(deploy, task.higher_is_better)
+    shot, seed = config.transfer.shots[-1], config.transfer.seeds[0]
+    record.update(tasks=[{**task.describe(), "class_names": data.class_names[task.name]}],
+                  strategy=kept.result.strategy, val_score=kept.result.val_score, test=kept.result.test,
+                  labels_per_class=shot, kept={"strategy": kept.result.strategy, "labels_per_class": shot,
+                                               "seed": seed, "why": why})
+    write_bundle(out, kept.model, record)
+    console.print(f"kept {kept.result.strategy} (k={shot}, seed {seed}): {why} -> {out / 'model.safetensors'}; "
+                  f"use it with 'taskshare predict {out} INPUTS'", highlight=False, soft_wrap=True)
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {paths['md']} and {paths['html']}")
     return 0
 
 
-def _target(config: OwnExperiment, size, tokenizer, record: dict, console):
-    """The target read, its known labels kept, the test part held out and every class checked; returns
-    the data, the task and the train and test datasets (the input's record goes into `record`)."""
-    data = read_data(config.target, size, "target")  # type: ignore[arg-type]
-    task_name = data.tasks[0]
-    data = data.select(np.flatnonzero(data.labels[task_name] >= 0))   # unknown labels cannot train one task
-    train_data, test_data = hold_out(data, config.test, config.test_fraction, config.split_seed, size, task_name)
-    check_classes(train_data, task_name, config.transfer.shots, config.transfer.val_per_class)
+def _target(config: OwnExperiment, target: Target, tokenizer, record: dict, console):
+    """The checked target's task and its train and test datasets (the input's record goes into `record`)."""
+    data, train_data, test_data, task_name = target.data, target.train, target.test, target.task
     names = data.class_names[task_name]
     record["input"] = input_info(data, tokenizer)
     console.print(f"target {data.origin}: {len(train_data)} training / {len(test_data)} test examples, "
@@ -85,8 +87,8 @@ def _target(config: OwnExperiment, size, tokenizer, record: dict, console):
 
 
 def _every_strategy(config: OwnExperiment, base, task: Task, data, train_ds, test_ds, out: Path, console):
-    """Every strategy (and scratch) at every shot and seed; returns the result rows and the model to
-    deploy: the best on validation at the last shot, first seed."""
+    """Every strategy (and scratch) at every shot and seed; returns the result rows and the runs at the
+    last shot, first seed, from which kept.py chooses the model to deploy."""
     size_hw = tuple(data.encoding["size"]) if data.kind == "image" else None
     augment = build_augment(config.augment, size_hw, data.kind)
     with_cache_note(config, augment)
@@ -94,7 +96,7 @@ def _every_strategy(config: OwnExperiment, base, task: Task, data, train_ds, tes
     strategies = [build_strategy(s) for s in config.transfer.strategies]
     if not any(s.reinit for s in strategies):
         strategies.insert(0, STRATEGIES.get("scratch")())
-    rows, deploy = [], {"score": None}
+    rows, deploy = [], []
     for shot in config.transfer.shots:
         for seed in config.transfer.seeds:
             splits = few_shot_splits(train_ds, test_ds, shot, seed, config.transfer.val_per_class)
@@ -105,17 +107,10 @@ def _every_strategy(config: OwnExperiment, base, task: Task, data, train_ds, tes
                 rows.append(result_row(result))
                 print_row(console, rows[-1])
                 if shot == config.transfer.shots[-1] and seed == config.transfer.seeds[0]:
-                    _keep_best(deploy, model, result)
+                    deploy = contenders(deploy + [Trained(strategy, model, result)], task.higher_is_better)
     if hasattr(cache, "close"):
         cache.close()
     return rows, deploy
-
-
-def _keep_best(deploy: dict, model, result) -> None:
-    if any("lora_" in k for k in model.state_dict()):
-        return   # adapters are saved by the strategy's own means; the deployable file holds plain weights
-    if deploy["score"] is None or result.val_score > deploy["score"]:
-        deploy.update(score=result.val_score, model=model, strategy=result.strategy, test=result.test)
 
 
 def replace_seed(train, seed: int):

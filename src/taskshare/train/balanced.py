@@ -12,7 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from ..balancing import Balancer
-from ..distributed import world
+from ..data.multitask import rows_of_tasks
+from ..distributed import sum_across, world
 from ..errors import TaskshareError
 from ..tasks import Task
 from .drop_in import Balancing
@@ -30,6 +31,7 @@ class BalancedStep(LoopHooks):
                  chunk: int | None = None, engine: str = "auto"):
         self.tasks, self.model = list(tasks), model
         self.features: Tensor | None = None
+        self.present: Tensor | None = None    # this micro-batch's labelled tasks (None: all of them)
         self.views: dict[str, Tensor] = {}
         # a trunk with its features: the fast path; any other model: one backward per task on what the
         # tasks share (every parameter two tasks' losses reach)
@@ -60,9 +62,20 @@ class BalancedStep(LoopHooks):
         them (set by the trainer each step; 1.0 when alone)."""
         self.balancing.set_share(share)
 
-    def total(self, parts: dict[str, Tensor]) -> Tensor:
+    def total(self, parts: dict[str, Tensor], ys: dict[str, Tensor] | None = None) -> Tensor:
+        """The method's objective over every task; a task with no known label in `ys` (the batch's
+        labels; every task in `parts` when not given) is absent, which the method is told, so it adds
+        exactly zero and leaves the others' weights and its own state as they were."""
+        self.present = None if ys is None else self.labelled(ys)
         losses = torch.stack([parts[t.name] if t.name in parts else parts[next(iter(parts))] * 0 for t in self.tasks])
-        return self.balancing.objective(losses)
+        return self.balancing.objective(losses, self.present)
+
+    def labelled(self, ys: dict[str, Tensor]) -> Tensor | None:
+        """(T,) bool: the tasks with a known label in the batch, on any process (None: all of them)."""
+        counts = torch.tensor([int(t.known(t.prepare_target(torch.as_tensor(ys[t.name]))).sum()) if t.name in ys
+                               else 0 for t in self.tasks], dtype=torch.float64)
+        present = sum_across(counts) > 0
+        return None if bool(present.all()) else present
 
     # --- the loop's hooks ----------------------------------------------------------------------
     def parameters(self) -> list[Tensor]:
@@ -87,14 +100,14 @@ class BalancedStep(LoopHooks):
         """Methods that learn from the effect of a step (FAMO) see the same batch's losses after it."""
         if not self.wants_after_step:
             return
-        out = model(x, tasks=list(ys))
+        out = rows_of_tasks(model(x, tasks=list(ys)), ys)
         previous = self.balancer.losses_before_step()
         parts = {t.name: t.loss(out[t.name], ys[t.name]).float() for t in self.tasks if t.name in ys}
         if world()[1] > 1:               # the global losses: the same state on every process
             parts, share = label_weighted(parts, ys, len(x), {t.name: t for t in self.tasks})
             self.balancing.set_share(share)
         self.balancing.after_step(torch.stack([parts[t.name] if t.name in parts else previous[i]
-                                               for i, t in enumerate(self.tasks)]))
+                                               for i, t in enumerate(self.tasks)]), self.labelled(ys))
 
     def end_epoch(self, record: dict) -> None:
         self.balancing.end_epoch()
@@ -108,15 +121,20 @@ class BalancedStep(LoopHooks):
             return
         if scale != 1.0:
             parts = {k: v * scale for k, v in parts.items()}
+        present = self.present
+        if present is not None:           # absent tasks take no part: the method sees the others' rows
+            parts = {t.name: parts[t.name] for t, p in zip(self.tasks, present.tolist()) if p and t.name in parts}
         losses = [parts[t.name] for t in self.tasks if t.name in parts]
         self._penalty_backward(scale)
+        if not losses:
+            return
         if not self.trunked:
-            self.balancing.write(losses, shared_leaves(losses), scale=scale)
+            self.balancing.write(losses, shared_leaves(losses), scale=scale, present=present)
             return
         shared = [p for p in self.model.trunk.parameters() if p.requires_grad]
         g_z = self._feature_grads(parts, self.features)
         if shared:
-            self.balancing.write(losses, shared, self.features, g_z, scale, self.capture)
+            self.balancing.write(losses, shared, self.features, g_z, scale, self.capture, present)
 
     def _penalty_backward(self, scale: float) -> None:
         """Soft sharing's coupling is no task's loss: its gradient is added as is."""

@@ -92,7 +92,7 @@ def _balancer_label(balancer: Any, num_tasks: int, representation: bool) -> str 
 
 def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task], train: Any, val: Any, test: Any,
                     modes: Sequence[str] = MODES, config: TrainConfig | None = None, coupling: float = 1e-3,
-                    layers: str | None = None, sampler: str = "proportional", temperature: float = 2.0,
+                    layers: str | None = None, sampler: str | None = None, temperature: float = 2.0,
                     weights: Mapping[str, float] | None = None, balancer: Any = None,
                     representation: bool = False, options: Mapping[str, Mapping[str, Any]] | None = None
                     ) -> list[SharingResult]:
@@ -102,7 +102,8 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
     over the parameters two or more tasks reach (hard's trunk, the cross-stitch units, MMoE's and PLE's
     shared experts; soft sharing has none, so there only loss weighting changes the update).
     `representation` applies to the modes with shared features (hard, MTAN); the others balance at the
-    parameter level, and each row's `balancer` says which. `options`: each mode's own settings, e.g.
+    parameter level, and each row's `balancer` says which. `sampler`: as fit_multitask's (None: a batch
+    of every task per step with a gradient method, "proportional" otherwise). `options`: each mode's own settings, e.g.
     {"mmoe": {"num_experts": 8}}."""
     config = config or TrainConfig()
     tasks = list(tasks)
@@ -144,7 +145,7 @@ def _train_single(trunk_factory: Callable[[], nn.Module], tasks: list[Task], tra
 
 
 def _train_shared(mode: str, trunk_factory: Callable[[], nn.Module], tasks: list[Task], train: Any, val: Any,
-                  example: Tensor, config: TrainConfig, coupling: float, layers: str | None, sampler: str,
+                  example: Tensor, config: TrainConfig, coupling: float, layers: str | None, sampler: str | None,
                   temperature: float, weights: Mapping[str, float] | None, balancer: Any, representation: bool,
                   options: Mapping[str, Mapping[str, Any]] | None) -> tuple[nn.Module, str | None]:
     """One sharing architecture trained on every task; the label of the balancing it trained with."""

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import to_dataset
-from ..data.multitask import MultiTaskDataset, MultiTaskLoader, TaskLoader
+from ..data.multitask import SINGLE_TASK_SAMPLERS, MultiTaskDataset, MultiTaskLoader, TaskLoader, rows_of_tasks
 from ..distributed import evaluation_part, gather_rows, world
 from ..errors import TaskshareError
 from ..tasks import Task
@@ -90,16 +90,18 @@ def selection_score(tasks: Sequence[Task], metrics: Mapping[str, Mapping[str, fl
 
 def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any = None,
                   config: TrainConfig | None = None, weights: Mapping[str, float] | None = None,
-                  sampler: str = "proportional", temperature: float = 2.0, balancer: Any = None,
+                  sampler: str | None = None, temperature: float = 2.0, balancer: Any = None,
                   representation: bool = False) -> History:
     """Train a multi-task model (HardSharing, SoftSharing, CrossStitch, or any module whose forward
     takes (x, tasks=[...]) and returns {task: output}).
 
     train, val: a MultiTaskDataset (shared inputs, some labels missing), or a mapping task -> (x, y)
-    or Dataset (one dataset per task, batches drawn by `sampler`). weights: fixed loss weights
-    (default 1 each). balancer: a loss-weighting or gradient-balancing method (name, mapping or
-    instance; see taskshare.balancing); representation: balance gradients w.r.t. the shared features
-    (one trunk backward) instead of the shared parameters.
+    or Dataset (one dataset per task, batches drawn by `sampler`: default "joint", a batch of every
+    task per step, with a gradient-balancing method, which needs every task's gradient in one step;
+    "proportional" otherwise). weights: fixed loss weights (default 1 each). balancer: a loss-weighting
+    or gradient-balancing method (name, mapping or instance; see taskshare.balancing);
+    representation: balance gradients w.r.t. the shared features (one trunk backward) instead of the
+    shared parameters.
     """
     config = config or TrainConfig()
     tasks = list(tasks)
@@ -111,9 +113,9 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
     check_multitask_data(tasks, train, "training data")
     if val is not None:
         check_multitask_data(tasks, val, "validation data")
-    loader = multitask_loader(train, config, True, sampler, temperature)
     device = resolve_device(config.device)
     balanced = _balanced_step(balancer, weights, tasks, model, representation, device)
+    loader = multitask_loader(train, config, True, _sampler(sampler, balanced, train), temperature)
 
     def validate(m: nn.Module):
         metrics = evaluate_multitask(m, tasks, val, config.eval_batch_size, device)
@@ -140,18 +142,33 @@ def _balanced_step(balancer: Any, weights: Mapping[str, float], tasks: list[Task
     return balanced
 
 
+def _sampler(sampler: str | None, balanced, train: Any) -> str:
+    """One dataset per task: a gradient-balancing method combines the per-task gradients of one step,
+    so its steps hold a batch of every task ("joint"); a single-task batch would leave it one gradient,
+    which it can only pass on (no balancing at all)."""
+    gradient = balanced is not None and balanced.balancer.needs != "losses"
+    if sampler is None:
+        return "joint" if gradient and isinstance(train, Mapping) else "proportional"
+    if gradient and isinstance(train, Mapping) and sampler in SINGLE_TASK_SAMPLERS and len(train) > 1:
+        raise TaskshareError(f"{balanced.balancer.name} balances the per-task gradients of one step, but sampler "
+                             f"{sampler!r} gives each step one task's batch; use sampler='joint' (a batch of every "
+                             f"task per step, the default with a gradient method), or a loss-weighting method")
+    return sampler
+
+
 def _objective(by_name: Mapping[str, Task], weights: Mapping[str, float], balanced):
     """The loop's objective: each labelled task's loss (weighted by its share of the labels across
     processes), summed with the fixed weights or combined by the balancing method."""
     def objective(m: nn.Module, x: Tensor, ys: dict[str, Tensor]):
         out = balanced.forward(m, x, list(ys)) if balanced else m(x, tasks=list(ys))
+        out = rows_of_tasks(out, ys)        # a joint batch: each task's own rows
         parts = {t: by_name[t].loss(out[t], y) for t, y in ys.items()}
         if world()[1] > 1:
             parts, share = label_weighted(parts, ys, len(x), by_name)
             if balanced:
                 balanced.set_share(share)
         if balanced:
-            return balanced.total(parts), parts
+            return balanced.total(parts, ys), parts
         total = sum(weights.get(t, 1.0) * loss for t, loss in parts.items())
         return total, parts
 

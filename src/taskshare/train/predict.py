@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ..data import make_loader, to_dataset
 from ..data.loaders import rows
+from ..data.multitask import JointLabels
 from ..distributed import evaluation_part, gather_rows
 from ..tasks import Task
 from .device import autocast
@@ -18,6 +19,8 @@ def to_device(batch: Any, device: torch.device) -> Any:
     """Move a tensor, or the tensors in a dict/list/tuple (multi-task labels), to `device`."""
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
+    if isinstance(batch, JointLabels):     # keeps saying whose rows are whose
+        return JointLabels((k, to_device(v, device)) for k, v in batch.items())
     if isinstance(batch, dict):
         return {k: to_device(v, device) for k, v in batch.items()}
     if isinstance(batch, (list, tuple)):

@@ -6,6 +6,7 @@ results. The model kept is always the chosen candidate's first-round run."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -19,11 +20,26 @@ from ..train.loop import predict
 from .auto import Auto
 from .auto_scores import ExampleScore, example_score
 from .base import DataFacts
-from .evidence import Paired, contenders, decide, next_held_out, resolution
+from .evidence import Decision, Paired, contenders, decide, next_held_out, resolution
+
+
+@dataclass
+class _Gathered:
+    """The evidence so far: per-example scores per candidate, the decision they give, and how it was got."""
+
+    evidence: dict[str, list[float]]
+    decision: Decision
+    gap_se: float
+    trainings: int
+    rounds: int = 1
+    recheck: str = ""      # why a first-round lead had to survive another round
+    stopped: str = ""      # why a second round could not run
 
 
 def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: DataFacts, augment, cache,
            labels_per_class, train_frozen_bn: bool, started: float):
+    """`auto`'s model and result: every candidate trained and scored on validation, more rounds where
+    the evidence asks for them (see the module's docstring), the decision and its evidence in the note."""
     from .run import new_cache, run_strategy
     if cache is True:
         cache = new_cache(pretrained, config)
@@ -42,55 +58,81 @@ def choose(pretrained, task: Task, splits: Splits, auto: Auto, config, facts: Da
                             labels_per_class if round_ == 0 else None, train_frozen_bn)
 
     runs = {name: train(name, splits, 0) for name in candidates}
-    trainings = len(runs)
     device = resolve_device(config.device)
     score = example_score(task, torch.cat([labels_of(splits.train), labels_of(splits.val)])
                           if task.kind == "regression" else None)
-    better = score.higher_is_better
 
     def held_out(model, data) -> list[float]:
         return _scores(model, data, device, config, score, task)
 
+    def judge(evidence: dict[str, list[float]]) -> Decision:
+        return decide(evidence, prior.label(), "scratch", higher_is_better=score.higher_is_better, max_se=tie_se)
+
     evidence = {name: held_out(model, splits.val) for name, (model, _) in runs.items()}
-    decision = decide(evidence, prior.label(), "scratch", higher_is_better=better, max_se=tie_se)
-    rounds, gap_se = 1, _lead_se(evidence, decision.refused)
-    plan, recheck, stopped = None, "", ""
-    while rounds < auto.rounds and (not decision.settled and gap_se > auto.max_se
-                                    or (recheck := _unconfirmed_lead(evidence, decision, auto.max_se))):
+    decision = judge(evidence)
+    got = _Gathered(evidence, decision, _lead_se(evidence, decision.refused), trainings=len(runs))
+    _more_rounds(got, splits, task, auto, config.seed, train, held_out, judge, score.higher_is_better)
+    evidence_name = "" if score.name == "correct" and task.kind == "multiclass" else f" on the {score.describe()}"
+    choice = got.decision.choice
+    return _finish(runs[choice], auto, started,
+                   f"{_how_gathered(got, task, auto)}; paired per example{evidence_name}: {got.decision.note}. "
+                   f"The model kept is {choice}'s run on the split as given. The size rule alone would say "
+                   f"{prior.label()} ({reason}" + ("" if informed else "; with no sizes to go by it breaks no tie "
+                                                   "with scratch") + ")")
+
+
+def _more_rounds(got: _Gathered, splits: Splits, task: Task, auto: Auto, seed: int, train, held_out, judge,
+                 better: bool) -> None:
+    """Rounds on other held-out examples while the decision is open with a large standard error, or a
+    first-round lead rests on too few examples (up to `auto.rounds` in all); updates `got`."""
+    plan = None
+    while _another_round(got, auto):
         plan = plan or _plan_rounds(splits, task)
         pool, y, per_class, held, swappable = plan
         if not swappable:   # a round trains on the held-out examples: only where they hold every class
-            stopped = "the validation split lacks a class the training split has"
-            break
-        out = next_held_out(y, per_class, held, seed=config.seed * 7919 + rounds)
+            got.stopped = "the validation split lacks a class the training split has"
+            return
+        out = next_held_out(y, per_class, held, seed=seed * 7919 + got.rounds)
         keep = np.setdiff1d(np.arange(len(y)), out)
         if task.kind != "multiclass" and (stopped := _untrainable(task, labels_of(pool), keep, len(splits.train))):
-            break
+            got.stopped = stopped
+            return
         if np.array_equal(out, np.arange(len(splits.train))):
             split = Splits(splits.val, splits.train)      # the swap itself: the feature cache knows both
         else:
             split = Splits(_subset(pool, keep), _subset(pool, out))
-        for name in contenders(evidence, "scratch", better):
-            model, _ = train(name, split, rounds)
-            evidence[name] = evidence[name] + held_out(model, split.val)
-            trainings += 1
-        rounds += 1
-        decision = decide(evidence, prior.label(), "scratch", higher_is_better=better, max_se=tie_se)
-        gap_se = _lead_se(evidence, decision.refused)
-    held_out_n = len(evidence["scratch"])
+        for name in contenders(got.evidence, "scratch", better):
+            model, _ = train(name, split, got.rounds)
+            got.evidence[name] = got.evidence[name] + held_out(model, split.val)
+            got.trainings += 1
+        got.rounds += 1
+        got.decision = judge(got.evidence)
+        got.gap_se = _lead_se(got.evidence, got.decision.refused)
+
+
+def _another_round(got: _Gathered, auto: Auto) -> bool:
+    """Whether another round is due: rounds are left, and the decision is open with a standard error
+    above max_se, or the lead that settled it is unconfirmed (`got.recheck` then says why)."""
+    if got.rounds >= auto.rounds:
+        return False
+    if not got.decision.settled and got.gap_se > auto.max_se:
+        return True
+    got.recheck = _unconfirmed_lead(got.evidence, got.decision, auto.max_se)
+    return bool(got.recheck)
+
+
+def _how_gathered(got: _Gathered, task: Task, auto: Auto) -> str:
+    """The note's first part: the rounds, the examples and trainings they took, and why a round was run
+    or not."""
     per = "per class " if task.kind == "multiclass" else ""
-    why = (f"{rounds} round(s) of held-out examples ({held_out_n} in all: the validation split"
-           + (f", then as many {per}from the training split{_strata(task)}, roles swapped" if rounds > 1 else "")
-           + f"), {trainings} trainings"
-           + (f" (the second round because {recheck})" if recheck and rounds > 1 else "")
-           + ("" if rounds > 1 or auto.rounds == 1 else f"; no second round: {stopped}" if stopped else
-              "" if decision.settled else
-              f"; no second round: the leads' standard error {gap_se:.3f} is within max_se {auto.max_se}"))
-    evidence_name = "" if score.name == "correct" and task.kind == "multiclass" else f" on the {score.describe()}"
-    return _finish(runs[decision.choice], auto, started,
-                   f"{why}; paired per example{evidence_name}: {decision.note}. The model kept is {decision.choice}'s "
-                   f"run on the split as given. The size rule alone would say {prior.label()} ({reason}"
-                   + ("" if informed else "; with no sizes to go by it breaks no tie with scratch") + ")")
+    rounds, recheck, stopped = got.rounds, got.recheck, got.stopped
+    return (f"{rounds} round(s) of held-out examples ({len(got.evidence['scratch'])} in all: the validation split"
+            + (f", then as many {per}from the training split{_strata(task)}, roles swapped" if rounds > 1 else "")
+            + f"), {got.trainings} trainings"
+            + (f" (the second round because {recheck})" if recheck and rounds > 1 else "")
+            + ("" if rounds > 1 or auto.rounds == 1 else f"; no second round: {stopped}" if stopped else
+               "" if got.decision.settled else
+               f"; no second round: the leads' standard error {got.gap_se:.3f} is within max_se {auto.max_se}"))
 
 
 def _strata(task: Task) -> str:

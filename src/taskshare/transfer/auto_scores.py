@@ -56,11 +56,7 @@ class ExampleScore:
         known = task.known(y)
         out = out.reshape(y.shape)
         if self.kind == "regression":
-            rows = known.all(-1)           # the rows the regression metrics read
-            err = (out - y)[rows]
-            scale = self.scale if self.scale is not None else torch.ones(err.shape[1])
-            terms = err.pow(2) / scale.pow(2) if self.name == "squared_error" else err.abs() / scale
-            return terms.mean(1).tolist()
+            return _regression_terms(out, y, known, self.scale, self.name)
         safe = torch.where(known, y, torch.zeros_like(y))
         if self.name in ("correct", "fraction_correct"):
             terms = ((out > 0) == (safe > 0.5)).float()
@@ -69,6 +65,21 @@ class ExampleScore:
         rows = known.any(-1)
         per_row = (terms * known).sum(-1) / known.sum(-1).clamp_min(1)
         return per_row[rows].tolist()
+
+
+def _regression_terms(out: Tensor, y: Tensor, known: Tensor, scale: Tensor | None, name: str) -> list[float]:
+    """Per row with any known output: the regression metrics read each output over its own known
+    entries, then average over outputs, so a row's term weighs each known entry by 1 / (that column's
+    known count) and the rows' mean is the columns' mean error (with every entry known: the row's mean
+    over outputs)."""
+    err = torch.where(known, out - y, torch.zeros_like(y))
+    scale = scale if scale is not None else torch.ones(y.shape[1])
+    terms = err.pow(2) / scale.pow(2) if name == "squared_error" else err.abs() / scale
+    counts = known.sum(0)
+    live = counts > 0
+    rows = known.any(-1)
+    weights = torch.where(live, rows.sum() / (live.sum() * counts.clamp_min(1)), torch.zeros_like(counts, dtype=terms.dtype))
+    return (terms * weights).sum(-1)[rows].tolist()
 
 
 def example_score(task: Task, labelled_targets: Tensor | None = None) -> ExampleScore:
@@ -85,12 +96,14 @@ def example_score(task: Task, labelled_targets: Tensor | None = None) -> Example
 
 
 def _spread(task: Task, targets: Tensor | None) -> Tensor | None:
-    """Per-output standard deviation over the known rows (1 where it is undefined or zero)."""
+    """Per-output standard deviation over that output's known entries (1 where it is undefined or zero)."""
     if targets is None:
         return None
     y = task.prepare_target(targets)
-    y = y[task.known(y).all(-1)]
-    if len(y) < 2:
-        return torch.ones(y.shape[1])
-    sd = y.std(0)
-    return torch.where(sd > 1e-12, sd, torch.ones_like(sd))
+    known = task.known(y)
+    sd = torch.ones(y.shape[1])
+    for j in range(y.shape[1]):
+        column = y[known[:, j], j]
+        if len(column) >= 2 and float(column.std()) > 1e-12:
+            sd[j] = column.std()
+    return sd

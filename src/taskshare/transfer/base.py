@@ -34,6 +34,7 @@ class Stage:
     epochs_fraction: float = 1.0
     penalty: Callable[[TrunkHead], Callable[[], Tensor]] | None = None  # built on the stage's start
     trunk_weight_decay: float | None = None  # override config.weight_decay for the trunk's groups
+    head_weight_decay: float | None = None   # ... and for the head's (where a penalty already regularises it)
     prepare: Callable[[TrunkHead], None] | None = None  # changes the model first (e.g. adds LoRA adapters)
     only: str | None = None                # regex: of the trunk's parameters, only matching ones train
     solver: str = "sgd"                    # "convex": a head-only stage solved exactly where it can be (else SGD)

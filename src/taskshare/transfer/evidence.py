@@ -83,33 +83,44 @@ def decide(scores: dict[str, list[float]], prior: str, baseline: str = "scratch"
     bar = above_bar(len(transfer))
     ahead = [n for n in transfer if vs_base[n].mean - bar * vs_base[n].se > 0]
     mean = {n: float(np.mean(v)) for n, v in signed.items()}
+
+    def prior_se() -> float:     # how well the evidence resolves the prior's lead (see `resolution`)
+        return resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline])))
+
     if ahead:
         best = max(ahead, key=lambda n: mean[n])
         ties = [n for n in ahead if n == best or not Paired.of(signed[n], signed[best]).clearly_below()]
         choice = prior if prior in ties else best
     else:
         ties = [baseline] + transfer
-        unresolved = (max_se is not None and prior in transfer and vs_base[prior].mean >= 0
-                      and resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline]))) > max_se)
+        unresolved = max_se is not None and prior in transfer and vs_base[prior].mean >= 0 and prior_se() > max_se
         choice = prior if unresolved else baseline
     spread = {n: float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for n, v in signed.items()}
     table = ", ".join(f"{n} {sign * mean[n]:.3f} ± {spread[n]:.3f} ({len(signed[n])})" for n in signed)
     leads = ", ".join(f"{n} {sign * p.mean:+.3f} ± {p.se:.3f}" for n, p in vs_base.items())
-    others = ", ".join(t for t in ties if t != choice)
-    why = (f"no candidate leads {baseline} by more than {bar:.2f} standard errors, and the evidence cannot "
-           f"resolve the size rule's choice to within {max_se} (standard error {resolution(vs_base[prior], min(len(signed[prior]), len(signed[baseline]))):.3f}): "
-           f"its prior decides, its lead not negative" if not ahead and choice == prior else
-           f"no transfer candidate leads {baseline} by more than {bar:.2f} standard errors"
-           if choice == baseline and transfer else
-           f"every transfer candidate is clearly below {baseline}" if choice == baseline else
-           f"leads {baseline} by more than {bar:.2f} standard errors; the size rule's choice, tied with {others}"
-           if choice == prior and len(ties) > 1 else
-           f"leads {baseline} by more than {bar:.2f} standard errors, best mean score"
-           + (", the size rule's choice too" if choice == prior else ""))
+    why = _why(choice, prior, baseline, ties, bar, max_se, bool(ahead), bool(transfer), prior_se)
     refusal = f"; refused as clearly below {baseline}: {', '.join(refused)}" if refused else ""
     note = (f"scores (mean ± std, samples) {table}; minus {baseline} (± standard error): {leads}; "
             f"kept {choice}: {why}{refusal}")
     return Decision(choice, ties, refused, note, settled=bool(ahead) or not transfer)
+
+
+def _why(choice: str, prior: str, baseline: str, ties: list[str], bar: float, max_se: float | None, ahead: bool,
+         transfer: bool, prior_se) -> str:
+    """Why `choice` was kept, for the note. `ahead`: some candidate cleared the bar; `transfer`: some
+    transfer candidate was not refused; `prior_se()`: the standard error the prior's lead is resolved to."""
+    if not ahead and choice == prior != baseline:
+        return (f"no candidate leads {baseline} by more than {bar:.2f} standard errors, and the evidence cannot "
+                f"resolve the size rule's choice to within {max_se} (standard error {prior_se():.3f}): "
+                f"its prior decides, its lead not negative")
+    if choice == baseline:
+        return (f"no transfer candidate leads {baseline} by more than {bar:.2f} standard errors" if transfer else
+                f"every transfer candidate is clearly below {baseline}")
+    if choice == prior and len(ties) > 1:
+        others = ", ".join(t for t in ties if t != choice)
+        return f"leads {baseline} by more than {bar:.2f} standard errors; the size rule's choice, tied with {others}"
+    return (f"leads {baseline} by more than {bar:.2f} standard errors, best mean score"
+            + (", the size rule's choice too" if choice == prior else ""))
 
 
 def contenders(scores: dict[str, list[float]], baseline: str = "scratch", higher_is_better: bool = True,

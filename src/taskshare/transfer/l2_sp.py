@@ -31,7 +31,8 @@ def l2_sp_penalty(alpha: float, beta: float):
 class L2SP(Strategy):
     """L2-SP (Li, Grandvalet & Davoine 2018): fine-tune everything with a penalty pulling the trunk
     toward its pretrained weights (alpha) and a plain L2 on the new head (beta). The trunk gets no
-    weight decay toward zero, which would fight the pull."""
+    weight decay toward zero, which would fight the pull, and the head none on top of beta, so the
+    penalty is the paper's alone (AdamW's decay added 0.01 to the head's)."""
 
     name = "l2_sp"
     alpha: float = 0.01
@@ -42,4 +43,5 @@ class L2SP(Strategy):
         if self.alpha < 0 or self.beta < 0:
             raise TaskshareError(f"l2_sp: alpha and beta must be >= 0, got {self.alpha!r}, {self.beta!r}")
         return [Stage("l2_sp", lr_scales=[self.trunk_lr_scale] * (n_groups - 1) + [1.0],
-                      penalty=l2_sp_penalty(self.alpha, self.beta), trunk_weight_decay=0.0)]
+                      penalty=l2_sp_penalty(self.alpha, self.beta), trunk_weight_decay=0.0,
+                      head_weight_decay=0.0)]

@@ -87,6 +87,17 @@ def check_training_data(task: Task, splits: Splits) -> None:
     check_training_labels(task, y, "training data")       # every class of the new head seen in training
 
 
+def stage_param_groups(groups, stage: Stage, config: TrainConfig) -> list[dict]:
+    """The optimizer's groups for a stage: every layer group at its learning rate, with the config's
+    weight decay except where the stage lowers it (a penalty that already regularises those weights)."""
+    pg = param_groups(groups, config.lr, stage.lr_scales or [1.0] * len(groups), config.weight_decay)
+    for g in pg:
+        override = stage.head_weight_decay if g["group"] == "head" else stage.trunk_weight_decay
+        if override is not None:
+            g["weight_decay"] = min(g["weight_decay"], override)
+    return pg
+
+
 def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, config: TrainConfig,
                cache: FeatureCache | None, augment, train_frozen_bn: bool,
                bn_statistics: str = "auto") -> tuple[dict, bool]:
@@ -104,12 +115,7 @@ def _run_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage, confi
             if not rx.search(name):
                 p.requires_grad_(False)
     model.train_frozen_bn = train_frozen_bn
-    scales = stage.lr_scales or [1.0] * n
-    pg = param_groups(groups, config.lr, scales, config.weight_decay)
-    if stage.trunk_weight_decay is not None:
-        for g in pg:
-            if g["group"] != "head":
-                g["weight_decay"] = min(g["weight_decay"], stage.trunk_weight_decay)
+    pg = stage_param_groups(groups, stage, config)
     stage_config = replace(config, epochs=max(1, round(config.epochs * stage.epochs_fraction)))
     penalty = stage.penalty(model) if stage.penalty else None
     use_cache = k == 1 and stage.only is None and cache is not None and augment is None and penalty is None and not train_frozen_bn

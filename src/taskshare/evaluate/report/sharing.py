@@ -15,13 +15,18 @@ def _mean_std(values: list[float], scale: float = 1.0, digits: int = 1) -> str:
     return f"{mean:.{digits}f}"
 
 
+def mean_metric_name(tasks: list[Task]) -> str:
+    """What a mean over the tasks' main metrics is a mean of: one metric's name when every task has
+    it, else "main metric" (a mean of AUROC and R² is not a mean AUROC)."""
+    return tasks[0].main_metric if len({t.main_metric for t in tasks}) == 1 else "main metric"
+
+
 def sharing_table(tasks: list[Task], rows: list) -> tuple[list[str], list[list[str]]]:
     """Header and rows: one row per mode, seeds aggregated (mean ± std)."""
     by_mode = defaultdict(list)
     for r in rows:
         by_mode[r.mode].append(r)
-    metric = tasks[0].main_metric if len({t.main_metric for t in tasks}) == 1 else "main metric"
-    header = ["mode", *[t.name for t in tasks], f"mean {metric}", "delta_m (%)", "params", "infer ms"]
+    header = ["mode", *[t.name for t in tasks], f"mean {mean_metric_name(tasks)}", "delta_m (%)", "params", "infer ms"]
     body = []
     for mode, rs in by_mode.items():
         cells = [mode + (f" ({rs[0].balancer})" if getattr(rs[0], "balancer", None) else "")]

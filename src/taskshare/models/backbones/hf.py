@@ -74,7 +74,11 @@ def hf_backbone(name_or_path: str | Path | None = None, pooling: str = "mean", m
     else:
         if name_or_path is None:
             raise TaskshareError("hf_backbone needs a hub name, a local folder, or config=")
-        model = transformers.AutoModel.from_pretrained(str(name_or_path))
+        try:
+            model = transformers.AutoModel.from_pretrained(str(name_or_path))
+        except OSError as exc:   # not on disk and not downloadable (offline, or a misspelt name)
+            raise TaskshareError(f"the model {str(name_or_path)!r} could not be loaded or fetched ({exc}); give a "
+                                 f"local folder written by save_pretrained instead: {{hf: path/to/folder}}") from None
         name, tokenizer_path = str(name_or_path), tokenizer_path or name_or_path
     hf_tok = transformers.AutoTokenizer.from_pretrained(str(tokenizer_path)) if tokenizer_path else None
     pad = hf_tok.pad_token_id if hf_tok is not None else (model.config.pad_token_id or 0)

@@ -22,6 +22,10 @@ def timm_backbone(name: str, pretrained: bool = False, checkpoint: str | Path | 
         net = timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
     except RuntimeError as exc:
         raise TaskshareError(f"timm could not build {name!r}: {exc}") from None
+    except OSError as exc:   # the hub's download errors are OSErrors: offline is the common case
+        raise TaskshareError(f"the pretrained {name} weights could not be fetched ({exc}); give a local file "
+                             f"instead, the key 'checkpoint' set to a path: {{timm: {name}, checkpoint: "
+                             f"path/to/weights.safetensors}}") from None
     config = timm.data.resolve_data_config({}, model=net)
     size = image_size or config["input_size"][-1]
     from timm.models import group_parameters

@@ -70,6 +70,10 @@ def torchvision_backbone(name: str, weights: str | Path | None = None, max_group
         net = models.get_model(name, weights=enum)
     except ValueError as exc:
         raise TaskshareError(f"unknown torchvision model {name!r}: {exc}") from None
+    except OSError as exc:   # URLError, a refused connection, a full disk: offline is the common case
+        raise TaskshareError(f"the {name} weights {weights!r} could not be fetched ({exc}); give a local file "
+                             f"instead, the key 'weights' set to a path: {{torchvision: {name}, weights: "
+                             f"path/to/{name}.pth}} (.pth, .pt or .safetensors)") from None
     if weights is not None and enum is None:
         load_into(net, load_tensors(weights))
     crop = enum.transforms().crop_size[0] if enum is not None else 224

@@ -71,7 +71,66 @@ def make_heads(tasks: Sequence[Task], trunk: nn.Module, example: Tensor | None, 
                                  f"{shape}; drop the trunk's final pooling / flatten")
         else:             # (batch, features), or feature_dim's message naming what is wrong
             in_features = shape[1] if shape is not None and len(shape) == 2 else feature_dim(trunk, example)
-    return nn.ModuleDict({t.name: task_head(t, in_features, dense) for t in tasks})
+    return TaskModules({t.name: task_head(t, in_features, dense) for t in tasks})
+
+
+# what every nn.Module instance holds (training, _parameters, ...): names a ModuleDict key cannot take
+_MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
+
+
+class TaskModules(nn.ModuleDict):
+    """A ModuleDict keyed by task name that takes any name: a label column called `half`, `to` or
+    `train` is an attribute of every nn.Module, which nn.ModuleDict refuses as a key (KeyError). Such a
+    name alone is stored under RESERVED + name; every other name keeps its own key, so the state_dict
+    keys of models saved before stay as they were and their checkpoints keep loading."""
+
+    RESERVED = "task:"
+
+    @classmethod
+    def key(cls, name: str) -> str:
+        """The submodule name a task is stored under (the same on saving and loading)."""
+        if cls._taken(name):
+            return cls.RESERVED + name
+        if name.startswith(cls.RESERVED) and cls._taken(name[len(cls.RESERVED):]):
+            raise TaskshareError(f"task name {name!r} is reserved (it stores the task {name[len(cls.RESERVED):]!r}); "
+                                 f"expected another name")
+        return name
+
+    @classmethod
+    def _taken(cls, name: str) -> bool:
+        return hasattr(cls, name) or name in _MODULE_ATTRIBUTES
+
+    @classmethod
+    def name(cls, key: str) -> str:
+        """The task a submodule name stores (key's inverse)."""
+        rest = key[len(cls.RESERVED):]
+        return rest if key.startswith(cls.RESERVED) and cls._taken(rest) else key
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self._modules[self.key(name)]
+
+    def __setitem__(self, name: str, module: nn.Module) -> None:
+        self.add_module(self.key(name), module)
+
+    def __delitem__(self, name: str) -> None:
+        del self._modules[self.key(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.key(name) in self._modules
+
+    def __iter__(self):
+        return iter([self.name(k) for k in self._modules])
+
+    def keys(self):
+        return list(self)
+
+    def items(self):
+        return [(self.name(k), m) for k, m in self._modules.items()]
+
+    def pop(self, name: str) -> nn.Module:
+        module = self[name]
+        del self[name]
+        return module
 
 
 def requested(heads: nn.ModuleDict, tasks: Sequence[str] | None) -> list[str]:

@@ -14,7 +14,7 @@ import yaml
 
 import taskshare
 from taskshare.cli import main
-from taskshare.errors import ConfigError
+from taskshare.errors import ConfigError, TaskshareError
 from taskshare.experiments.own import load_own
 
 from .data.own_files import table_csv
@@ -202,6 +202,7 @@ def test_a_label_named_like_a_module_attribute_trains_saves_and_predicts(tmp_pat
     assert main(["predict", str(run_dir), str(tmp_path / "t.csv"), "--out", str(tmp_path / "p.csv")]) == 0
     rows = list(csv.DictReader((tmp_path / "p.csv").open()))
     assert len(rows) == 200 and {r["half"] for r in rows} <= {"big", "small"}
+    assert main(["export", str(run_dir), "--format", "torchscript"]) == 0
 
 
 def test_predict_reads_a_token_training_read_as_unknown_as_unknown(tmp_path, caplog, capsys):
@@ -232,6 +233,10 @@ def test_ordinary_task_names_keep_their_state_dict_keys():
     soft = SoftSharing(torch.nn.Linear(4, 8), tasks, torch.zeros(2, 4))
     assert {k.split(".")[1] for k in soft.state_dict() if k.startswith("towers.")} == {"price", "colour"}
     assert list(hard.heads) == list(hard.heads.keys()) == ["price", "colour"]
+    named = HardSharing(torch.nn.Linear(4, 8), [Task("name", "regression"), Task("key", "regression")], torch.zeros(2, 4))
+    assert {k.split(".")[1] for k in named.state_dict() if k.startswith("heads.")} == {"name", "key"}
+    with pytest.raises(TaskshareError, match="'task:half' is reserved"):
+        HardSharing(torch.nn.Linear(4, 8), [Task("task:half", "regression")], torch.zeros(2, 4))
 
 
 def test_the_kept_model_is_the_tables_hard_run(tmp_path):

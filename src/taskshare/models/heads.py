@@ -76,56 +76,55 @@ def make_heads(tasks: Sequence[Task], trunk: nn.Module, example: Tensor | None, 
 
 # what every nn.Module instance holds (training, _parameters, ...): names a ModuleDict key cannot take
 _MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
+RESERVED = "task:"
+
+
+def _taken(name: str) -> bool:
+    return hasattr(nn.ModuleDict, name) or name in _MODULE_ATTRIBUTES
+
+
+def task_key(name: str) -> str:
+    """The submodule name a task is stored under, the same on saving and loading: its own name, or
+    RESERVED + name for a name nn.ModuleDict refuses (`half`, `to`, `train`)."""
+    return RESERVED + name if _taken(name) else name
+
+
+def task_of(key: str) -> str:
+    """The task a submodule name stores (task_key's inverse)."""
+    rest = key[len(RESERVED):]
+    return rest if key.startswith(RESERVED) and _taken(rest) else key
 
 
 class TaskModules(nn.ModuleDict):
     """A ModuleDict keyed by task name that takes any name: a label column called `half`, `to` or
     `train` is an attribute of every nn.Module, which nn.ModuleDict refuses as a key (KeyError). Such a
-    name alone is stored under RESERVED + name; every other name keeps its own key, so the state_dict
-    keys of models saved before stay as they were and their checkpoints keep loading."""
-
-    RESERVED = "task:"
-
-    @classmethod
-    def key(cls, name: str) -> str:
-        """The submodule name a task is stored under (the same on saving and loading)."""
-        if cls._taken(name):
-            return cls.RESERVED + name
-        if name.startswith(cls.RESERVED) and cls._taken(name[len(cls.RESERVED):]):
-            raise TaskshareError(f"task name {name!r} is reserved (it stores the task {name[len(cls.RESERVED):]!r}); "
-                                 f"expected another name")
-        return name
-
-    @classmethod
-    def _taken(cls, name: str) -> bool:
-        return hasattr(cls, name) or name in _MODULE_ATTRIBUTES
-
-    @classmethod
-    def name(cls, key: str) -> str:
-        """The task a submodule name stores (key's inverse)."""
-        rest = key[len(cls.RESERVED):]
-        return rest if key.startswith(cls.RESERVED) and cls._taken(rest) else key
+    name alone is stored under task_key's reserved key; every other name keeps its own, so the
+    state_dict keys of models saved before stay as they were and their checkpoints keep loading. (No
+    attribute is added here: each would be one more name refused.)"""
 
     def __getitem__(self, name: str) -> nn.Module:
-        return self._modules[self.key(name)]
+        return self._modules[task_key(name)]
 
     def __setitem__(self, name: str, module: nn.Module) -> None:
-        self.add_module(self.key(name), module)
+        if task_of(name) != name:
+            raise TaskshareError(f"task name {name!r} is reserved (it stores the task {task_of(name)!r}); "
+                                 f"expected another name")
+        self.add_module(task_key(name), module)
 
     def __delitem__(self, name: str) -> None:
-        del self._modules[self.key(name)]
+        del self._modules[task_key(name)]
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.key(name) in self._modules
+        return isinstance(name, str) and task_key(name) in self._modules
 
     def __iter__(self):
-        return iter([self.name(k) for k in self._modules])
+        return iter([task_of(k) for k in self._modules])
 
     def keys(self):
         return list(self)
 
     def items(self):
-        return [(self.name(k), m) for k, m in self._modules.items()]
+        return [(task_of(k), m) for k, m in self._modules.items()]
 
     def pop(self, name: str) -> nn.Module:
         module = self[name]

@@ -92,11 +92,8 @@ class Balancer(nn.Module):
             return gramian.new_zeros(0)        # no task labelled: no weight to give, a zero update
         if present is not None and gramian.shape[0] == 1:
             return gramian.new_ones(1)         # one task labelled: its own gradient, nothing to balance
-        if present is None or bool(present.all()):
-            w = self.weights(gramian.double())
-        else:
-            w = self.present_weights(gramian.double(), present)
-        w = w.to(gramian.dtype)
+        rounding = torch.finfo(gramian.dtype).eps if gramian.is_floating_point() else 0.0
+        w = self.solve_weights(gramian.double(), present, rounding).to(gramian.dtype)
         _check_vector(w, f"{self.name} weights")
         return w
 
@@ -122,6 +119,14 @@ class Balancer(nn.Module):
         losses, their entries of the loss history). A method with per-task state overrides this."""
         keep = present.nonzero().squeeze(1)
         return self.loss(losses[keep], step, [h.to(keep.device)[keep] for h in history])
+
+    def solve_weights(self, gramian: Tensor, present: Tensor | None, rounding: float) -> Tensor:
+        """Weights for a float64 Gramian; `rounding`: the relative precision it was computed in (a float32
+        Gramian's entries are exact only to about 1e-7 of |g_i| |g_j|), for a method that reads quantities
+        so small that this matters (CAGrad's |g_w| where the hull nearly holds the origin)."""
+        if present is None or bool(present.all()):
+            return self.weights(gramian)
+        return self.present_weights(gramian, present)
 
     def present_weights(self, gramian: Tensor, present: Tensor) -> Tensor:
         """Weights for the present tasks' Gramian; a method with per-task state overrides this."""

@@ -120,6 +120,20 @@ def test_gradient_method_with_a_task_absent_acts_on_the_present_tasks_alone(name
     assert torch.allclose(d, build_balancer(name, 2).direction(G), atol=1e-8), name
 
 
+@pytest.mark.parametrize("name", GRADIENT_METHODS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gradient_method_with_no_task_present_gives_a_zero_update(name, dtype):
+    # a batch where no task has a known label: zero rows, and the update (and the weights) must be
+    # zero, not a numpy or torch error from a reduction over nothing
+    none = torch.tensor([False, False, False])
+    method = build_balancer(name, 3)
+    d = method.direction(torch.zeros(0, 6, dtype=dtype), none)
+    assert d.shape == (6,) and d.dtype == dtype and not bool(d.any()), name
+    if method.needs == "gramian":
+        w = method.task_weights(torch.zeros(0, 0, dtype=dtype), none)
+        assert w.shape == (0,) and w.dtype == dtype, name
+
+
 def test_gradvac_targets_of_an_absent_task_do_not_move():
     gv = build_balancer({"name": "gradvac", "beta": 0.5}, 3)
     G = torch.tensor([[1.0, 0.0], [0.5, 1.0]], dtype=torch.float64)

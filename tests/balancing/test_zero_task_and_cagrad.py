@@ -111,3 +111,49 @@ def test_cagrad_when_the_hull_holds_the_origin():
     d = CAGrad(c=0.5).direction(G)
     assert torch.isfinite(d).all()
     assert float((G @ d).min()) >= float((G @ G.mean(0)).min()) - 1e-9
+
+
+def _ball_ratio(G, d, c=0.5):
+    """|d (1 + c^2) - g0| / (c |g0|): CAGrad's update lies in the ball of radius c |g0| around the mean
+    gradient g0 (the default rescale divides it by 1 + c^2), so this is at most 1."""
+    G = torch.as_tensor(G, dtype=torch.float64)
+    g0 = G.mean(0)
+    return float((d.double() * (1 + c * c) - g0).norm() / (c * g0.norm()))
+
+
+def _near_collinear_cases():
+    rng = np.random.default_rng(1)
+    g = rng.normal(size=(3, 6))
+    yield np.outer(rng.normal(size=4), g[0])        # four collinear gradients, mixed signs: the hull holds 0
+    r = np.random.default_rng(2)
+    v = r.normal(size=50)
+    yield np.stack([v, -3 * v])                      # opposite, unequal
+    noise = [r.normal(size=50) for _ in range(4)][-1]
+    yield np.stack([v, -3 * v + 1e-6 * noise])
+
+
+@pytest.mark.parametrize("case", range(3))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cagrad_stays_in_its_ball_on_near_collinear_gradients(case, dtype):
+    # in float32 |g_w| read from the rounded Gramian fell to rounding noise and the update grew to
+    # 1e5 (four collinear gradients) and 7e8 to 6e9 ([v, -3v]) where the ball's radius is 0.3 and 3.5
+    G = list(_near_collinear_cases())[case]
+    grads = torch.tensor(G, dtype=dtype)
+    method = CAGrad()
+    for d in [method.direction(grads), method.task_weights(grads @ grads.T) @ grads]:
+        assert torch.isfinite(d).all()
+        assert _ball_ratio(G, d) <= 1 + 1e-5
+    # with the gradients at hand the precision of the input does not matter
+    exact = method.direction(torch.tensor(G))
+    assert torch.allclose(method.direction(grads).double(), exact, rtol=1e-5, atol=1e-6 * float(exact.norm()))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cagrad_stays_in_its_ball_on_random_float32_gradients(seed):
+    r = np.random.default_rng(seed)
+    T, P = 2 + seed % 4, [10, 1000, 20000][seed % 3]
+    G = np.outer(r.normal(size=T), r.normal(size=P)) + 10.0 ** r.uniform(-8, 0) * r.normal(size=(T, P))
+    grads = torch.tensor(G, dtype=torch.float32)
+    G = grads.double()                              # the gradients the method was given, exactly
+    for d in [CAGrad().direction(grads), CAGrad().task_weights(grads @ grads.T) @ grads]:
+        assert _ball_ratio(G, d) <= 1 + 1e-5

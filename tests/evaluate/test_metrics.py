@@ -30,4 +30,22 @@ def test_r2_is_one_for_perfect_and_zero_for_mean():
     assert r2(y, y) == pytest.approx(1.0)
     assert r2(torch.full_like(y, 2.0), y) == pytest.approx(0.0)
     assert math.isnan(r2(torch.tensor([1.0]), torch.tensor([2.0])))
-    assert math.isnan(r2(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 3.0])))
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_r2_follows_sklearn_with_constant_targets(case):
+    # a constant target column is 1.0 when predicted exactly, else 0.0 (sklearn's force_finite): a NaN
+    # there spread to every row's mean main metric and delta_m in multi-task tables
+    from sklearn.metrics import r2_score
+    g = torch.Generator().manual_seed(case)
+    y = torch.randn(7, 3, generator=g)
+    y[:, 1] = 2.5                                            # one constant column
+    pred = y + 0.3 * torch.randn(7, 3, generator=g)
+    if case % 2:
+        pred[:, 1] = 2.5                                     # ... predicted exactly
+    if case >= 4:
+        y, pred = y[:, 1:2], pred[:, 1:2]                    # the constant column alone
+    assert r2(pred, y) == pytest.approx(r2_score(y.numpy(), pred.numpy()), abs=1e-6)
+    assert math.isfinite(r2(pred, y))
+    assert r2(torch.tensor([1.0, 2.0]), torch.tensor([3.0, 3.0])) == 0.0
+    assert r2(torch.tensor([3.0, 3.0]), torch.tensor([3.0, 3.0])) == 1.0

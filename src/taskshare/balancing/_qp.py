@@ -170,16 +170,17 @@ def min_quadratic_lower_bounded(K: Tensor, lower: Tensor, iters: int = 2000, tol
     return _accelerated_projected_gradient(with_ridge(K), lower, lambda v: torch.maximum(v, lower), iters, tol)
 
 
-def solve_power_equation(K: Tensor, power: float, iters: int = 30, tol: float = 1e-11) -> Tensor:
+def solve_power_equation(K: Tensor, power: float, iters: int = 200, tol: float = 1e-11) -> Tensor:
     """The positive w with K w = w^(-power) (power > 0), as the minimiser of the convex
-    f(w) = w^T K w / 2 - sum_i phi(w_i), phi'(w) = w^(-power), by damped Newton steps that keep w > 0
-    (closed form for two tasks and power 1: a w1^2 = b w2^2, so w1 = (a + c sqrt(a / b))^(-1/2)).
+    f(w) = w^T K w / 2 - sum_i phi(w_i), phi'(w) = w^(-power), by damped Newton steps that keep w > 0,
+    until every task's residual is within `tol` of its w^(-power) (`iters` is a cap, not a budget:
+    ordinary inputs stop after a few steps; gradient norms spanning 1e4 with alpha = 5 took some 40),
+    closed form for two tasks and power 1 (a w1^2 = b w2^2, so w1 = (a + c sqrt(a / b))^(-1/2)).
     A tiny ridge relative to each task's squared norm keeps f bounded below when the gradients are
-    linearly dependent; near that case (opposite gradients) the weights grow like 1/sqrt(ridge) and
-    `iters` Newton steps bound the time spent approaching them. Where K itself is positive definite a
-    few Newton steps on K from the ridged answer remove the ridge's bias (kept only if they reach every
-    task's residual to 1e-9 of its w^(-power); on a singular K they cannot: w K w stays 0 along the null
-    direction)."""
+    linearly dependent; near that case (opposite gradients) the weights grow like 1/sqrt(ridge). Where
+    K itself is positive definite Newton steps on K from the ridged answer remove the ridge's bias (kept
+    only if they reach every task's residual to 1e-9 of its w^(-power); on a singular K they cannot:
+    w K w stays 0 along the null direction)."""
     ridged = with_ridge(K)
     if K.shape[0] == 2 and abs(power - 1) < 1e-12:
         a, b, c = ridged[0, 0], ridged[1, 1], ridged[0, 1]
@@ -187,14 +188,18 @@ def solve_power_equation(K: Tensor, power: float, iters: int = 30, tol: float = 
         w = torch.stack([w1, w1 * (a / b).sqrt()])
     else:
         w = _newton_power(ridged, ridged.diagonal().clamp_min(1e-30) ** (-1 / (1 + power)), power, iters, tol)
-    exact = _newton_power(K, w, power, 5, tol)
+    exact = _newton_power(K, w, power, max(iters // 4, 5), tol)
     residual = (K @ exact - exact ** (-power)).abs() / exact ** (-power)
     return exact if bool(torch.isfinite(exact).all()) and float(residual.max()) <= 1e-9 else w
 
 
 def _newton_power(K: Tensor, w: Tensor, power: float, iters: int, tol: float) -> Tensor:
-    """Damped Newton steps on f from w (see solve_power_equation). They do not depend on the tasks'
-    scales, and neither does the stopping test: every task's residual is relative to its w^(-power)."""
+    """Damped Newton steps on f from w (see solve_power_equation), at most `iters`. They do not depend
+    on the tasks' scales, and neither does the stopping test: every task's residual is relative to its
+    w^(-power). The line search asks for a decrease of f while float64 can see one; near the answer
+    the decrease falls below f's rounding (f ~ 1e2, a decrease of 1e-15: the Armijo test then fails at
+    random and the steps stalled with residuals of 1e-2), so from there it asks for a smaller largest
+    relative residual instead, which Newton's full steps give quadratically."""
 
     def phi(w: Tensor) -> Tensor:
         return torch.log(w).sum() if abs(power - 1) < 1e-12 else (w ** (1 - power)).sum() / (1 - power)
@@ -202,19 +207,33 @@ def _newton_power(K: Tensor, w: Tensor, power: float, iters: int, tol: float) ->
     def f(w: Tensor) -> Tensor:
         return 0.5 * w @ K @ w - phi(w)
 
+    def residual(w: Tensor) -> float:
+        return float(((K @ w - w ** (-power)).abs() / w ** (-power)).max())
+
     for _ in range(iters):
         grad = K @ w - w ** (-power)
         if bool((grad.abs() <= tol * w ** (-power)).all()):
             break
         hess = K + torch.diag(power * w ** (-power - 1))
-        step = torch.linalg.solve(hess, grad)
+        try:
+            step = torch.linalg.solve(hess, grad)
+        except RuntimeError:   # singular K (dependent gradients), w grown past the diagonal's reach
+            break
+        if not bool(torch.isfinite(step).all()):
+            break
         t = 1.0
         shrink = step > 0
         if shrink.any():  # stay strictly inside w > 0
             t = min(1.0, 0.99 * float((w[shrink] / step[shrink]).min()))
         f0 = f(w)
-        while t > 1e-9 and f(w - t * step) > f0 - 1e-4 * t * float(grad @ step):
-            t *= 0.5
+        decrease = float(grad @ step)
+        if decrease > 1e-13 * (abs(float(f0)) + 1e-300):
+            while t > 1e-9 and f(w - t * step) > f0 - 1e-4 * t * decrease:
+                t *= 0.5
+        else:             # below f's resolution: judge the step by the residual it leaves
+            r0 = residual(w)
+            while t > 1e-9 and not residual(w - t * step) < r0:
+                t *= 0.5
         if t <= 1e-9:   # no decrease left at float64's precision
             break
         w = w - t * step

@@ -20,7 +20,7 @@ exactly zero, and neither moves the other tasks' weights nor its own state; by d
 the present tasks' losses and history (right for every method without per-task state), and a method
 with per-task state implements `present_loss`. Gradient methods receive the present tasks' rows only,
 with the mask, for a method whose state is per task (`present_weights`); one present task gets its
-own gradient, whatever the method.
+own gradient, whatever the method, and none gets a zero update (zero rows, no weights).
 """
 from __future__ import annotations
 
@@ -88,13 +88,12 @@ class Balancer(nn.Module):
         if present is not None and int(present.sum()) != gramian.shape[0]:
             raise TaskshareError(f"{self.name}: {int(present.sum())} tasks present but a Gramian of "
                                  f"{gramian.shape[0]}; expected one row per present task")
+        if gramian.shape[0] == 0:
+            return gramian.new_zeros(0)        # no task labelled: no weight to give, a zero update
         if present is not None and gramian.shape[0] == 1:
             return gramian.new_ones(1)         # one task labelled: its own gradient, nothing to balance
-        if present is None or bool(present.all()):
-            w = self.weights(gramian.double())
-        else:
-            w = self.present_weights(gramian.double(), present)
-        w = w.to(gramian.dtype)
+        rounding = torch.finfo(gramian.dtype).eps if gramian.is_floating_point() else 0.0
+        w = self.solve_weights(gramian.double(), present, rounding).to(gramian.dtype)
         _check_vector(w, f"{self.name} weights")
         return w
 
@@ -102,6 +101,9 @@ class Balancer(nn.Module):
         """The update from the present tasks' gradients (every task's without `present`)."""
         if grads.dim() != 2:
             raise TaskshareError(f"{self.name}: expected a (tasks, parameters) gradient matrix, got {tuple(grads.shape)}")
+        if len(grads) == 0:
+            check_present(present, None, self.name)
+            return grads.new_zeros(grads.shape[1])   # no task labelled: nothing moves
         if self.needs == "gramian":
             return self.task_weights(grads @ grads.T, present) @ grads
         if present is not None and len(grads) == 1:
@@ -117,6 +119,14 @@ class Balancer(nn.Module):
         losses, their entries of the loss history). A method with per-task state overrides this."""
         keep = present.nonzero().squeeze(1)
         return self.loss(losses[keep], step, [h.to(keep.device)[keep] for h in history])
+
+    def solve_weights(self, gramian: Tensor, present: Tensor | None, rounding: float) -> Tensor:
+        """Weights for a float64 Gramian; `rounding`: the relative precision it was computed in (a float32
+        Gramian's entries are exact only to about 1e-7 of |g_i| |g_j|), for a method that reads quantities
+        so small that this matters (CAGrad's |g_w| where the hull nearly holds the origin)."""
+        if present is None or bool(present.all()):
+            return self.weights(gramian)
+        return self.present_weights(gramian, present)
 
     def present_weights(self, gramian: Tensor, present: Tensor) -> Tensor:
         """Weights for the present tasks' Gramian; a method with per-task state overrides this."""

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ..errors import TaskshareError
 from ._qp import ScaledGramian, project_simplex, with_ridge
-from .base import BALANCERS, Balancer, balancer_dataclass
+from .base import BALANCERS, Balancer, balancer_dataclass, check_present
 
 
 def cagrad_inner(K: Tensor, radius: float, iters: int = 200) -> Tensor:
@@ -87,6 +87,11 @@ def _projected_qp(A: Tensor, q: Tensor, iters: int = 20000) -> Tensor:
     return w
 
 
+# A float32 dot product of P terms is exact to about sqrt(P) float32 steps in practice (blocked sums);
+# 64 of them bounds the error of w^T K w on the Gramians seen here (P up to 1e6) with room to spare.
+ROUNDING_FACTOR = 64.0
+
+
 @BALANCERS.register("cagrad")
 @balancer_dataclass
 class CAGrad(Balancer):
@@ -105,13 +110,46 @@ class CAGrad(Balancer):
             raise TaskshareError(f"cagrad: c must be >= 0, got {self.c!r}")
 
     def weights(self, gramian: Tensor) -> Tensor:
+        return self.solve_weights(gramian, None, torch.finfo(torch.float64).eps)
+
+    def solve_weights(self, gramian: Tensor, present: Tensor | None, rounding: float) -> Tensor:
+        """The weights b + (radius / |g_w|) w, with |g_w|^2 = w^T K w read from the Gramian. Where the hull
+        nearly holds the origin that is below the Gramian's own rounding (a float32 Gramian of collinear
+        gradients gave |g_w| ~ 1e-15 for a true 1e-7, and an update 1e5 times too long): |g_w|^2 is
+        raised by that rounding's bound, so the step stays within the ball |d - g0| <= c |g0|."""
         T = gramian.shape[0]
         b = gramian.new_full((T,), 1.0 / T)
-        g0_norm = float((b @ gramian @ b).clamp_min(0).sqrt())
-        radius = self.c * g0_norm
+        norms = gramian.diagonal().clamp_min(0).sqrt()
+        error = ROUNDING_FACTOR * rounding      # of v^T K v, relative to (sum_i |v_i| |g_i|)^2
+        # |g0| from below, |g_w| from above: both sides of the ball constraint err on its safe side
+        g0_sq = float(b @ gramian @ b) - error * float(b @ norms) ** 2
+        radius = self.c * max(g0_sq, 0.0) ** 0.5
         if radius == 0:
             return b
         w = cagrad_inner(gramian, radius)
-        gw_norm = float((w @ gramian @ w).clamp_min(1e-30).sqrt())
-        out = b + (radius / gw_norm) * w
+        gw_norm = (max(float(w @ gramian @ w), 0.0) + error * float(w @ norms) ** 2) ** 0.5
+        return self._combined(b, w, radius, gw_norm)
+
+    def direction(self, grads: Tensor, present: Tensor | None = None) -> Tensor:
+        """With the gradients at hand, |g_w| is read from g_w itself, in float64 (the update is then
+        within the ball up to the gradients' own rounding, whatever the Gramian's)."""
+        if grads.dim() != 2 or len(grads) < 2:
+            return super().direction(grads, present)     # its checks, and the answers for 0 or 1 task
+        if present is not None and int(check_present(present, None, self.name).sum()) != len(grads):
+            return super().direction(grads, present)     # its message for a mask that does not fit
+        G = grads.detach().double()
+        K = G @ G.T
+        b = K.new_full((len(G),), 1.0 / len(G))
+        g0 = b @ G
+        radius = self.c * float(g0.norm())
+        if radius == 0:
+            return g0.to(grads.dtype)
+        w = cagrad_inner(K, radius)
+        gw_norm = float((w @ G).norm())
+        return (self._combined(b, w, radius, gw_norm) @ G).to(grads.dtype)
+
+    def _combined(self, b: Tensor, w: Tensor, radius: float, gw_norm: float) -> Tensor:
+        """b + (radius / |g_w|) w, divided by 1 + c^2 when `rescale`; g_w = 0 (the hull holds the origin
+        exactly): every direction is as good, and the mean gradient is taken."""
+        out = b + (radius / gw_norm) * w if gw_norm > 0 else b.clone()
         return out / (1 + self.c ** 2) if self.rescale else out

@@ -72,14 +72,18 @@ def rmse(pred: Tensor, y: Tensor) -> float:
 
 
 def r2(pred: Tensor, y: Tensor) -> float:
-    """Coefficient of determination, averaged over output columns; NaN where it is undefined (fewer
-    than two targets, or targets without variance)."""
-    pred, y = pred.reshape(len(y), -1), y.reshape(len(y), -1)
+    """Coefficient of determination, averaged over output columns, as scikit-learn's r2_score: a
+    column whose targets are all equal scores 1.0 if predicted exactly, else 0.0 (its force_finite
+    default; a NaN there would spread to every mean over tasks and to delta_m). NaN only with fewer
+    than two targets, where no R2 is defined."""
+    pred, y = pred.reshape(len(y), -1).double(), y.reshape(len(y), -1).double()
+    if len(y) < 2:
+        return float("nan")
     ss_res = (y - pred).pow(2).sum(0)
     ss_tot = (y - y.mean(0)).pow(2).sum(0)
-    if len(y) < 2 or bool((ss_tot <= 1e-12 * len(y)).any()):
-        return float("nan")
-    return (1 - ss_res / ss_tot).mean().item()
+    constant = (y == y[0]).all(0)      # exactly, not by a tolerance: a tiny real spread is still a spread
+    scores = torch.where(constant, (ss_res == 0).double(), 1 - ss_res / torch.where(constant, 1.0, ss_tot))
+    return scores.mean().item()
 
 
 def _average_precision(scores: Tensor, y: Tensor) -> float:

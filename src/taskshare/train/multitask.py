@@ -97,11 +97,12 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
 
     train, val: a MultiTaskDataset (shared inputs, some labels missing), or a mapping task -> (x, y)
     or Dataset (one dataset per task, batches drawn by `sampler`: default "joint", a batch of every
-    task per step, with a gradient-balancing method, which needs every task's gradient in one step;
-    "proportional" otherwise). weights: fixed loss weights (default 1 each). balancer: a loss-weighting
+    task per step, with a gradient-balancing method or GradNorm, which need every task's gradient in one
+    step; "proportional" otherwise). weights: fixed loss weights (default 1 each). balancer: a loss-weighting
     or gradient-balancing method (name, mapping or instance; see taskshare.balancing);
     representation: balance gradients w.r.t. the shared features (one trunk backward) instead of the
-    shared parameters.
+    shared parameters; shared inputs only (one dataset per task gives each task its own rows, whose
+    feature gradients never meet).
     """
     config = config or TrainConfig()
     tasks = list(tasks)
@@ -115,7 +116,7 @@ def fit_multitask(model: nn.Module, tasks: Sequence[Task], train: Any, val: Any 
         check_multitask_data(tasks, val, "validation data")
     device = resolve_device(config.device)
     balanced = _balanced_step(balancer, weights, tasks, model, representation, device)
-    loader = multitask_loader(train, config, True, _sampler(sampler, balanced, train), temperature)
+    loader = multitask_loader(train, config, True, _sampler(sampler, balanced, train, representation), temperature)
 
     def validate(m: nn.Module):
         metrics = evaluate_multitask(m, tasks, val, config.eval_batch_size, device)
@@ -142,17 +143,30 @@ def _balanced_step(balancer: Any, weights: Mapping[str, float], tasks: list[Task
     return balanced
 
 
-def _sampler(sampler: str | None, balanced, train: Any) -> str:
+def _sampler(sampler: str | None, balanced, train: Any, representation: bool = False) -> str:
     """One dataset per task: a gradient-balancing method combines the per-task gradients of one step,
-    so its steps hold a batch of every task ("joint"); a single-task batch would leave it one gradient,
-    which it can only pass on (no balancing at all)."""
-    gradient = balanced is not None and balanced.balancer.needs != "losses"
+    and GradNorm the per-task gradient norms of one step, so their steps hold a batch of every task
+    ("joint"); a single-task batch would leave them one gradient, which they can only pass on (no
+    balancing at all)."""
+    per_step = balanced is not None and (balanced.balancer.needs != "losses"
+                                         or balanced.balancer.needs_layer_gradients)
+    several = isinstance(train, Mapping) and len(train) > 1
+    if per_step and several and representation and balanced.balancer.needs != "losses":
+        # each task owns its rows of a joint batch: the tasks' feature gradients never overlap, their
+        # Gramian is diagonal, and UPGrad or PCGrad give the plain average (parameters within 3e-8)
+        raise TaskshareError(f"{balanced.balancer.name} with representation=True on one dataset per task: each "
+                             f"task's gradient w.r.t. the shared features lives on its own rows of the batch, so "
+                             f"the gradients never meet there (a diagonal Gramian: no conflict to balance); use "
+                             f"representation="
+                             f"False (balancing over the shared parameters, where the tasks' gradients do meet), "
+                             f"or shared inputs (a MultiTaskDataset) for the representation level")
     if sampler is None:
-        return "joint" if gradient and isinstance(train, Mapping) else "proportional"
-    if gradient and isinstance(train, Mapping) and sampler in SINGLE_TASK_SAMPLERS and len(train) > 1:
-        raise TaskshareError(f"{balanced.balancer.name} balances the per-task gradients of one step, but sampler "
+        return "joint" if per_step and isinstance(train, Mapping) else "proportional"
+    if per_step and several and sampler in SINGLE_TASK_SAMPLERS:
+        what = "gradient norms" if balanced.balancer.needs == "losses" else "gradients"
+        raise TaskshareError(f"{balanced.balancer.name} balances the per-task {what} of one step, but sampler "
                              f"{sampler!r} gives each step one task's batch; use sampler='joint' (a batch of every "
-                             f"task per step, the default with a gradient method), or a loss-weighting method")
+                             f"task per step, the default with {balanced.balancer.name}), or a loss-weighting method")
     return sampler
 
 

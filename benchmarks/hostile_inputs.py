@@ -61,6 +61,47 @@ def _multitask(folder: Path, labels_a=None, **multitask) -> dict:
         "output": str(folder / "out")}
 
 
+def _own(folder: Path, label_cells=None, cell=None, **changes) -> dict:
+    """A transfer config on CSV files (a built-in MLP pretrained on a source table); `label_cells`
+    replaces the target's label column, `cell` one feature cell (row 3)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    label = [["a", "b", "c"][i % 3] for i in range(120)] if label_cells is None else label_cells
+    rows = [f"{x[i, 0]:.3f},{x[i, 1]:.3f},{x[i, 2]:.3f},{label[i]}" for i in range(120)]
+    if cell is not None:
+        rows[2] = f"{cell},{rows[2].split(',', 1)[1]}"
+    (folder / "t.csv").write_text("x1,x2,x3,y\n" + "\n".join(rows) + "\n")
+    (folder / "s.csv").write_text("x1,x2,x3,y\n" + "\n".join(f"{v[0]:.3f},{v[1]:.3f},{v[2]:.3f},{int(v[0] > 0)}"
+                                                           for v in rng.normal(size=(120, 3))) + "\n")
+    cfg = _transfer(folder, source={"csv": str(folder / "s.csv"), "label": "y"},
+                    target={"csv": str(folder / "t.csv"), "label": "y"})
+    cfg.update(changes)
+    return cfg
+
+
+def own_cases(folder: Path):
+    values = [f"{150 + 40 * v:.0f}" for v in np.random.default_rng(2).normal(size=120)]
+    yield "own data: a numeric label of ~100 values", lambda: _own(folder, values)
+    yield "own data: every label cell blank", lambda: _own(folder, [""] * 120)
+    yield "own data: an infinite feature cell", lambda: _own(folder, cell="inf")
+    yield "own data: shots [ALL]", lambda: _own(folder, transfer={"shots": ["ALL"]})
+    yield "own data: shots [5.5]", lambda: _own(folder, transfer={"shots": [5.5]})
+    yield "own data: test_fraction 1.5", lambda: _own(folder, test_fraction=1.5)
+    yield "own data: augment: heavy", lambda: _own(folder, augment="heavy")
+
+    def extra_class():
+        cfg = _own(folder)
+        (folder / "test.csv").write_text("x1,x2,x3,y\n0,0,0,a\n1,1,1,z\n")
+        return {**cfg, "test": {"csv": str(folder / "test.csv"), "label": "y"}}
+    yield "own data: a test file with a class the target lacks", extra_class
+
+    def jsonl_typo():
+        (folder / "t.jsonl").write_text("\n".join('{"text": "t%d", "topic": "%s"}' % (i, "ab"[i % 2]) for i in range(20)))
+        return {"target": {"jsonl": str(folder / "t.jsonl"), "label": "topc"}, "source": {"npz": _data(folder)},
+                "model": {"name": "mlp"}, "output": str(folder / "out")}
+    yield "own data: a JSONL label field no record has", jsonl_typo
+
+
 def cli_cases(folder: Path):
     rng = np.random.default_rng(1)
     x200 = rng.normal(size=(200, 6)).astype(np.float32)
@@ -177,7 +218,7 @@ def main_(argv=None) -> None:
     rows, tracebacks = [], 0
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = str(Path(tmp_dir).resolve())
-        for i, (name, make) in enumerate(cli_cases(Path(tmp))):
+        for i, (name, make) in enumerate([*cli_cases(Path(tmp)), *own_cases(Path(tmp))]):
             folder = Path(tmp) / f"case{i}"
             folder.mkdir()
             cfg = make()

@@ -64,10 +64,11 @@ def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: st
     target = load_task_data(config.target, generated)
     task = Task("target", "multiclass", num_classes=target.num_classes)
     table = advice_table()
-    results = []
-    per_class = int(np.bincount(target.y).min())
+    results, dropped = [], []
+    per_class, val = int(np.bincount(target.y).min()), config.transfer.val_per_class
     for shot in config.transfer.shots:
-        if shot != "all" and shot > per_class:
+        if shot != "all" and shot + (val or shot) > per_class:   # run's rule: k to train + the validation share
+            dropped.append(shot)
             continue
         splits = few_shot((target.x, target.y), shot, seed=0, val_per_class=config.transfer.val_per_class,
                           test=(target.x_test, target.y_test))
@@ -78,7 +79,11 @@ def run_advise(config: ExperimentConfig, out: Path, console, pretrained_path: st
             row["confirmed"] = _confirm(config, model, target, task, splits, spec, source_size, shot)
         results.append(row)
         add_advice_row(table, shot, advice)
-    write_advice(out, console, table, results)
+    # every size in the config is scored unless it cannot be drawn; say which and why
+    note = (f"not scored: k={', '.join(map(str, dropped))} labels per class; each needs k to train + {val or 'k'} to "
+            f"validate of every class, and the target's smallest class has {per_class} examples (taskshare run "
+            f"stops at these sizes too)") if dropped else ""
+    write_advice(out, console, table, results, note)
     return results
 
 
@@ -98,9 +103,11 @@ def add_advice_row(table: Table, shot, advice) -> None:
                   leep, nce, f"{best.h_score:.2f}", advice.strategy + (f"({args})" if args else ""))
 
 
-def write_advice(out: Path, console, table: Table, results: list[dict]) -> None:
-    """The table and the reasons in the terminal, advice.json in the folder."""
+def write_advice(out: Path, console, table: Table, results: list[dict], note: str = "") -> None:
+    """The table (and `note` under it) and the reasons in the terminal, advice.json in the folder."""
     console.print(table)
+    if note:
+        console.print(note, highlight=False)
     _print_reasons(console, results)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "advice.json", json.dumps(results, indent=2, default=str).encode())

@@ -130,11 +130,16 @@ def split_data(data: Any, spec: MultiTaskData) -> tuple[Any, Any, Any]:
     if isinstance(data, dict):
         parts = {t: split_data(_as_mtd(t, d), spec) for t, d in data.items()}
         return tuple({t: _as_pair(t, p[i]) for t, p in parts.items()} for i in range(3))  # type: ignore[return-value]
-    n = len(data)
+    return tuple(data.subset(rows) for rows in split_rows(len(data), spec))  # type: ignore[return-value]
+
+
+def split_rows(n: int, spec: MultiTaskData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The train, validation and test row indices split_data uses for n rows (known before the
+    inputs are encoded, so an encoding can be fitted on the training rows alone)."""
     strata = np.zeros(n, np.int64)
     rest, test = stratified_indices(strata, spec.test_fraction, spec.seed)
     train, val = stratified_indices(strata[rest], spec.val_fraction / (1 - spec.test_fraction), spec.seed + 1)
-    return data.subset(rest[train]), data.subset(rest[val]), data.subset(test)
+    return rest[train], rest[val], test
 
 
 def _as_mtd(task: str, d) -> MultiTaskDataset:

@@ -69,6 +69,27 @@ class OwnExperiment:
                               "or a pretrained model (model: {torchvision: ...}, {timm: ...}, {hf: ...})")
         if self.feature_cache not in ("disk", "memory"):
             raise ConfigError(f"feature_cache = {self.feature_cache!r}; expected disk or memory")
+        self._check_names()
+
+    def _check_names(self) -> None:
+        """What can be checked without data, checked before any data is read or model trained."""
+        from ..data.augment import transform_names
+        from .preflight import check_balancer, check_shots, check_strategies
+        for name in ("test_fraction", "val_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ConfigError(f"{name} = {value!r}; expected a fraction of the rows strictly between 0 and 1")
+        if self.mode == "multitask" and self.test_fraction + self.val_fraction >= 1:
+            raise ConfigError(f"test_fraction {self.test_fraction} + val_fraction {self.val_fraction} leave no "
+                              f"training rows; expected a sum below 1")
+        transform_names(self.augment)
+        if self.mode == "transfer":
+            check_shots(self.transfer.shots)
+            check_strategies(self.transfer.strategies)
+        else:
+            labels = (self.data or {}).get("labels") or [None]
+            check_balancer(self.multitask.balancer, len(labels))
+        self.model.check()
 
 
 def is_own_config(raw: dict[str, Any]) -> bool:
@@ -91,6 +112,14 @@ def read_data(spec: dict[str, Any], image_size, where: str) -> SourceData:
     if data.kind == "image" and data.encoding.get("size") is None:
         data.encoding["size"] = list(image_size)   # the model's own input size unless the source states one
     return data
+
+
+def refit_table(data: SourceData, rows: np.ndarray) -> SourceData:
+    """A table source re-encoded with means, scales and categories fitted on `rows` (the training
+    rows): fitted on every row, the held-out rows would shape the inputs they are scored on."""
+    from ..data.sources.table import encode, refit
+    encoding = refit(data.raw.iloc[rows], data.encoding, data.origin)
+    return replace(data, inputs=encode(data.raw, encoding, data.origin, quiet=True), encoding=encoding)
 
 
 def input_info(data: SourceData, tokenizer=None) -> dict[str, Any]:
@@ -121,6 +150,38 @@ def check_classes(data: SourceData, task: str, shots: list, val_per_class: int |
                                      f"needs {need} ({shot} to train + {val_per_class or shot} to validate)")
 
 
+def classification_only(data: SourceData, task: str) -> None:
+    """Transfer on your own data trains classifiers (few labels per class); a regression label is
+    refused with the mode that does train it."""
+    if data.kind_of(task) == "regression":
+        raise TaskshareError(f"{data.origin}: label {task!r} is kind: regression, but transfer on your own data "
+                             f"trains classifiers (labels per class); predict a value with mode: multitask "
+                             f"(data: {{..., labels: [{task}], kind: regression}}), or set kind: classification")
+
+
+@dataclass
+class Target:
+    """The transfer target as read and checked: every row with a known label, its train and test parts."""
+    data: SourceData
+    train: SourceData
+    test: SourceData
+    task: str
+
+
+def read_target(config: OwnExperiment, image_size) -> Target:
+    """The target read and checked (labels, test classes, labels per class, augmentation), cheap
+    enough to do before the source is pretrained, so a bad target costs seconds, not a pretraining."""
+    from ..data.augment import build_augment
+    data = read_data(config.target, image_size, "target")  # type: ignore[arg-type]
+    task = data.tasks[0]
+    classification_only(data, task)
+    data = data.select(np.flatnonzero(data.known(task)))   # unknown labels cannot train one task
+    train, test = hold_out(data, config.test, config.test_fraction, config.split_seed, image_size, task)
+    check_classes(train, task, config.transfer.shots, config.transfer.val_per_class)
+    build_augment(config.augment, tuple(data.encoding["size"]) if data.kind == "image" else None, data.kind)
+    return Target(data, train, test, task)
+
+
 def hold_out(data: SourceData, test_spec, fraction: float, seed: int, image_size, task: str):
     if test_spec is not None:
         if data.kind == "table":    # scaled and one-hot encoded as the training table was
@@ -145,7 +206,7 @@ def align_classes(test: SourceData, train: SourceData) -> SourceData:
         lookup = np.array([names.index(c) for c in test.class_names[task]] + [-1], np.int64)
         labels[task] = lookup[test.labels[task]]   # -1 (unknown) indexes the appended -1
     return SourceData(test.kind, test.inputs, labels, train.class_names, train.encoding if test.kind == "image"
-                      else test.encoding, test.origin, test.skipped)
+                      else test.encoding, test.origin, test.skipped, train.label_kinds, test.raw)
 
 
 def model_size(config: OwnExperiment):
@@ -169,13 +230,17 @@ def run_own(config: OwnExperiment, out: Path, console) -> int:
     return run_own_transfer(config, out, console)
 
 
-def pretrain_builtin(config: OwnExperiment, image_size, console) -> tuple[torch.nn.Module, dict[str, Any], int]:
-    """A built-in model trained on the configured source; returns it, the source's input record and
-    its number of classes."""
+def pretrain_builtin(config: OwnExperiment, image_size, console,
+                     target: SourceData | None = None) -> tuple[torch.nn.Module, dict[str, Any], int]:
+    """A built-in model trained on the configured source (checked first against the `target` it
+    will transfer to); returns it, the source's input record and its number of classes."""
     source = read_data(config.source, image_size, "source")  # type: ignore[arg-type]
     task_name = source.tasks[0]
-    keep = np.flatnonzero(source.labels[task_name] >= 0)
-    source = source.select(keep)
+    classification_only(source, task_name)
+    source = source.select(np.flatnonzero(source.known(task_name)))
+    check_classes(source, task_name, [], None)
+    if target is not None:
+        same_inputs(source, target)
     n_classes = len(source.class_names[task_name])
     info = input_info(source)
     task = Task("source", "multiclass", num_classes=n_classes)
@@ -191,6 +256,22 @@ def pretrain_builtin(config: OwnExperiment, image_size, console) -> tuple[torch.
     console.print(f"pretrained {config.model.name} on the source ({len(source)} examples, {n_classes} classes): "
                   f"validation accuracy {metrics['accuracy'] * 100:.1f}%")
     return net, info, n_classes
+
+
+def same_inputs(source: SourceData, target: SourceData) -> None:
+    """The model pretrained on `source` can read `target`: the same kind of input and, for tables,
+    every column the source's encoding reads (else the run stops after pretraining, not before)."""
+    if source.kind != target.kind:
+        raise TaskshareError(f"the source {source.origin} holds {source.kind} inputs, the target {target.origin} "
+                             f"{target.kind}; a model pretrained on one reads only the same kind")
+    if source.kind == "table" and target.raw is not None:
+        columns = [c["name"] for c in source.encoding["columns"]]
+        missing = [c for c in columns if c not in target.raw.columns]
+        if missing:
+            raise TaskshareError(f"the target {target.origin} lacks {len(missing)} of the source's feature columns "
+                                 f"(first {missing[0]!r}); the model pretrained on {source.origin} reads {columns[:8]}"
+                                 f"{' ...' if len(columns) > 8 else ''}, "
+                                 f"so source and target need the same feature columns")
 
 
 def with_cache_note(config: OwnExperiment, augment) -> None:

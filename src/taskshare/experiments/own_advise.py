@@ -10,7 +10,7 @@ from pathlib import Path
 from ..advise import advise
 from ..errors import TaskshareError
 from .advise import add_advice_row, advice_folder, advice_table, write_advice
-from .own import OwnExperiment, few_shot_splits, load_own, model_size, pretrain_builtin
+from .own import OwnExperiment, few_shot_splits, load_own, model_size, pretrain_builtin, read_target
 from .runs import guard, rebuild_report
 
 
@@ -37,14 +37,16 @@ def run_own_advise(config: OwnExperiment, out: Path, console) -> list[dict]:
     """The advice table and advice.json for an own-data transfer config; returns the rows."""
     from .own_transfer import _target
     backbone, size = model_size(config)
+    target = read_target(config, size)   # checked before the source is pretrained, as `taskshare run` does
     if backbone is None:      # a built-in: pretrained on the source first, as `taskshare run` does
-        model, source_info, _ = pretrain_builtin(config, size, console)
+        model, source_info, _ = pretrain_builtin(config, size, console, target.data)
         if source_info["kind"] == "table":   # the target encoded with the source's scaling and categories
             config = replace(config, target={**config.target, "encoding": source_info["encoding"]})
+            target = read_target(config, size)
         name, has_head = config.model.name, True
     else:                     # a hub model's trunk: its source head is gone, so no LEEP or NCE
         model, name, has_head = backbone.trunk, config.model.label, False
-    data, task, train_ds, test_ds = _target(config, size, getattr(backbone, "tokenizer", None), {}, console)
+    data, task, train_ds, test_ds = _target(config, target, getattr(backbone, "tokenizer", None), {}, console)
     table, results = advice_table(), []
     for shot in config.transfer.shots:
         splits = few_shot_splits(train_ds, test_ds, shot, 0, config.transfer.val_per_class)

@@ -15,10 +15,11 @@ from ..errors import TaskshareError
 from ..models.backbones.spec import preprocessing_of
 from ..train.compare_sharing import compare_sharing
 from ..evaluate.report.sharing import mean_metric_name
-from .multitask import split_data, write_multitask_reports
+from .multitask import split_rows, write_multitask_reports
 from .runs import rebuild_report
 from .specs import MultiTaskData
-from .own import OwnExperiment, input_info, model_size, read_data
+from .own import OwnExperiment, input_info, model_size, read_data, refit_table
+from .own_values import fold_scales, scaled, unscale_metrics, value_scales
 from ..serve.bundle import write_bundle
 from ..serve.models import multitask_net
 from ..tasks import Task
@@ -36,9 +37,13 @@ def _inputs(data, tokenizer) -> torch.Tensor:
 
 
 def _tasks(data) -> list[Task]:
-    """One multiclass task per label column, each with known examples of at least two classes."""
+    """One task per label column: regression where the source says kind: regression, else multiclass
+    with known examples of at least two classes."""
     tasks = []
     for name in data.tasks:
+        if data.kind_of(name) == "regression":
+            tasks.append(Task(name, "regression"))
+            continue
         present = np.unique(data.labels[name][data.labels[name] >= 0])
         if len(present) < 2:
             raise TaskshareError(f"task {name!r} has {'a single class' if len(present) else 'no known label'} "
@@ -56,10 +61,15 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     if data.kind == "text" and tokenizer is None:
         raise TaskshareError(f"{data.origin} holds text: it needs a text model (model: {{hf: ...}})")
     tasks = _tasks(data)
-    dataset = MultiTaskDataset(_inputs(data, tokenizer), data.labels, data.origin)
     rows = MultiTaskData(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.split_seed)
-    train_set, val_set, test_set = split_data(dataset, rows)
-    known = {t.name: int((train_set.labels[t.name] >= 0).sum()) for t in tasks}
+    parts = split_rows(len(data), rows)
+    if data.kind == "table":   # means, scales and categories from the training rows only
+        data = refit_table(data, parts[0])
+    scales = value_scales(data, parts[0])   # regression labels train on a standard scale
+    x = _inputs(data, tokenizer)
+    dataset = MultiTaskDataset(x, scaled(data.labels, scales), data.origin)
+    train_set, val_set, test_set = (dataset.subset(p) for p in parts)
+    known = {t.name: int(data.known(t.name)[parts[0]].sum()) for t in tasks}
     console.print(f"multi-task data {data.origin}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
                   f"rows, {len(tasks)} tasks; known training labels per task: {known}")
     record = {"mode": "multitask", "model": config.model.to_config(), "input": input_info(data, tokenizer),
@@ -67,9 +77,13 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     if backbone is not None:
         record["preprocessing"] = preprocessing_of(backbone)
     rows = _compare(config, record, tasks, (train_set, val_set, test_set), console)
+    for r in rows:
+        unscale_metrics(r.test, scales)
     write_multitask_reports(out, tasks, rows, to_dict(config))
     print_sharing(console, tasks, rows, "multi-task on your data: one model per task vs sharing")
     model = _deployable(config, record, tasks, train_set, val_set)
+    fold_scales(model, scales)              # the saved model outputs values in the file's units
+    test_set = MultiTaskDataset(x, data.labels, data.origin).subset(parts[2])
     test_metrics = evaluate_multitask(model, tasks, test_set, config.multitask.train.eval_batch_size)
     why = _why_hard(config.multitask.modes, config.multitask.seeds[0])
     record.update(strategy="hard sharing", test=test_metrics, kept={"strategy": "hard sharing", "why": why})

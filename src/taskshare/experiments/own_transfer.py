@@ -14,8 +14,8 @@ import torch
 from ..config import to_dict
 from ..data.augment import build_augment
 from .kept import Trained, choose_kept, contenders
-from .own import (OwnExperiment, check_classes, few_shot_splits, hold_out, input_info, model_size,
-                             pretrain_builtin, read_data, with_cache_note)
+from .own import (OwnExperiment, Target, few_shot_splits, input_info, model_size, pretrain_builtin,
+                  read_target, with_cache_note)
 from ..models.backbones.spec import preprocessing_of
 from ..serve.bundle import write_bundle
 from ..serve.models import transfer_net
@@ -42,14 +42,16 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     from ..evaluate.report.transfer import print_summary, write_reports
     started = time.perf_counter()
     backbone, size = model_size(config)
+    target = read_target(config, size)   # checked before the source is pretrained
     source_net, record = None, {"mode": "transfer", "model": config.model.to_config()}
     if backbone is None:
-        source_net, source_info, record["source_outputs"] = pretrain_builtin(config, size, console)
+        source_net, source_info, record["source_outputs"] = pretrain_builtin(config, size, console, target.data)
         if source_info["kind"] == "table":   # the network learnt the source's scaling and categories
             config = replace(config, target={**config.target, "encoding": source_info["encoding"]})
+            target = read_target(config, size)
     else:
         record["preprocessing"] = preprocessing_of(backbone)
-    data, task, train_ds, test_ds = _target(config, size, getattr(backbone, "tokenizer", None), record, console)
+    data, task, train_ds, test_ds = _target(config, target, getattr(backbone, "tokenizer", None), record, console)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         base = transfer_net(record, task, source_net, pretrained=True) if backbone is None else backbone.with_head(task)
@@ -71,14 +73,9 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     return 0
 
 
-def _target(config: OwnExperiment, size, tokenizer, record: dict, console):
-    """The target read, its known labels kept, the test part held out and every class checked; returns
-    the data, the task and the train and test datasets (the input's record goes into `record`)."""
-    data = read_data(config.target, size, "target")  # type: ignore[arg-type]
-    task_name = data.tasks[0]
-    data = data.select(np.flatnonzero(data.labels[task_name] >= 0))   # unknown labels cannot train one task
-    train_data, test_data = hold_out(data, config.test, config.test_fraction, config.split_seed, size, task_name)
-    check_classes(train_data, task_name, config.transfer.shots, config.transfer.val_per_class)
+def _target(config: OwnExperiment, target: Target, tokenizer, record: dict, console):
+    """The checked target's task and its train and test datasets (the input's record goes into `record`)."""
+    data, train_data, test_data, task_name = target.data, target.train, target.test, target.task
     names = data.class_names[task_name]
     record["input"] = input_info(data, tokenizer)
     console.print(f"target {data.origin}: {len(train_data)} training / {len(test_data)} test examples, "

@@ -13,18 +13,30 @@ import numpy as np
 from ..errors import ConfigError, TaskshareError
 
 
+def check_shots(shots: Any, where: str = "transfer.shots") -> None:
+    """Labels per class: positive whole numbers or 'all' (5.5 would train on 5 and report 5.5)."""
+    for shot in shots:
+        if shot != "all" and (not isinstance(shot, int) or isinstance(shot, bool) or shot < 1):
+            raise ConfigError.at(where, f" has {shot!r}; expected positive integers or 'all'")
+
+
+def check_strategies(strategies: Any, where: str = "config.transfer.strategies") -> None:
+    """Every strategy name and its hyperparameters resolve."""
+    from ..transfer import build_strategy
+    for i, spec in enumerate(strategies):
+        try:
+            build_strategy(spec)
+        except TaskshareError as exc:
+            raise ConfigError(f"{where}[{i}]: {exc}") from None
+
+
 def check_transfer(config: Any, target: Any, source: Any = None, in_features: int | None = None) -> None:
     """A transfer experiment (ExperimentConfig) against its loaded data (experiment.TaskData):
     strategies, model arguments, input width (the source's, or `in_features` of saved weights) and
     labels per class for every shot."""
     from .track import check_spec
-    from ..transfer import build_strategy
     check_spec(config.track)
-    for i, spec in enumerate(config.transfer.strategies):
-        try:
-            build_strategy(spec)
-        except TaskshareError as exc:
-            raise ConfigError(f"config.transfer.strategies[{i}]: {exc}") from None
+    check_strategies(config.transfer.strategies)
     config.model.check()
     width = in_features if in_features is not None else (source.x.shape[1] if source is not None else None)
     if width is not None and target.x.shape[1] != width:
@@ -53,13 +65,16 @@ def check_multitask(config: Any) -> None:
     """A multi-task experiment: the balancing method and the model's arguments resolve."""
     from .track import check_spec
     check_spec(config.track)
-    spec = config.multitask
     config.model.check()
-    if spec.balancer is not None:
+    check_balancer(config.multitask.balancer, len(config.data.tasks) or len(config.data.digits))
+
+
+def check_balancer(balancer: Any, tasks: int) -> None:
+    """The balancing method and its options resolve."""
+    if balancer is not None:
         from ..balancing import build_balancer
-        tasks = len(config.data.tasks) or len(config.data.digits)
         try:
-            build_balancer(spec.balancer, max(tasks, 2))
+            build_balancer(balancer, max(tasks, 2))
         except TaskshareError as exc:
             raise ConfigError(f"config.multitask.balancer: {exc}") from None
 

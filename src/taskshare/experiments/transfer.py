@@ -25,6 +25,7 @@ from ..train import TrainConfig, evaluate, fit, load_into, read_meta, save
 from ..train.config import under
 from ..transfer import compare
 from .modes import RUNNERS
+from .preflight import check_shots
 from .runs import guard, resumable, track
 from .specs import DataSpec, ModelSpec
 from .task_data import TaskData, load_task_data
@@ -66,9 +67,7 @@ class ExperimentConfig:
     track: dict[str, Any] = field(default_factory=dict)   # {tensorboard: DIR, mlflow: URI}: log the run there
 
     def __post_init__(self) -> None:
-        for shot in self.transfer.shots:
-            if shot != "all" and (not isinstance(shot, int) or isinstance(shot, bool) or shot < 1):
-                raise ConfigError.at("transfer.shots", f" has {shot!r}; expected positive integers or 'all'")
+        check_shots(self.transfer.shots)
         for name, spec in (("source", self.source), ("target", self.target)):
             if (spec.builtin is None) == (spec.npz is None):
                 raise ConfigError.at(name, ": give exactly one of 'builtin' (mnist1d) or 'npz' (a file path)")

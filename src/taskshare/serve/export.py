@@ -27,14 +27,14 @@ class Probabilities(nn.Module):
     """model(x) -> one probability tensor per task, in the run's task order (a tuple: ONNX and
     TorchScript both want fixed outputs, not a dict)."""
 
-    def __init__(self, model: nn.Module, tasks: list[str]):
+    def __init__(self, model: nn.Module, tasks: list[str], values: tuple[str, ...] = ()):
         super().__init__()
-        self.model, self.tasks = model, list(tasks)
+        self.model, self.tasks, self.values = model, list(tasks), set(values)   # values: regression tasks, as output
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         out = self.model(x)
         if isinstance(out, dict):
-            return tuple(torch.softmax(out[t], dim=-1) for t in self.tasks)
+            return tuple(out[t] if t in self.values else torch.softmax(out[t], dim=-1) for t in self.tasks)
         return (torch.softmax(out, dim=-1),)
 
 
@@ -55,13 +55,14 @@ def export(run: LoadedRun, fmt: str, out: str | Path | None = None) -> tuple[Pat
     on the sample (raises when above 1e-4)."""
     if fmt not in FORMATS:
         raise TaskshareError(f"export format {fmt!r}; expected one of {FORMATS}")
-    wrapped = Probabilities(run.model.cpu().eval(), [t.name for t in run.tasks]).eval()
+    wrapped = Probabilities(run.model.cpu().eval(), [t.name for t in run.tasks],
+                            tuple(t.name for t in run.tasks if t.kind == "regression")).eval()
     x = sample_input(run)
     with torch.no_grad():
         expected = [o.numpy() for o in wrapped(x)]
     path = Path(out) if out else run.run_dir / ("model.onnx" if fmt == "onnx" else "model.torchscript.pt")
     path.parent.mkdir(parents=True, exist_ok=True)
-    outputs = [f"prob_{t.name}" for t in run.tasks]
+    outputs = [f"{'value' if t.kind == 'regression' else 'prob'}_{t.name}" for t in run.tasks]
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")    # tracer warnings about shape checks fixed at the traced size
         if fmt == "onnx":

@@ -53,12 +53,13 @@ class LoadedRun:
 
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Class probabilities per task for an encoded batch."""
+        """Class probabilities per task for an encoded batch (a regression task: its predicted values)."""
         device = next(self.model.parameters()).device
         out = self.model(x.to(device))
         if not isinstance(out, dict):
             out = {self.tasks[0].name: out}
-        return {t: torch.softmax(v.float(), dim=-1).cpu() for t, v in out.items()}
+        values = {t.name for t in self.tasks if t.kind == "regression"}
+        return {t: (v.float() if t in values else torch.softmax(v.float(), dim=-1)).cpu() for t, v in out.items()}
 
     def predict(self, inputs, batch_size: int = 64) -> dict[str, torch.Tensor]:
         """Probabilities per task for raw inputs, decoded and run batch by batch."""

@@ -36,6 +36,7 @@ def read_inputs(run: LoadedRun, inputs: str | Path) -> tuple[list[str], Any, Any
     suffix = path.suffix.lower()
     if suffix in (".csv", ".parquet"):
         from ..data.sources.csv import require_pandas
+        from ..data.sources.manifest import text_cells
         pd = require_pandas()
         frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
         if kind == "image":
@@ -49,12 +50,14 @@ def read_inputs(run: LoadedRun, inputs: str | Path) -> tuple[list[str], Any, Any
             column = run.input["encoding"].get("text_column", "text")
             if column not in frame.columns:
                 raise TaskshareError(f"{path} has no {column!r} column; columns: {list(frame.columns)}")
-            texts = [str(t) for t in frame[column]]
+            texts = text_cells(frame[column])   # a blank cell is "", as training read it
             return texts, texts, frame
         return [str(i) for i in range(len(frame))], frame, frame
     if suffix == ".jsonl":
+        from ..data.sources.manifest import text_cells
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        texts = [str(r.get("text", "")) for r in rows]
+        column = run.input.get("encoding", {}).get("text_column", "text")
+        texts = text_cells([r.get(column) for r in rows])   # null or absent: "", as training read it
         return texts, texts, None
     if kind == "image" and suffix != ".txt":
         return [str(path)], [str(path)], None
@@ -80,8 +83,9 @@ def unknown_labels(run: LoadedRun, frame) -> dict[str, list[str]]:
         return {}
     out = {}
     from ..data.sources.base import is_blank, label_text
+    values = {t.name for t in run.tasks if t.kind == "regression"}
     for task, names in run.class_names.items():
-        if task in frame.columns:
+        if task in frame.columns and task not in values:
             seen = {label_text(v) for v in frame[task] if not is_blank(v)}
             extra = sorted(seen - set(names))
             if extra:
@@ -95,14 +99,18 @@ def predict_rows(run: LoadedRun, inputs: str | Path, batch_size: int = 64) -> tu
         log.warning("%s: column %r holds label(s) the model was not trained on: %s; it can only predict %s",
                     inputs, task, extra[:10], run.class_names[task])
     probs = run.predict(raw, batch_size)
+    values = {t.name for t in run.tasks if t.kind == "regression"}   # one predicted value, no classes
     header = ["input"]
     for task in run.class_names:
-        header += [task, f"{task}_probability"] + [f"{task}:{c}" for c in run.class_names[task]]
+        header += [task] if task in values else [task, f"{task}_probability"] + [f"{task}:{c}" for c in run.class_names[task]]
     rows = []
     for i, name in enumerate(names):
         row: dict[str, Any] = {"input": name}
         for task, classes in run.class_names.items():
             p = probs[task][i]
+            if task in values:
+                row[task] = round(float(p.reshape(-1)[0]), 6)
+                continue
             k = int(p.argmax())
             row[task], row[f"{task}_probability"] = classes[k], round(float(p[k]), 6)
             row.update({f"{task}:{c}": round(float(v), 6) for c, v in zip(classes, p.tolist())})

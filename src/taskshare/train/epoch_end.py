@@ -21,6 +21,7 @@ class History:
     stopped_early: bool = False
     skipped_steps: int = 0
     seconds: float = 0.0
+    kept_start: bool = False   # the caller restored the weights it started with (better on validation)
 
     @property
     def steps(self) -> int:
@@ -29,7 +30,8 @@ class History:
 
     def to_dict(self) -> dict:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "best_score": self.best_score,
-                "stopped_early": self.stopped_early, "skipped_steps": self.skipped_steps, "seconds": self.seconds}
+                "stopped_early": self.stopped_early, "skipped_steps": self.skipped_steps, "seconds": self.seconds,
+                "kept_start": self.kept_start}
 
 
 def epoch_record(epoch: int, loss_sum: Tensor, steps: int, optimizer: torch.optim.Optimizer, t0: float,

@@ -27,8 +27,10 @@ class SourceData:
     """Inputs, labels per task and class names, as read from one source.
 
     kind: image (inputs are file paths, decoded lazily) | text (strings) | table | array (float rows).
-    labels: task -> int64 class indices, -1 where the label is unknown (a blank cell).
-    class_names: task -> names, in index order (kept end to end: reports, predict, export).
+    labels: task -> int64 class indices, -1 where the label is unknown (a blank cell); for a task
+    of `label_kinds` regression, float values, NaN where unknown.
+    class_names: task -> names, in index order (kept end to end: reports, predict, export); [] for
+    a regression task.
     encoding: how raw values became model inputs (image size and colour mode; table columns,
     categories, means and scales), saved in the run folder so predict repeats it exactly.
     skipped: files left out as unreadable (first ones are named in the log).
@@ -41,6 +43,8 @@ class SourceData:
     encoding: dict[str, Any] = field(default_factory=dict)
     origin: str = ""
     skipped: list[str] = field(default_factory=list)
+    label_kinds: dict[str, str] = field(default_factory=dict)   # task -> classification | regression
+    raw: Any = None   # table sources: the feature columns as read, so an encoding can be refitted on some rows
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -63,8 +67,17 @@ class SourceData:
         """The same source restricted to `rows` (indices)."""
         rows = np.asarray(rows, dtype=np.int64)
         inputs = [self.inputs[i] for i in rows] if isinstance(self.inputs, list) else self.inputs[rows]
+        raw = None if self.raw is None else self.raw.iloc[rows].reset_index(drop=True)
         return SourceData(self.kind, inputs, {t: y[rows] for t, y in self.labels.items()}, self.class_names,
-                          self.encoding, self.origin, self.skipped)
+                          self.encoding, self.origin, self.skipped, self.label_kinds, raw)
+
+    def kind_of(self, task: str) -> str:
+        return self.label_kinds.get(task, "classification")
+
+    def known(self, task: str) -> np.ndarray:
+        """Which rows have a known label for `task` (class >= 0, or a value that is not NaN)."""
+        y = self.labels[task]
+        return ~np.isnan(y) if self.kind_of(task) == "regression" else y >= 0
 
     def dataset(self, task: str | None = None, tokenizer=None, num_workers: int = 0) -> Dataset:
         """A torch Dataset of (input, label) for one task: images decoded in __getitem__ (so DataLoader

@@ -18,10 +18,10 @@ def table_source(what: str, read: Callable[[Any, Path], Any]) -> Callable[..., S
     differ only there, and share every option below."""
     def source(path: str | Path, label: str | None = None, labels: list[str] | None = None,
                features: list[str] | None = None, categorical: list[str] = (), image_size=None, mode: str = "RGB",
-               strict: bool = False, encoding: dict | None = None) -> SourceData:
+               strict: bool = False, encoding: dict | None = None, kind=None) -> SourceData:
         file = existing(path, what)
         return from_frame(read(require_pandas(), file), str(file), file.parent, label, labels, features, categorical,
-                          image_size=image_size, mode=mode, strict=strict, encoding=encoding)
+                          image_size=image_size, mode=mode, strict=strict, encoding=encoding, kind=kind)
     return source
 
 

@@ -18,7 +18,7 @@ from .manifest import from_frame
 def hf_dataset(path: str | Path, split: str = "train", label: str | None = None, labels: list[str] | None = None,
                features: list[str] | None = None, categorical: list[str] = (), text: str = "text",
                encoding: dict | None = None, image: str | None = None, image_size=None, mode: str = "RGB",
-               strict: bool = False) -> SourceData:
+               strict: bool = False, kind=None) -> SourceData:
     folder = existing(path, "datasets folder")
     try:
         import datasets
@@ -44,7 +44,7 @@ def hf_dataset(path: str | Path, split: str = "train", label: str | None = None,
     for n in class_names:   # ClassLabel cells are indices (-1: unknown); the manifest reads names
         frame[n] = [class_names[n][i] if i is not None and i >= 0 else None for i in frame[n]]
     return from_frame(frame, str(folder), folder, label, labels, features, categorical, text_column=text,
-                      path_column="\0", class_names=class_names, encoding=encoding)
+                      path_column="\0", class_names=class_names, encoding=encoding, kind=kind)
 
 
 class StoredImage:

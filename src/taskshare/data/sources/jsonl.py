@@ -1,4 +1,5 @@
-"""`jsonl: FILE`: one JSON object a line, a `text` field and label fields (null or absent: unknown)."""
+"""`jsonl: FILE`: one JSON object a line, a `text` field and label fields (null or absent: unknown; a
+label field that no record has is refused, naming the fields seen)."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,8 @@ from .manifest import from_frame
 
 
 @SOURCES.register("jsonl")
-def jsonl(path: str | Path, label: str | None = None, labels: list[str] | None = None, text: str = "text") -> SourceData:
+def jsonl(path: str | Path, label: str | None = None, labels: list[str] | None = None, text: str = "text",
+          kind=None) -> SourceData:
     file = existing(path, "JSONL file")
     rows = []
     for number, line in enumerate(file.read_text().splitlines(), 1):
@@ -29,8 +31,5 @@ def jsonl(path: str | Path, label: str | None = None, labels: list[str] | None =
     frame = require_pandas().DataFrame(rows)
     if text not in frame.columns:
         raise TaskshareError(f"{file}: no {text!r} field; fields: {list(frame.columns)}")
-    names = list(labels) if labels is not None else [label or "label"]
-    for n in names:
-        if n not in frame.columns:
-            frame[n] = None
-    return from_frame(frame, str(file), file.parent, label, labels, text_column=text, features=None)
+    # a field some records lack is unknown there (pandas leaves NaN); one no record has is a typo
+    return from_frame(frame, str(file), file.parent, label, labels, text_column=text, features=None, kind=kind)

@@ -3,15 +3,17 @@ inputs are a `path` column (image files, relative to the manifest's folder), a `
 feature columns; one or several label columns, a blank cell being an unknown label."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from ...errors import TaskshareError
-from .base import SourceData, encode_labels
+from .base import SourceData
 from .image_folder import parse_size
 from .images import MODES, scan
+from .labels import label_kinds, read_label
 from .table import encode, fit_encoding
 
 
@@ -28,20 +30,27 @@ def label_columns(frame, label: str | None, labels: Sequence[str] | None, where:
 def from_frame(frame, where: str, base: Path, label: str | None = None, labels: Sequence[str] | None = None,
                features: Sequence[str] | None = None, categorical: Sequence[str] = (), path_column: str = "path",
                text_column: str = "text", image_size=None, mode: str = "RGB", strict: bool = False,
-               class_names: dict[str, list[str]] | None = None, encoding: dict | None = None) -> SourceData:
+               class_names: dict[str, list[str]] | None = None, encoding: dict | None = None,
+               kind=None) -> SourceData:
     """encoding: a table encoding saved by an earlier read (a training set's), applied as it is
-    instead of fitting one, so a test table is scaled by the training statistics."""
+    instead of fitting one, so a test table is scaled by the training statistics.
+    kind: classification | regression, for every label column or per column ({col: regression}); or
+    `labels` as a mapping column -> kind."""
+    if isinstance(labels, dict):   # labels: {price: regression, colour: classification}
+        if kind is not None:
+            raise TaskshareError(f"{where}: give each label's kind in 'labels' or in 'kind', not both")
+        labels, kind = list(labels), dict(labels)
     names = label_columns(frame, label, labels, where)
     if len(frame) == 0:
         raise TaskshareError(f"{where} has no rows")
-    ys, classes = {}, {}
-    for n in names:
-        ys[n], classes[n] = encode_labels(frame[n].tolist(), n, (class_names or {}).get(n))
+    ys, classes, kinds = {}, {}, {}
+    for n, declared in label_kinds(kind, names, where).items():
+        ys[n], classes[n], kinds[n] = read_label(frame[n].tolist(), n, declared, where, (class_names or {}).get(n))
     if features is None and path_column in frame.columns:
-        return _images(frame, where, base, path_column, ys, classes, image_size, mode, strict)
+        return replace(_images(frame, where, base, path_column, ys, classes, image_size, mode, strict), label_kinds=kinds)
     if features is None and text_column in frame.columns:
-        texts = ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in frame[text_column]]
-        return SourceData("text", texts, ys, classes, {"text_column": text_column}, where)
+        return SourceData("text", text_cells(frame[text_column]), ys, classes, {"text_column": text_column}, where,
+                          label_kinds=kinds)
     columns = list(features) if features is not None else [c for c in frame.columns if c not in names]
     if encoding is not None:
         columns = [c["name"] for c in encoding["columns"]]
@@ -51,8 +60,14 @@ def from_frame(frame, where: str, base: Path, label: str | None = None, labels: 
     if not columns:
         raise TaskshareError(f"{where}: no input column; expected {path_column!r} (image files), {text_column!r} "
                              f"or feature columns besides the labels {names}")
-    encoding = encoding or fit_encoding(frame, columns, categorical)
-    return SourceData("table", encode(frame, encoding, where), ys, classes, encoding, where)
+    encoding = encoding or fit_encoding(frame, columns, categorical, where)
+    return SourceData("table", encode(frame, encoding, where), ys, classes, encoding, where, label_kinds=kinds,
+                      raw=frame[columns].reset_index(drop=True))
+
+
+def text_cells(values) -> list[str]:
+    """Text cells as strings, a blank (None, NaN) as "": training and predict read them alike."""
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
 
 
 def _images(frame, where, base, column, ys, classes, image_size, mode, strict) -> SourceData:

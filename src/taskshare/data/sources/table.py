@@ -13,26 +13,68 @@ from ...errors import TaskshareError
 log = logging.getLogger("taskshare")
 
 
-def fit_encoding(frame, columns: Sequence[str], categorical: Sequence[str] = ()) -> dict[str, Any]:
+# A text-valued column whose cells are numbers but for at most this share of its non-blank cells
+# (a `?`, `n/a`) is a numeric column with a few unknowns, not a category per distinct number.
+STRAY_SHARE = 0.05
+
+
+def fit_encoding(frame, columns: Sequence[str], categorical: Sequence[str] = (), where: str = "table") -> dict[str, Any]:
     """How each column becomes features: text-valued (or listed) columns are categorical."""
     out = []
     for name in columns:
         values = frame[name]
-        if name in categorical or not _numeric(values):
+        if name in categorical or not (_numeric(values) or _mostly_numbers(values)):
             cats = sorted({str(v) for v in values if not _missing(v)})
+            if name not in categorical:
+                _warn_numbers_as_categories(name, cats, where)
             out.append({"name": name, "type": "categorical", "categories": cats})
         else:
-            x = values.to_numpy(dtype=np.float64)
-            mean = float(np.nanmean(x)) if np.isfinite(x).any() else 0.0
-            std = float(np.nanstd(x)) if np.isfinite(x).any() else 1.0
-            out.append({"name": name, "type": "numeric", "mean": mean, "std": std if std > 0 else 1.0})
+            out.append(_numeric_column(name, numbers(values, name, where, quiet=True)))   # encode() warns
     return {"columns": out}
 
 
-def encode(frame, encoding: dict[str, Any], where: str = "table") -> np.ndarray:
+def refit(frame, encoding: dict[str, Any], where: str = "table") -> dict[str, Any]:
+    """The same columns and column types, their means, scales and categories fitted on `frame` (the
+    training rows), so held-out rows do not shape the encoding that scores them."""
+    out = []
+    for col in encoding["columns"]:
+        values = frame[col["name"]]
+        if col["type"] == "numeric":
+            out.append(_numeric_column(col["name"], numbers(values, col["name"], where, quiet=True)))
+        else:
+            out.append({**col, "categories": sorted({str(v) for v in values if not _missing(v)})})
+    return {**encoding, "columns": out}
+
+
+def _numeric_column(name: str, x: np.ndarray) -> dict[str, Any]:
+    mean = float(np.nanmean(x)) if np.isfinite(x).any() else 0.0
+    std = float(np.nanstd(x)) if np.isfinite(x).any() else 1.0
+    return {"name": name, "type": "numeric", "mean": mean, "std": std if std > 0 else 1.0}
+
+
+def numbers(values, name: str, where: str, quiet: bool = False) -> np.ndarray:
+    """A numeric column as float64, NaN where blank. Cells that are not numbers (`?`) are read as
+    unknown, with a warning naming them; infinity stops, naming the column and row."""
+    import pandas as pd
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    stray = sorted({str(v) for v, n in zip(values, x) if np.isnan(n) and not _missing(v) and str(v).lower() != "nan"})
+    if stray and len(stray) == len({str(v) for v in values if not _missing(v)}):
+        raise TaskshareError(f"{where}: column {name!r} was numeric in training but holds text here ({stray[:5]})")
+    if stray and not quiet:
+        log.warning("%s: column %r is numeric, but holds %s: read as unknown (the training mean); list it under "
+                    "categorical: to treat every value as a category instead", where, name, stray[:5])
+    if np.isinf(x).any():
+        row = int(np.flatnonzero(np.isinf(x))[0])
+        raise TaskshareError(f"{where}: column {name!r} holds {x[row]} in data row {row + 1} (row 1 is the first "
+                             f"below the header); expected finite numbers, or a blank cell for unknown")
+    return x
+
+
+def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False) -> np.ndarray:
     """Rows -> float32 features. A blank numeric cell becomes the training mean (0 after scaling); a
-    category not seen in training gets all-zero indicators, and both are counted in the log."""
-    parts, unseen = [], {}
+    category not seen in training gets all-zero indicators, and both are counted in the log (unless
+    `quiet`: rows already reported once)."""
+    parts, unseen, blanks = [], {}, {}
     for col in encoding["columns"]:
         name = col["name"]
         if name not in frame.columns:
@@ -40,10 +82,9 @@ def encode(frame, encoding: dict[str, Any], where: str = "table") -> np.ndarray:
                                  f"{[c['name'] for c in encoding['columns']]}")
         values = frame[name]
         if col["type"] == "numeric":
-            try:
-                x = values.to_numpy(dtype=np.float64)
-            except (TypeError, ValueError):
-                raise TaskshareError(f"{where}: column {name!r} was numeric in training but holds text here") from None
+            x = numbers(values, name, where, quiet)
+            if np.isnan(x).any():
+                blanks[name] = int(np.isnan(x).sum())
             x = np.where(np.isfinite(x), (x - col["mean"]) / col["std"], 0.0)
             parts.append(x[:, None])
         else:
@@ -58,7 +99,10 @@ def encode(frame, encoding: dict[str, Any], where: str = "table") -> np.ndarray:
                 else:
                     onehot[r, i] = 1.0
             parts.append(onehot)
-    for name, cats in unseen.items():
+    if blanks and not quiet:
+        log.info("%s: blank (unknown) numeric cells set to the training mean: %s", where,
+                 ", ".join(f"{n} {c}" for n, c in blanks.items()))
+    for name, cats in ({} if quiet else unseen).items():
         log.warning("%s: column %r has categories not seen in training (encoded as none): %s", where, name,
                     sorted(cats)[:5])
     return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)
@@ -67,6 +111,28 @@ def encode(frame, encoding: dict[str, Any], where: str = "table") -> np.ndarray:
 def _numeric(values) -> bool:
     import pandas as pd
     return bool(pd.api.types.is_numeric_dtype(values.dtype)) and not pd.api.types.is_bool_dtype(values.dtype)
+
+
+def _warn_numbers_as_categories(name: str, cats: list[str], where: str) -> None:
+    """A column of many numbers and too many other tokens to be read as numeric becomes one
+    indicator per distinct value: say so, since a numeric column was most likely meant."""
+    import pandas as pd
+    parsed = pd.to_numeric(pd.Series(cats, dtype=object), errors="coerce")
+    if len(cats) > 20 and parsed.notna().mean() > 0.5:
+        words = [c for c, n in zip(cats, parsed) if pd.isna(n)]
+        log.warning("%s: column %r is read as %d categories, most of them numbers; its other values %s are more "
+                    "than %d%% of its cells: clean them (blank = unknown) to read it as numeric", where, name,
+                    len(cats), words[:5], round(STRAY_SHARE * 100))
+
+
+def _mostly_numbers(values) -> bool:
+    """Text cells that are numbers but for a few stray tokens."""
+    import pandas as pd
+    cells = [v for v in values if not _missing(v)]
+    if not cells:
+        return False
+    parsed = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce")
+    return bool(parsed.notna().mean() >= 1 - STRAY_SHARE)
 
 
 def _missing(v) -> bool:

@@ -1,0 +1,87 @@
+"""Label columns of a table -> class indices or regression values, with what each label is saying
+itself: `kind: classification | regression` on the source (every label column), or a mapping
+`kind: {column: regression, ...}`. Without it, a numeric column that looks like a measurement rather
+than a set of classes stops the read: hundreds of one-example classes train nothing useful, and
+saying so before any training beats a model of 159 classes at 4% accuracy."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import ConfigError, TaskshareError
+from .base import encode_labels, is_blank
+
+LABEL_KINDS = ("classification", "regression")
+# A numeric column with more distinct values than this share of its known rows (and more than
+# MANY_VALUES of them) reads as a measurement, not as classes.
+DISTINCT_SHARE, MANY_VALUES = 0.2, 20
+
+
+def label_kinds(kind: Any, names: Sequence[str], where: str) -> dict[str, str | None]:
+    """Each label column's declared kind (None: not declared)."""
+    if kind is None:
+        return {n: None for n in names}
+    if isinstance(kind, str):
+        kind = {n: kind for n in names}
+    if not isinstance(kind, dict):
+        raise ConfigError(f"{where}: kind = {kind!r}; expected classification, regression or a mapping "
+                          f"label column -> one of them")
+    stray = [k for k in kind if k not in names]
+    if stray:
+        raise ConfigError(f"{where}: kind names {stray[0]!r}, which is not a label column; the label columns "
+                          f"are {list(names)}")
+    for column, value in kind.items():
+        if value not in LABEL_KINDS:
+            raise ConfigError(f"{where}: kind of {column!r} = {value!r}; expected classification or regression")
+    return {n: kind.get(n) for n in names}
+
+
+def read_label(values: Sequence[Any], column: str, kind: str | None, where: str,
+               classes: list[str] | None = None) -> tuple[np.ndarray, list[str], str]:
+    """(labels, class names, kind) of one column: regression values are float, NaN where unknown;
+    classes are int64 indices, -1 where unknown. A column with no known value stops here."""
+    values = list(values)
+    if all(is_blank(v) for v in values):
+        raise TaskshareError(f"{where}: label column {column!r} has no known value (every cell is blank); "
+                             f"expected at least some labels in it")
+    if kind == "regression":
+        return _values(values, column, where), [], "regression"
+    if kind is None and classes is None:
+        _refuse_measurements(values, column, where)
+    y, names = encode_labels(values, column, classes)
+    return y, names, "classification"
+
+
+def _values(values: list[Any], column: str, where: str) -> np.ndarray:
+    out = np.full(len(values), np.nan, np.float64)
+    bad = set()
+    for i, v in enumerate(values):
+        if is_blank(v):
+            continue
+        try:
+            out[i] = float(v)
+        except (TypeError, ValueError):
+            bad.add(str(v))
+    if bad:
+        raise TaskshareError(f"{where}: label column {column!r} is kind: regression but holds values that are "
+                             f"not numbers: {sorted(bad)[:5]}; expected numbers or blank cells (unknown)")
+    if np.isinf(out).any():
+        row = int(np.flatnonzero(np.isinf(out))[0])
+        raise TaskshareError(f"{where}: label column {column!r} holds {out[row]} in data row {row + 1}; expected "
+                             f"finite numbers or blank cells (unknown)")
+    return out.astype(np.float32)
+
+
+def _refuse_measurements(values: list[Any], column: str, where: str) -> None:
+    known = [v for v in values if not is_blank(v)]
+    if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in known):
+        return   # text labels are class names
+    x = np.asarray(known, np.float64)
+    distinct = len(np.unique(x))
+    fractional = bool(np.any(x != np.round(x)))
+    if fractional or (distinct > MANY_VALUES and distinct > DISTINCT_SHARE * len(x)):
+        why = " (not all whole numbers)" if fractional else ""
+        raise TaskshareError(f"{where}: label column {column!r} holds {distinct} distinct numbers in {len(x)} rows{why}: "
+                             f"a measurement rather than classes? Say which on the source: kind: regression "
+                             f"(predict the value) or kind: classification (each distinct value a class)")

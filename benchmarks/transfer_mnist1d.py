@@ -83,8 +83,9 @@ def accuracy_benchmark(model: str, seeds: list[int], out: Path) -> None:
             f"Run time {time.perf_counter() - started:.0f} s on {machine()}.", "",
             markdown_table(summary), "",
             "auto's choices: " + "; ".join(f"{name} at k={k}: {', '.join(sorted(v))}" for (name, k), v in sorted(choices.items())),
-            "", "auto against the best fixed strategy, points (auto = the default: rule where validation is "
-            "small or data large, sweep otherwise; auto_sweep = always sweep; auto_rule = never): " + "; ".join(auto_gap)]
+            "", "auto against the best fixed strategy, points (auto = the default: paired validation evidence "
+            "against scratch; auto_sweep = auto(confirm=True), the same since evidence is the default; "
+            "auto_rule = auto(confirm=False), the size rule alone): " + "; ".join(auto_gap)]
     write_section(f"transfer_mnist1d_{model}", "\n".join(text))
     print("\n".join(text))
 

@@ -2,6 +2,7 @@
 file is read, the transfer target before the source is pretrained; multi-task tables train
 regression labels, with the encoding fitted on the training rows."""
 import csv
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import yaml
 
 import taskshare
 from taskshare.cli import main
-from taskshare.errors import ConfigError
+from taskshare.errors import ConfigError, TaskshareError
 from taskshare.experiments.own import load_own
 
 from .data.own_files import table_csv
@@ -152,3 +153,97 @@ def test_target_without_the_source_columns_stops_before_the_source_trains(tmp_pa
     target.write_text("u,v,big\n" + "".join(f"{i},{i % 3},{['yes', 'no'][i % 2]}\n" for i in range(40)))
     text = _refused(tmp_path, capsys, transfer_config(tmp_path, target={"csv": str(target), "label": "big"}))
     assert "lacks 4 of the source's feature columns (first 'x1')" in text
+
+
+def test_a_test_source_reads_its_labels_as_the_target_declared(tmp_path):
+    """Ids 100..159, four rows each, declared classes on the target: read alone, the test file's ids
+    stopped as a measurement."""
+    from taskshare.data.sources import read_source
+    from taskshare.experiments.own import hold_out
+    rows = lambda n: "x,y\n" + "".join(f"{i * 0.1:.1f},{100 + i % 60}\n" for i in range(n))
+    (tmp_path / "train.csv").write_text(rows(240))
+    (tmp_path / "test.csv").write_text(rows(120))
+    data = read_source({"csv": str(tmp_path / "train.csv"), "label": "y", "kind": "classification"})
+    _, test = hold_out(data, {"csv": str(tmp_path / "test.csv"), "label": "y"}, 0.2, 0, (32, 32), "y")
+    assert test.kind_of("y") == "classification" and test.labels["y"][:3].tolist() == [0, 1, 2]
+    with pytest.raises(Exception, match="a measurement rather than classes"):   # its own kind still wins
+        hold_out(data, {"csv": str(tmp_path / "test.csv"), "label": "y", "kind": {}}, 0.2, 0, (32, 32), "y")
+
+
+def multitask_table(path: Path, label: str, n: int = 200, stray: int = 0, seed: int = 0) -> Path:
+    """Features a, b, col; a class label `label` and a regression label `val`; `stray` cells of a hold `?`."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.normal(size=n), rng.normal(size=n)
+    col = rng.choice(["red", "green"], size=n)
+    lines = [f"a,b,col,{label},val"]
+    for i in range(n):
+        cell = "?" if i < stray else f"{a[i]:.3f}"
+        lines.append(f"{cell},{b[i]:.3f},{col[i]},{'big' if a[i] > 0 else 'small'},{100 + 20 * b[i] + 5 * a[i]:.3f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def multitask_run(tmp_path: Path, label: str, stray: int = 0, modes=("single", "hard")) -> Path:
+    data = multitask_table(tmp_path / "t.csv", label, stray=stray)
+    config = {"mode": "multitask", "data": {"csv": str(data), "labels": {label: "classification", "val": "regression"}},
+              "model": {"name": "mlp", "args": {"hidden": [16]}}, "output": str(tmp_path / "mt"),
+              "multitask": {"modes": list(modes), "train": {**FAST, "epochs": 3}}}
+    (tmp_path / "mt.yaml").write_text(yaml.safe_dump(config))
+    assert main(["run", str(tmp_path / "mt.yaml")]) == 0
+    return tmp_path / "mt"
+
+
+def test_a_label_named_like_a_module_attribute_trains_saves_and_predicts(tmp_path):
+    """`half` is an nn.Module method: as a label column it crashed building the heads (and towers)."""
+    run_dir = multitask_run(tmp_path, "half", modes=("single", "hard", "soft", "cross_stitch"))
+    run = taskshare.load(run_dir)
+    assert [t.name for t in run.tasks] == ["half", "val"] and "half" in run.model.heads
+    assert "heads.task:half.weight" in run.model.state_dict() and "heads.val.weight" in run.model.state_dict()
+    assert main(["predict", str(run_dir), str(tmp_path / "t.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    rows = list(csv.DictReader((tmp_path / "p.csv").open()))
+    assert len(rows) == 200 and {r["half"] for r in rows} <= {"big", "small"}
+    assert main(["export", str(run_dir), "--format", "torchscript"]) == 0
+
+
+def test_predict_reads_a_token_training_read_as_unknown_as_unknown(tmp_path, caplog, capsys):
+    """1% `?` in column a, read as unknown in training; alone in a one-row file, predict refused it."""
+    run_dir = multitask_run(tmp_path, "size", stray=2, modes=("hard",))
+    (tmp_path / "one.csv").write_text("a,b,col\n?,0.1,red\n")
+    with caplog.at_level("WARNING", logger="taskshare"):
+        assert main(["predict", str(run_dir), str(tmp_path / "one.csv"), "--out", str(tmp_path / "p.csv")]) == 0
+    row = next(csv.DictReader((tmp_path / "p.csv").open()))
+    assert row["size"] in ("big", "small") and np.isfinite(float(row["val"]))
+    assert "'a'" in caplog.text and "['?']" in caplog.text
+    run = taskshare.load(run_dir)      # imputed as training did: the training mean, 0 once scaled
+    mean = run.record["input"]["encoding"]["columns"][0]["mean"]
+    assert np.allclose(run.encode(pd.DataFrame({"a": ["?"], "b": [0.1], "col": ["red"]})).numpy(),
+                       run.encode(pd.DataFrame({"a": [mean], "b": [0.1], "col": ["red"]})).numpy(), atol=1e-6)
+    (tmp_path / "two.csv").write_text("a,b,col\nhigh,0.1,red\n")             # never seen in training: refused
+    assert main(["predict", str(run_dir), str(tmp_path / "two.csv"), "--out", str(tmp_path / "q.csv")]) != 0
+    assert "column 'a' was numeric in training but holds text here" in capsys.readouterr().out
+
+
+def test_ordinary_task_names_keep_their_state_dict_keys():
+    from taskshare.models import HardSharing, SoftSharing
+    from taskshare.tasks import Task
+    tasks = [Task("price", "regression"), Task("colour", "multiclass", num_classes=3)]
+    hard = HardSharing(torch.nn.Linear(4, 8), tasks, torch.zeros(2, 4))
+    assert sorted(hard.state_dict()) == sorted(["trunk.weight", "trunk.bias", "heads.price.weight", "heads.price.bias",
+                                                "heads.colour.weight", "heads.colour.bias"])
+    soft = SoftSharing(torch.nn.Linear(4, 8), tasks, torch.zeros(2, 4))
+    assert {k.split(".")[1] for k in soft.state_dict() if k.startswith("towers.")} == {"price", "colour"}
+    assert list(hard.heads) == list(hard.heads.keys()) == ["price", "colour"]
+    named = HardSharing(torch.nn.Linear(4, 8), [Task("name", "regression"), Task("key", "regression")], torch.zeros(2, 4))
+    assert {k.split(".")[1] for k in named.state_dict() if k.startswith("heads.")} == {"name", "key"}
+    with pytest.raises(TaskshareError, match="'task:half' is reserved"):
+        HardSharing(torch.nn.Linear(4, 8), [Task("task:half", "regression")], torch.zeros(2, 4))
+
+
+def test_the_kept_model_is_the_tables_hard_run(tmp_path):
+    run_dir = multitask_run(tmp_path, "size")
+    saved = json.loads((run_dir / "run.json").read_text())["test"]
+    hard = next(r for r in json.loads((run_dir / "multitask_results.json").read_text())["results"] if r["mode"] == "hard")
+    for task in ("size", "val"):
+        for metric, value in hard["test"][task].items():
+            assert saved[task][metric] == pytest.approx(value, rel=1e-4, abs=1e-6), (task, metric)
+    assert "the table's 'hard' run" in json.loads((run_dir / "run.json").read_text())["kept"]["why"]

@@ -122,10 +122,66 @@ def test_refit_takes_means_and_categories_from_the_given_rows_only(tmp_path):
     assert encode(data.raw, encoding).shape == data.inputs.shape
 
 
-def test_numbers_with_many_stray_tokens_become_categories_with_a_warning(tmp_path, caplog):
-    rows = [f"{'?' if i % 4 == 0 else i * 0.5},{i % 2}" for i in range(80)]
-    (tmp_path / "m.csv").write_text("x,y\n" + "\n".join(rows) + "\n")
+def label_csv(path, labels):
+    path.write_text("x,y\n" + "".join(f"{i * 0.1:.1f},{v}\n" for i, v in enumerate(labels)))
+    return str(path)
+
+
+def test_a_stray_token_in_a_numeric_label_is_unknown_and_the_class_id_check_still_runs(tmp_path, caplog):
+    prices = np.random.default_rng(0).integers(100, 400, 200).tolist()
+    with pytest.raises(TaskshareError, match=r"'y' holds \d+ distinct numbers in 200 rows"):
+        read_source({"csv": label_csv(tmp_path / "p.csv", prices + ["?"]), "label": "y"})
+    with caplog.at_level("WARNING", logger="taskshare"):
+        data = read_source({"csv": label_csv(tmp_path / "b.csv", [0, 1] * 20 + ["?"]), "label": "y"})
+    assert data.class_names["y"] == ["0", "1"] and data.labels["y"][-1] == -1   # not a third class
+    assert "'y'" in caplog.text and "['?']" in caplog.text and "unknown" in caplog.text
+    values = read_source({"csv": label_csv(tmp_path / "r.csv", [1.5, 2.5] * 20 + ["n/a"]), "label": "y",
+                          "kind": "regression"})
+    assert np.isnan(values.labels["y"][-1]) and values.labels["y"][0] == 1.5
+    asked = read_source({"csv": label_csv(tmp_path / "c.csv", [0, 1] * 20 + ["?"]), "label": "y",
+                         "kind": "classification"})
+    assert asked.class_names["y"] == ["0", "1", "?"]          # declared: every value a class
+    words = read_source({"csv": label_csv(tmp_path / "w.csv", ["cat", "dog"] * 10 + [1]), "label": "y"})
+    assert words.class_names["y"] == ["1", "cat", "dog"]       # text labels stay class names
+
+
+@pytest.mark.parametrize("ids", [np.repeat(np.arange(30), 4), np.repeat(np.arange(1, 22), 4),
+                                 np.repeat(np.arange(100), 3)])
+def test_class_ids_from_zero_or_one_are_classes_without_asking(tmp_path, ids):
+    data = read_source({"csv": label_csv(tmp_path / "f.csv", ids.tolist()), "label": "y"})
+    assert data.kind_of("y") == "classification" and len(data.class_names["y"]) == len(set(ids.tolist()))
+
+
+@pytest.mark.parametrize("ids", [np.repeat(np.arange(2, 32), 4), np.repeat(np.r_[0:29, 30], 4)])
+def test_ids_that_are_no_contiguous_range_from_zero_or_one_still_stop(tmp_path, ids):
+    with pytest.raises(TaskshareError, match="a measurement rather than classes"):
+        read_source({"csv": label_csv(tmp_path / "f.csv", ids.tolist()), "label": "y"})
+
+
+@pytest.mark.parametrize("cells, read_as", [
+    (["?" if i % 4 == 0 else i * 0.5 for i in range(80)], "61 categories"),    # many numbers
+    (["?" if i % 10 == 0 else 1 + i % 5 for i in range(60)], "6 categories"),   # a 1-5 rating: warned too
+])
+def test_numbers_with_many_stray_tokens_become_categories_with_a_warning(tmp_path, caplog, cells, read_as):
+    (tmp_path / "m.csv").write_text("x,y\n" + "".join(f"{c},{i % 2}\n" for i, c in enumerate(cells)))
     with caplog.at_level("WARNING", logger="taskshare"):
         data = read_source({"csv": str(tmp_path / "m.csv"), "label": "y"})
     assert data.encoding["columns"][0]["type"] == "categorical"
-    assert "'x' is read as 61 categories" in caplog.text and "['?']" in caplog.text
+    assert f"'x' is read as {read_as}" in caplog.text and "['?']" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="taskshare"):
+        read_source({"csv": str(tmp_path / "m.csv"), "label": "y", "categorical": ["x"]})
+    assert "'x'" not in caplog.text                              # asked for: no warning
+
+
+def test_a_token_training_read_as_unknown_is_unknown_again_in_new_rows(tmp_path, caplog):
+    import pandas as pd
+    data = read_source({"csv": table_with(tmp_path, "?"), "label": "y"})
+    assert data.encoding["columns"][0]["unknown"] == ["?"]
+    with caplog.at_level("WARNING", logger="taskshare"):
+        row = encode(pd.DataFrame({"x": ["?"], "colour": ["red"]}), data.encoding, "new")
+    assert row[0, 0] == 0.0 and "'x'" in caplog.text and "['?']" in caplog.text   # the training mean
+    with pytest.raises(TaskshareError, match=r"column 'x' was numeric in training but holds text here \(\['n/a'\]\)"):
+        encode(pd.DataFrame({"x": ["n/a"], "colour": ["red"]}), data.encoding, "new")
+    clean = read_source({"csv": table_with(tmp_path, "3"), "label": "y"})
+    assert "unknown" not in clean.encoding["columns"][0]           # an encoding without strays is as before

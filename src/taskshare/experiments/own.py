@@ -11,6 +11,7 @@ modes; the hard-sharing model is saved for use.
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -186,10 +187,23 @@ def hold_out(data: SourceData, test_spec, fraction: float, seed: int, image_size
     if test_spec is not None:
         if data.kind == "table":    # scaled and one-hot encoded as the training table was
             test_spec = {**test_spec, "encoding": data.encoding}
-        return data, align_classes(read_data(test_spec, image_size, "test"), data)
+        return data, align_classes(read_data(with_kinds(test_spec, data), image_size, "test"), data)
     y = data.labels[task]
     train_idx, test_idx = stratified_indices(np.where(y >= 0, y, len(data.class_names[task])), fraction, seed)
     return data.select(train_idx), data.select(test_idx)
+
+
+def with_kinds(test_spec: dict[str, Any], train: SourceData) -> dict[str, Any]:
+    """A test source reads its labels as the training data's kinds unless it states its own: read on
+    its own, a test file of class ids the target declared kind: classification stopped as a measurement."""
+    if not isinstance(test_spec, dict) or "kind" in test_spec or isinstance(test_spec.get("labels"), dict):
+        return test_spec
+    keys = [k for k in test_spec if k in SOURCES]
+    if len(keys) != 1 or "kind" not in inspect.signature(SOURCES.get(keys[0])).parameters:
+        return test_spec    # read_source names the problem; image folders and npz have no kinds
+    names = test_spec.get("labels") or [test_spec.get("label") or "label"]
+    kinds = {n: train.label_kinds[n] for n in names if n in train.label_kinds}
+    return {**test_spec, "kind": kinds} if kinds else test_spec
 
 
 def align_classes(test: SourceData, train: SourceData) -> SourceData:

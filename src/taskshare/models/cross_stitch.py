@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..errors import TaskshareError
 from ..tasks import Task
-from .heads import check_tasks, make_heads, requested
+from .heads import TaskModules, check_tasks, make_heads, requested
 
 
 class CrossStitch(nn.Module):
@@ -28,7 +28,7 @@ class CrossStitch(nn.Module):
             raise TaskshareError(f"alpha_self must be in (0, 1], got {alpha_self!r}")
         self.tasks = {t.name: t for t in check_tasks(tasks)}
         n = len(self.tasks)
-        self.towers = nn.ModuleDict({name: copy.deepcopy(trunk) for name in self.tasks})
+        self.towers = TaskModules({name: copy.deepcopy(trunk) for name in self.tasks})
         init = torch.full((n, n), (1 - alpha_self) / max(n - 1, 1))
         init.fill_diagonal_(alpha_self if n > 1 else 1.0)
         self.stitches = nn.ParameterList([nn.Parameter(init.clone()) for _ in range(len(trunk))])

@@ -71,7 +71,65 @@ def make_heads(tasks: Sequence[Task], trunk: nn.Module, example: Tensor | None, 
                                  f"{shape}; drop the trunk's final pooling / flatten")
         else:             # (batch, features), or feature_dim's message naming what is wrong
             in_features = shape[1] if shape is not None and len(shape) == 2 else feature_dim(trunk, example)
-    return nn.ModuleDict({t.name: task_head(t, in_features, dense) for t in tasks})
+    return TaskModules({t.name: task_head(t, in_features, dense) for t in tasks})
+
+
+# what every nn.Module instance holds (training, _parameters, ...): names a ModuleDict key cannot take
+_MODULE_ATTRIBUTES = frozenset(vars(nn.Module()))
+RESERVED = "task:"
+
+
+def _taken(name: str) -> bool:
+    return hasattr(nn.ModuleDict, name) or name in _MODULE_ATTRIBUTES
+
+
+def task_key(name: str) -> str:
+    """The submodule name a task is stored under, the same on saving and loading: its own name, or
+    RESERVED + name for a name nn.ModuleDict refuses (`half`, `to`, `train`)."""
+    return RESERVED + name if _taken(name) else name
+
+
+def task_of(key: str) -> str:
+    """The task a submodule name stores (task_key's inverse)."""
+    rest = key[len(RESERVED):]
+    return rest if key.startswith(RESERVED) and _taken(rest) else key
+
+
+class TaskModules(nn.ModuleDict):
+    """A ModuleDict keyed by task name that takes any name: a label column called `half`, `to` or
+    `train` is an attribute of every nn.Module, which nn.ModuleDict refuses as a key (KeyError). Such a
+    name alone is stored under task_key's reserved key; every other name keeps its own, so the
+    state_dict keys of models saved before stay as they were and their checkpoints keep loading. (No
+    attribute is added here: each would be one more name refused.)"""
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self._modules[task_key(name)]
+
+    def __setitem__(self, name: str, module: nn.Module) -> None:
+        if task_of(name) != name:
+            raise TaskshareError(f"task name {name!r} is reserved (it stores the task {task_of(name)!r}); "
+                                 f"expected another name")
+        self.add_module(task_key(name), module)
+
+    def __delitem__(self, name: str) -> None:
+        del self._modules[task_key(name)]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and task_key(name) in self._modules
+
+    def __iter__(self):
+        return iter([task_of(k) for k in self._modules])
+
+    def keys(self):
+        return list(self)
+
+    def items(self):
+        return [(task_of(k), m) for k, m in self._modules.items()]
+
+    def pop(self, name: str) -> nn.Module:
+        module = self[name]
+        del self[name]
+        return module
 
 
 def requested(heads: nn.ModuleDict, tasks: Sequence[str] | None) -> list[str]:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..errors import TaskshareError
 from ..tasks import Task
-from .heads import check_tasks, requested
+from .heads import TaskModules, check_tasks, requested
 from .sharing import SHARING, dry_shapes, fresh_copies, gate_input, task_heads
 
 
@@ -27,7 +27,7 @@ class MMoE(nn.Module):
         self.tasks = {t.name: t for t in check_tasks(tasks)}
         self.experts = nn.ModuleList(fresh_copies(experts, num_experts))
         width = dry_shapes([self.experts[0]], example)[0][1]
-        self.gates = nn.ModuleDict({t: nn.Linear(gate_input(example).shape[1], num_experts) for t in self.tasks})
+        self.gates = TaskModules({t: nn.Linear(gate_input(example).shape[1], num_experts) for t in self.tasks})
         self.heads = task_heads(list(self.tasks.values()), width)
 
     def gate_weights(self, x: Tensor) -> dict[str, Tensor]:

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from ..errors import TaskshareError
 from ..tasks import Task
-from .heads import check_tasks, requested
+from .heads import TaskModules, check_tasks, requested
 from .sharing import SHARING, dry_shapes, pointwise, task_heads
 
 
@@ -57,7 +57,7 @@ class MTAN(nn.Module):
                                  f"(batch, channels, *positions) of one rank throughout")
         rank = next(iter(dims))
         channels = [s[1] for s in shapes]
-        self.attention = nn.ModuleDict({t: nn.ModuleList([Attention(c, channels[i - 1] if i else None, rank)
+        self.attention = TaskModules({t: nn.ModuleList([Attention(c, channels[i - 1] if i else None, rank)
                                                           for i, c in enumerate(channels)]) for t in self.tasks})
         self.heads = task_heads(list(self.tasks.values()), channels[-1])
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import TaskshareError
 from ..tasks import Task
-from .heads import check_tasks, requested
+from .heads import TaskModules, check_tasks, requested
 from .sharing import SHARING, dry_shapes, fresh_copies, gate_input, task_heads
 
 
@@ -46,11 +46,11 @@ class PLE(nn.Module):
             return nn.ModuleList(fresh_copies(source, count))
 
         self.shared = nn.ModuleList([experts(i, shared_experts) for i in range(n)])
-        self.own = nn.ModuleList([nn.ModuleDict({t: experts(i, task_experts) for t in self.tasks}) for i in range(n)])
+        self.own = nn.ModuleList([TaskModules({t: experts(i, task_experts) for t in self.tasks}) for i in range(n)])
         shapes = [example.shape] + dry_shapes(list(template), example)
         widths = [gate_input(torch.zeros(2, *s[1:])).shape[1] for s in shapes]
         k = shared_experts + task_experts
-        self.task_gates = nn.ModuleList([nn.ModuleDict({t: nn.Linear(widths[i], k) for t in self.tasks})
+        self.task_gates = nn.ModuleList([TaskModules({t: nn.Linear(widths[i], k) for t in self.tasks})
                                          for i in range(n)])
         # the last level's shared gate would feed nothing
         self.shared_gates = nn.ModuleList([nn.Linear(widths[i], shared_experts + task_experts * len(self.tasks))

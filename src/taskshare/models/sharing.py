@@ -91,6 +91,6 @@ def dry_shapes(stages: Sequence[nn.Module], example: Tensor) -> list[tuple[int, 
 
 
 def task_heads(tasks: Sequence[Task], width: int) -> nn.ModuleDict:
-    from .heads import DENSE_KINDS, task_head    # with a dense task the features are images: pooled per-image heads
+    from .heads import DENSE_KINDS, TaskModules, task_head    # with a dense task the features are images: pooled per-image heads
     dense = any(t.kind in DENSE_KINDS for t in tasks)
-    return nn.ModuleDict({t.name: task_head(t, width, dense) for t in tasks})
+    return TaskModules({t.name: task_head(t, width, dense) for t in tasks})

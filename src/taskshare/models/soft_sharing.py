@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ..errors import TaskshareError
 from ..tasks import Task
-from .heads import check_tasks, make_heads, requested
+from .heads import TaskModules, check_tasks, make_heads, requested
 
 DISTANCES = ("mean", "pairwise")
 
@@ -36,7 +36,7 @@ class SoftSharing(nn.Module):
             raise TaskshareError(f"soft sharing distance {distance!r}; expected one of {DISTANCES}")
         self.tasks = {t.name: t for t in check_tasks(tasks)}
         self.coupling, self.distance, self.layers = coupling, distance, layers
-        self.towers = nn.ModuleDict({name: copy.deepcopy(trunk) for name in self.tasks})
+        self.towers = TaskModules({name: copy.deepcopy(trunk) for name in self.tasks})
         self.heads = make_heads(list(self.tasks.values()), trunk, example, in_features)
         names = [n for n, _ in trunk.named_parameters() if layers is None or re.search(layers, n)]
         if not names:

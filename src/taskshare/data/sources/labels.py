@@ -5,12 +5,16 @@ than a set of classes stops the read: hundreds of one-example classes train noth
 saying so before any training beats a model of 159 classes at 4% accuracy."""
 from __future__ import annotations
 
+import logging
 from typing import Any, Sequence
 
 import numpy as np
 
 from ...errors import ConfigError, TaskshareError
 from .base import encode_labels, is_blank
+from .table import STRAY_SHARE
+
+log = logging.getLogger("taskshare")
 
 LABEL_KINDS = ("classification", "regression")
 # A numeric column with more distinct values than this share of its known rows (and more than
@@ -45,12 +49,41 @@ def read_label(values: Sequence[Any], column: str, kind: str | None, where: str,
     if all(is_blank(v) for v in values):
         raise TaskshareError(f"{where}: label column {column!r} has no known value (every cell is blank); "
                              f"expected at least some labels in it")
+    if kind != "classification" and classes is None:
+        values = _strays_unknown(values, column, where)
     if kind == "regression":
         return _values(values, column, where), [], "regression"
     if kind is None and classes is None:
         _refuse_measurements(values, column, where)
     y, names = encode_labels(values, column, classes)
     return y, names, "classification"
+
+
+def _number(v: Any) -> float | None:
+    """A cell as a number (numbers, or text that reads as one), None for anything else."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    try:
+        return float(str(v).strip())
+    except ValueError:
+        return None
+
+
+def _strays_unknown(values: list[Any], column: str, where: str) -> list[Any]:
+    """A numeric label column with a few cells that are not numbers (`?`, `n/a`: at most STRAY_SHARE of
+    its known cells, the rule feature cells follow): those cells are unknown labels and the rest its
+    numbers. Left as text, one `?` made the column's numbers class names and skipped the check below
+    (200 prices read as 146 classes), or made a third class of a 0/1 label."""
+    known = [v for v in values if not is_blank(v)]
+    parsed = [_number(v) for v in known]
+    stray = sorted({str(v).strip() for v, x in zip(known, parsed) if x is None})
+    if not stray or sum(x is None for x in parsed) > STRAY_SHARE * len(known):
+        return values          # all numbers, or text labels (class names)
+    log.warning("%s: label column %r is numeric but for %s: read as unknown labels; declare kind: "
+                "classification on the source to make every value a class instead", where, column, stray[:5])
+    return [None if is_blank(v) else _number(v) for v in values]
 
 
 def _values(values: list[Any], column: str, where: str) -> np.ndarray:
@@ -78,10 +111,19 @@ def _refuse_measurements(values: list[Any], column: str, where: str) -> None:
     if not all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in known):
         return   # text labels are class names
     x = np.asarray(known, np.float64)
-    distinct = len(np.unique(x))
+    ids = np.unique(x)
+    distinct = len(ids)
     fractional = bool(np.any(x != np.round(x)))
+    if not fractional and _class_ids(ids):
+        return
     if fractional or (distinct > MANY_VALUES and distinct > DISTINCT_SHARE * len(x)):
         why = " (not all whole numbers)" if fractional else ""
         raise TaskshareError(f"{where}: label column {column!r} holds {distinct} distinct numbers in {len(x)} rows{why}: "
                              f"a measurement rather than classes? Say which on the source: kind: regression "
                              f"(predict the value) or kind: classification (each distinct value a class)")
+
+
+def _class_ids(distinct: np.ndarray) -> bool:
+    """Whole numbers 0..n-1 or 1..n, every one present: class ids as few-shot files write them (30 ids
+    of 4 rows each, 100 of 3), which the distinct-share rule alone took for a measurement."""
+    return distinct[0] in (0, 1) and distinct[-1] - distinct[0] == len(distinct) - 1

@@ -26,10 +26,10 @@ def fit_encoding(frame, columns: Sequence[str], categorical: Sequence[str] = (),
         if name in categorical or not (_numeric(values) or _mostly_numbers(values)):
             cats = sorted({str(v) for v in values if not _missing(v)})
             if name not in categorical:
-                _warn_numbers_as_categories(name, cats, where)
+                _warn_numbers_as_categories(name, values, cats, where)
             out.append({"name": name, "type": "categorical", "categories": cats})
-        else:
-            out.append(_numeric_column(name, numbers(values, name, where, quiet=True)))   # encode() warns
+        else:   # encode() warns
+            out.append(_numeric_column(name, numbers(values, name, where, quiet=True), strays(values)))
     return {"columns": out}
 
 
@@ -40,25 +40,38 @@ def refit(frame, encoding: dict[str, Any], where: str = "table") -> dict[str, An
     for col in encoding["columns"]:
         values = frame[col["name"]]
         if col["type"] == "numeric":
-            out.append(_numeric_column(col["name"], numbers(values, col["name"], where, quiet=True)))
+            unknown = sorted(set(col.get("unknown", [])) | set(strays(values)))
+            out.append(_numeric_column(col["name"], numbers(values, col["name"], where, quiet=True), unknown))
         else:
             out.append({**col, "categories": sorted({str(v) for v in values if not _missing(v)})})
     return {**encoding, "columns": out}
 
 
-def _numeric_column(name: str, x: np.ndarray) -> dict[str, Any]:
+def _numeric_column(name: str, x: np.ndarray, unknown: Sequence[str] = ()) -> dict[str, Any]:
+    """unknown: the tokens (`?`) read as unknown here, saved so predict reads them as unknown again."""
     mean = float(np.nanmean(x)) if np.isfinite(x).any() else 0.0
     std = float(np.nanstd(x)) if np.isfinite(x).any() else 1.0
-    return {"name": name, "type": "numeric", "mean": mean, "std": std if std > 0 else 1.0}
+    column = {"name": name, "type": "numeric", "mean": mean, "std": std if std > 0 else 1.0}
+    return {**column, "unknown": list(unknown)} if unknown else column
 
 
-def numbers(values, name: str, where: str, quiet: bool = False) -> np.ndarray:
-    """A numeric column as float64, NaN where blank. Cells that are not numbers (`?`) are read as
-    unknown, with a warning naming them; infinity stops, naming the column and row."""
+def strays(values) -> list[str]:
+    """The distinct cells of a column that are neither blank nor numbers."""
     import pandas as pd
     x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    stray = sorted({str(v) for v, n in zip(values, x) if np.isnan(n) and not _missing(v) and str(v).lower() != "nan"})
-    if stray and len(stray) == len({str(v) for v in values if not _missing(v)}):
+    return sorted({str(v) for v, n in zip(values, x) if np.isnan(n) and not _missing(v) and str(v).lower() != "nan"})
+
+
+def numbers(values, name: str, where: str, quiet: bool = False, unknown: Sequence[str] = ()) -> np.ndarray:
+    """A numeric column as float64, NaN where blank. Cells that are not numbers (`?`) are read as
+    unknown, with a warning naming them; infinity stops, naming the column and row. A column of nothing
+    but such cells stops too (text where numbers were trained), unless training read every one of
+    them as unknown (`unknown`): a one-row file holding `?` is then an unknown value, as in training."""
+    import pandas as pd
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    stray = strays(values)
+    new = [t for t in stray if t not in set(unknown)]
+    if new and len(stray) == len({str(v) for v in values if not _missing(v)}):
         raise TaskshareError(f"{where}: column {name!r} was numeric in training but holds text here ({stray[:5]})")
     if stray and not quiet:
         log.warning("%s: column %r is numeric, but holds %s: read as unknown (the training mean); list it under "
@@ -82,7 +95,7 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
                                  f"{[c['name'] for c in encoding['columns']]}")
         values = frame[name]
         if col["type"] == "numeric":
-            x = numbers(values, name, where, quiet)
+            x = numbers(values, name, where, quiet, col.get("unknown", ()))
             if np.isnan(x).any():
                 blanks[name] = int(np.isnan(x).sum())
             x = np.where(np.isfinite(x), (x - col["mean"]) / col["std"], 0.0)
@@ -113,16 +126,20 @@ def _numeric(values) -> bool:
     return bool(pd.api.types.is_numeric_dtype(values.dtype)) and not pd.api.types.is_bool_dtype(values.dtype)
 
 
-def _warn_numbers_as_categories(name: str, cats: list[str], where: str) -> None:
+def _warn_numbers_as_categories(name: str, values, cats: list[str], where: str) -> None:
     """A column of many numbers and too many other tokens to be read as numeric becomes one
     indicator per distinct value: say so, since a numeric column was most likely meant."""
     import pandas as pd
-    parsed = pd.to_numeric(pd.Series(cats, dtype=object), errors="coerce")
-    if len(cats) > 20 and parsed.notna().mean() > 0.5:
+    cells = [v for v in values if not _missing(v)]
+    numeric = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce").notna()
+    # most cells numbers: whether 300 prices or a 1-5 rating, one-hot is most likely not what was meant
+    if len(cells) and numeric.mean() > 0.5:
+        parsed = pd.to_numeric(pd.Series(cats, dtype=object), errors="coerce")
         words = [c for c, n in zip(cats, parsed) if pd.isna(n)]
-        log.warning("%s: column %r is read as %d categories, most of them numbers; its other values %s are more "
-                    "than %d%% of its cells: clean them (blank = unknown) to read it as numeric", where, name,
-                    len(cats), words[:5], round(STRAY_SHARE * 100))
+        log.warning("%s: column %r is read as %d categories, most of its cells numbers; its other values %s are more "
+                    "than %d%% of its cells: clean them (blank = unknown) to read it as numeric, or list it under "
+                    "categorical: to keep the categories without this warning", where, name, len(cats), words[:5],
+                    round(STRAY_SHARE * 100))
 
 
 def _mostly_numbers(values) -> bool:

@@ -157,3 +157,26 @@ def test_cagrad_stays_in_its_ball_on_random_float32_gradients(seed):
     G = grads.double()                              # the gradients the method was given, exactly
     for d in [CAGrad().direction(grads), CAGrad().task_weights(grads @ grads.T) @ grads]:
         assert _ball_ratio(G, d) <= 1 + 1e-5
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_cagrad_stays_in_its_ball_through_the_trainers_float64_gramian_of_float32_products(seed):
+    # the trainer sums float32 products into a float64 Gramian: judged by its dtype the Gramian looked
+    # exact, and an update read |g_w| from rounding noise (679 times the ball's radius on one of these)
+    from taskshare.train.jacobian import gramian_of
+    from taskshare.train.update import guarded_weights
+    r = np.random.default_rng(seed + 20)
+    T, P = int(r.integers(2, 6)), int(r.integers(5, 2000))
+    G = np.outer(r.normal(size=T), r.normal(size=P)) + r.normal(size=(T, P)) * 10 ** r.uniform(-9, -5)
+    grads = torch.tensor(G, dtype=torch.float32)
+    d = guarded_weights(CAGrad(), gramian_of([grads]), 1.0, grads.dtype).float() @ grads
+    assert _ball_ratio(grads.double(), d) <= 1 + 1e-3
+
+
+def test_cagrad_on_a_float32_gramian_of_ordinary_conflicting_gradients_is_the_exact_answer():
+    # the rounding bound is a floor for |g_w| only: above it nothing changes (it was added to |g_w|^2
+    # and subtracted from |g0|^2, which turned two conflicting tasks into the plain mean)
+    G = torch.tensor([[1.0, 0.02], [-1.0, 0.02]])
+    exact = CAGrad().task_weights((G @ G.T).double())
+    assert torch.allclose(CAGrad().task_weights(G @ G.T).double(), exact, rtol=1e-5)
+    assert torch.allclose(exact, torch.tensor([0.6, 0.6], dtype=torch.float64), atol=1e-9)

@@ -80,8 +80,10 @@ class Balancer(nn.Module):
             return self.layer_loss(losses, layer_grads, seen)
         return self.layer_loss(losses, layer_grads, seen, present)
 
-    def task_weights(self, gramian: Tensor, present: Tensor | None = None) -> Tensor:
-        """Weights for the present tasks' Gramian (every task's without `present`)."""
+    def task_weights(self, gramian: Tensor, present: Tensor | None = None, rounding: float | None = None) -> Tensor:
+        """Weights for the present tasks' Gramian (every task's without `present`). `rounding`: the
+        relative precision of the products it was computed from (default: its own dtype's); a trainer
+        that accumulates float32 products in float64 passes float32's."""
         if gramian.dim() != 2 or gramian.shape[0] != gramian.shape[1]:
             raise TaskshareError(f"{self.name}: expected a square (T, T) Gramian, got shape {tuple(gramian.shape)}")
         present = check_present(present, None, self.name)
@@ -92,7 +94,8 @@ class Balancer(nn.Module):
             return gramian.new_zeros(0)        # no task labelled: no weight to give, a zero update
         if present is not None and gramian.shape[0] == 1:
             return gramian.new_ones(1)         # one task labelled: its own gradient, nothing to balance
-        rounding = torch.finfo(gramian.dtype).eps if gramian.is_floating_point() else 0.0
+        if rounding is None:
+            rounding = torch.finfo(gramian.dtype).eps if gramian.is_floating_point() else 0.0
         w = self.solve_weights(gramian.double(), present, rounding).to(gramian.dtype)
         _check_vector(w, f"{self.name} weights")
         return w

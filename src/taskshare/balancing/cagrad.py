@@ -114,20 +114,19 @@ class CAGrad(Balancer):
 
     def solve_weights(self, gramian: Tensor, present: Tensor | None, rounding: float) -> Tensor:
         """The weights b + (radius / |g_w|) w, with |g_w|^2 = w^T K w read from the Gramian. Where the hull
-        nearly holds the origin that is below the Gramian's own rounding (a float32 Gramian of collinear
-        gradients gave |g_w| ~ 1e-15 for a true 1e-7, and an update 1e5 times too long): |g_w|^2 is
-        raised by that rounding's bound, so the step stays within the ball |d - g0| <= c |g0|."""
+        nearly holds the origin, w^T K w falls below the error the Gramian's products carry (float32
+        products of collinear gradients gave |g_w| ~ 1e-15 for a true 1e-7, and an update 1e5 times too
+        long): |g_w|^2 is then taken at that error's bound instead, which shortens the step and keeps it
+        within the ball |d - g0| <= c |g0|. Above the bound the answer is the exact one."""
         T = gramian.shape[0]
         b = gramian.new_full((T,), 1.0 / T)
-        norms = gramian.diagonal().clamp_min(0).sqrt()
-        error = ROUNDING_FACTOR * rounding      # of v^T K v, relative to (sum_i |v_i| |g_i|)^2
-        # |g0| from below, |g_w| from above: both sides of the ball constraint err on its safe side
-        g0_sq = float(b @ gramian @ b) - error * float(b @ norms) ** 2
-        radius = self.c * max(g0_sq, 0.0) ** 0.5
+        radius = self.c * max(float(b @ gramian @ b), 0.0) ** 0.5
         if radius == 0:
             return b
         w = cagrad_inner(gramian, radius)
-        gw_norm = (max(float(w @ gramian @ w), 0.0) + error * float(w @ norms) ** 2) ** 0.5
+        norms = gramian.diagonal().clamp_min(0).sqrt()
+        floor = ROUNDING_FACTOR * rounding * float(w @ norms) ** 2   # error bound of w^T K w
+        gw_norm = max(float(w @ gramian @ w), floor) ** 0.5
         return self._combined(b, w, radius, gw_norm)
 
     def direction(self, grads: Tensor, present: Tensor | None = None) -> Tensor:

@@ -269,8 +269,8 @@ class PresentTasks:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.method, name)
 
-    def task_weights(self, gramian: Tensor) -> Tensor:
-        return self.method.task_weights(gramian, self.present)
+    def task_weights(self, gramian: Tensor, rounding: float | None = None) -> Tensor:
+        return self.method.task_weights(gramian, self.present, rounding)
 
     def direction(self, grads: Tensor) -> Tensor:
         return self.method.direction(grads, self.present)

@@ -60,13 +60,14 @@ def _accumulate(params: Sequence[Tensor], grads: Sequence[Tensor | None]) -> Non
             p.grad = g if p.grad is None else p.grad + g
 
 
-def guarded_weights(method: Balancer, gramian: Tensor, scale: float) -> Tensor:
+def guarded_weights(method: Balancer, gramian: Tensor, scale: float, products: torch.dtype) -> Tensor:
     """The method's task weights for a Gramian of gradients scaled by `scale` (a grad scaler's factor).
     Under fp16 the scaled gradients may overflow: the method is then skipped and NaN weights write the
-    overflow on, for the grad scaler to skip the step and lower its scale."""
+    overflow on, for the grad scaler to skip the step and lower its scale. `products`: the dtype its
+    products were computed in (the Gramian is accumulated in float64 but is only as exact as they are)."""
     if scale != 1.0 and not torch.isfinite(gramian).all():
         return torch.full((gramian.shape[0],), float("nan"), dtype=gramian.dtype, device=gramian.device)
-    return method.task_weights(gramian / scale ** 2)
+    return method.task_weights(gramian / scale ** 2, rounding=torch.finfo(products).eps)
 
 
 def guarded_direction(method: Balancer, flat: Tensor, scale: float) -> Tensor:
@@ -140,7 +141,7 @@ def _write_per_loss(method: Balancer, losses: Sequence[Tensor], shared: Sequence
 def _write_stacks(method: Balancer, shared: Sequence[Tensor], stacks: Sequence[Tensor], scale: float) -> None:
     """The update from per-task gradients on `shared` (one (T, *p.shape) stack per parameter)."""
     if method.needs == "gramian":
-        write_weighted(shared, stacks, guarded_weights(method, gramian_of(stacks), scale))
+        write_weighted(shared, stacks, guarded_weights(method, gramian_of(stacks), scale, stacks[0].dtype))
     else:
         flat = torch.cat([g.reshape(g.shape[0], -1) for g in stacks], 1).float()
         write_grads(shared, guarded_direction(method, flat, scale))
@@ -160,7 +161,7 @@ def _write_through_features(method: Balancer, z: Tensor, feature_grads: Tensor, 
     if method.needs == "gramian" and capture is not None and capture.usable():
         kernel = LayerKernelGramian(feature_grads, z, shared, capture, "sequential" if engine == "kernel" else engine,
                                     chunk, buffers)
-        kernel.write(guarded_weights(method, kernel.gramian(), scale))
+        kernel.write(guarded_weights(method, kernel.gramian(), scale, feature_grads.dtype))
     elif method.needs == "gramian":   # never builds the (T, P) matrix
         _write_stacks(method, shared, per_task_grads(feature_grads, z, shared, "auto" if engine == "kernel" else engine,
                                                      chunk, buffers), scale)
@@ -195,7 +196,7 @@ def _global_representation(method: Balancer, g_z: Tensor, z: Tensor, share: floa
         # the local ones (each local mean loss is size x its share of the global mean)
         scaled = flat * share    # the global mean loss's feature gradients, this process's rows
         K = sum_across((scaled @ scaled.T).double()) / world()[1] ** 2
-        update = (guarded_weights(method, K, scale).to(flat.dtype) @ flat).reshape(z.shape)
+        update = (guarded_weights(method, K, scale, flat.dtype).to(flat.dtype) @ flat).reshape(z.shape)
     else:
         update = guarded_direction(method, flat, scale).reshape(z.shape)
     torch.autograd.backward(z, update.to(z.dtype))

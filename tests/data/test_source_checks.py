@@ -152,6 +152,19 @@ def test_class_ids_from_zero_or_one_are_classes_without_asking(tmp_path, ids):
     assert data.kind_of("y") == "classification" and len(data.class_names["y"]) == len(set(ids.tolist()))
 
 
+def test_many_class_ids_are_read_as_classes_with_a_word_about_counts(tmp_path, caplog):
+    """Whole numbers 0..30 in 100 rows may be ids or a count: read as classes, and the log says how to
+    say otherwise; ten digit ids are not mentioned."""
+    counts = (list(range(31)) * 4)[:100]
+    with caplog.at_level("WARNING", logger="taskshare"):
+        data = read_source({"csv": label_csv(tmp_path / "c.csv", counts), "label": "y"})
+    assert len(data.class_names["y"]) == 31 and "kind: regression" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="taskshare"):
+        read_source({"csv": label_csv(tmp_path / "d.csv", [i % 10 for i in range(100)]), "label": "y"})
+    assert "kind: regression" not in caplog.text
+
+
 @pytest.mark.parametrize("ids", [np.repeat(np.arange(2, 32), 4), np.repeat(np.r_[0:29, 30], 4)])
 def test_ids_that_are_no_contiguous_range_from_zero_or_one_still_stop(tmp_path, ids):
     with pytest.raises(TaskshareError, match="a measurement rather than classes"):

@@ -115,6 +115,10 @@ def _refuse_measurements(values: list[Any], column: str, where: str) -> None:
     distinct = len(ids)
     fractional = bool(np.any(x != np.round(x)))
     if not fractional and _class_ids(ids):
+        if distinct > MANY_VALUES and distinct > DISTINCT_SHARE * len(x):   # a count 0..30 looks the same
+            log.warning("%s: label column %r holds the whole numbers %d..%d (%d rows), read as %d classes; if "
+                        "they are counts or measurements, declare kind: regression on the source",
+                        where, column, int(ids[0]), int(ids[-1]), len(x), distinct)
         return
     if fractional or (distinct > MANY_VALUES and distinct > DISTINCT_SHARE * len(x)):
         why = " (not all whole numbers)" if fractional else ""

@@ -19,6 +19,28 @@ from .load import LoadedRun
 log = logging.getLogger("taskshare")
 
 
+def _read_table_inputs(run: LoadedRun, path: Path, suffix: str) -> tuple[list[str], Any, Any]:
+    """A CSV or Parquet file: image paths, texts or feature columns, as the run's input kind says."""
+    from ..data.sources.csv import require_pandas
+    from ..data.sources.manifest import text_cells
+    pd = require_pandas()
+    frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    if run.kind == "image":
+        column = run.input["encoding"].get("path_column", "path")
+        if column not in frame.columns:
+            raise TaskshareError(f"{path} has no {column!r} column of image files; columns: {list(frame.columns)}")
+        files = [str(p if Path(str(p)).is_absolute() else path.parent / str(p)) for p in frame[column]]
+        _check_files(files, path)
+        return files, files, frame
+    if run.kind == "text":
+        column = run.input["encoding"].get("text_column", "text")
+        if column not in frame.columns:
+            raise TaskshareError(f"{path} has no {column!r} column; columns: {list(frame.columns)}")
+        texts = text_cells(frame[column])   # a blank cell is "", as training read it
+        return texts, texts, frame
+    return [str(i) for i in range(len(frame))], frame, frame
+
+
 def read_inputs(run: LoadedRun, inputs: str | Path) -> tuple[list[str], Any, Any]:
     """(row names, what run.encode takes, the table read, if any)."""
     path = Path(inputs)
@@ -35,24 +57,7 @@ def read_inputs(run: LoadedRun, inputs: str | Path) -> tuple[list[str], Any, Any
         return files, files, None
     suffix = path.suffix.lower()
     if suffix in (".csv", ".parquet"):
-        from ..data.sources.csv import require_pandas
-        from ..data.sources.manifest import text_cells
-        pd = require_pandas()
-        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
-        if kind == "image":
-            column = run.input["encoding"].get("path_column", "path")
-            if column not in frame.columns:
-                raise TaskshareError(f"{path} has no {column!r} column of image files; columns: {list(frame.columns)}")
-            files = [str(p if Path(str(p)).is_absolute() else path.parent / str(p)) for p in frame[column]]
-            _check_files(files, path)
-            return files, files, frame
-        if kind == "text":
-            column = run.input["encoding"].get("text_column", "text")
-            if column not in frame.columns:
-                raise TaskshareError(f"{path} has no {column!r} column; columns: {list(frame.columns)}")
-            texts = text_cells(frame[column])   # a blank cell is "", as training read it
-            return texts, texts, frame
-        return [str(i) for i in range(len(frame))], frame, frame
+        return _read_table_inputs(run, path, suffix)
     if suffix == ".jsonl":
         from ..data.sources.manifest import text_cells
         rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

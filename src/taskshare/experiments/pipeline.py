@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..errors import TaskshareError
 from ..tasks import Task
 from ..train import TrainConfig
+from ..train.epoch_end import ends_below
 from ..train.loop import History, fit
 from ..train.predict import evaluate
 
@@ -71,10 +72,7 @@ def fit_end_to_end(pipeline: Pipeline, task: Task, train: Any, val: Any = None, 
         if start_score == start_score:       # NaN: nothing to compare against
             start = (float(start_score), copy.deepcopy(pipeline.state_dict()))
     history = fit(pipeline, task, train, val, config)
-    if start is not None:
-        best = history.best_score
-        worse = best != best or (best < start[0] if task.higher_is_better else best > start[0])
-        if worse:
-            pipeline.load_state_dict(start[1])
-            history.best_score, history.best_epoch, history.kept_start = start[0], -1, True
+    if start is not None and ends_below(history.best_score, start[0], task.higher_is_better):
+        pipeline.load_state_dict(start[1])
+        history.best_score, history.best_epoch, history.kept_start = start[0], -1, True
     return history

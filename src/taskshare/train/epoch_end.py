@@ -42,6 +42,14 @@ def epoch_record(epoch: int, loss_sum: Tensor, steps: int, optimizer: torch.opti
             "lr": optimizer.param_groups[0]["lr"], "seconds": time.perf_counter() - t0, "step": global_step}
 
 
+def ends_below(score: float, start: float, higher_is_better: bool) -> bool:
+    """A run's best validation score is worse than the one it started from (NaN counts as worse): the
+    caller then keeps the weights it started with, since fit keeps the best of its own epochs only."""
+    if score != score:
+        return True
+    return score < start if higher_is_better else score > start
+
+
 def _improved(score: float, best: float, higher: bool) -> bool:
     if best != best:  # first score (best is NaN)
         return score == score

@@ -16,6 +16,7 @@ from ..errors import TaskshareError
 from ..models import TrunkHead, freeze, param_groups, reinitialize, unfreeze
 from ..tasks import Task
 from ..train.config import under
+from ..train.epoch_end import ends_below
 from ..train import TrainConfig, evaluate, fit, resolve_device
 from .auto import Auto
 from .base import STRATEGIES, DataFacts, Stage, Strategy
@@ -212,7 +213,7 @@ def train_stages(pretrained: TrunkHead, task: Task, splits: Splits, chosen: Stra
             start = _start_point(model, stages, splits)
             record, cached = _run_stage(model, task, splits, stage, share, stage_cache, augment, train_frozen_bn,
                                         bn_statistics)
-            if start is not None and _worse(record["val_score"], start[0], task.higher_is_better):
+            if start is not None and ends_below(record["val_score"], start[0], task.higher_is_better):
                 model.load_state_dict(start[1])
                 record.update(kept_start=True, val_score=start[0])
             stages.append(record)
@@ -229,12 +230,6 @@ def _start_point(model: TrunkHead, stages: list[dict], splits: Splits) -> tuple[
         return None
     score = stages[-1]["val_score"]
     return None if score != score else (float(score), copy.deepcopy(model.state_dict()))
-
-
-def _worse(score: float, start: float, higher_is_better: bool) -> bool:
-    if score != score:
-        return True
-    return score < start if higher_is_better else score > start
 
 
 def _budget_shares(model: TrunkHead, stages: list[Stage], augment, train_frozen_bn: bool) -> list[Stage]:

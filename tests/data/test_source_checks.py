@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from taskshare.data.sources import read_source
-from taskshare.data.sources.table import encode, refit
+from taskshare.data.sources.labels import _strays_unknown, _values
+from taskshare.data.sources.table import _mostly_numbers, encode, numbers, refit, strays
 from taskshare.errors import ConfigError, TaskshareError
 
 
@@ -198,3 +199,43 @@ def test_a_token_training_read_as_unknown_is_unknown_again_in_new_rows(tmp_path,
         encode(pd.DataFrame({"x": ["n/a"], "colour": ["red"]}), data.encoding, "new")
     clean = read_source({"csv": table_with(tmp_path, "3"), "label": "y"})
     assert "unknown" not in clean.encoding["columns"][0]           # an encoding without strays is as before
+
+
+def _feature_reading(cells: list) -> object:
+    """What a feature column makes of its last cell: categories, stops, or the number (NaN: unknown)."""
+    import pandas as pd
+    column = pd.Series(cells, dtype=object)
+    if not _mostly_numbers(column):
+        return "categories"
+    try:
+        return float(numbers(column, "x", "t", quiet=True)[-1])
+    except TaskshareError:
+        return "stops"
+
+
+def _label_reading(cells: list) -> object:
+    """The same for a label column, read as numbers (kind: regression reads them so too)."""
+    read = _strays_unknown(cells, "y", "t")
+    if read is cells:
+        return "categories"
+    try:
+        return float(_values(read, "y", "t")[-1])
+    except TaskshareError:
+        return "stops"
+
+
+@pytest.mark.parametrize("cell, expected", [(" 3 ", 3.0), ("1e3", 1000.0), ("nan", "unknown"), ("", "unknown"),
+                                            ("inf", "stops"), ("?", "categories"), ("n/a", "categories")])
+def test_an_odd_cell_reads_alike_in_a_feature_and_a_label_column(caplog, cell, expected):
+    # 38 numbers, two '?' and two of the cell: two strays are few (at most 5% of 40 or 42 known
+    # cells), four too many. 'nan' is an unknown cell: features once counted it as a stray and
+    # labels as a known number, so the same column was categories as a feature and numbers as a label
+    import pandas as pd
+    cells = ["0", "1"] * 19 + ["?", "?", cell, cell]
+    readings = [_feature_reading(cells), _label_reading(cells)]
+    readings = ["unknown" if isinstance(r, float) and np.isnan(r) else r for r in readings]
+    assert readings == [expected, expected]
+    if expected != "categories":
+        with caplog.at_level("WARNING", logger="taskshare"):
+            _strays_unknown(cells, "y", "t")
+        assert strays(pd.Series(cells, dtype=object)) == ["?"] and "numeric but for ['?']" in caplog.text

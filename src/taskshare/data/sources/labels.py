@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import ConfigError, TaskshareError
 from .base import encode_labels, is_blank
-from .table import STRAY_SHARE
+from .table import few_strays, read_cells, strays
 
 log = logging.getLogger("taskshare")
 
@@ -59,46 +59,26 @@ def read_label(values: Sequence[Any], column: str, kind: str | None, where: str,
     return y, names, "classification"
 
 
-def _number(v: Any) -> float | None:
-    """A cell as a number (numbers, or text that reads as one), None for anything else."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        return float(v)
-    try:
-        return float(str(v).strip())
-    except ValueError:
-        return None
-
-
 def _strays_unknown(values: list[Any], column: str, where: str) -> list[Any]:
     """A numeric label column with a few cells that are not numbers (`?`, `n/a`: at most STRAY_SHARE of
-    its known cells, the rule feature cells follow): those cells are unknown labels and the rest its
-    numbers. Left as text, one `?` made the column's numbers class names and skipped the check below
-    (200 prices read as 146 classes), or made a third class of a 0/1 label."""
-    known = [v for v in values if not is_blank(v)]
-    parsed = [_number(v) for v in known]
-    stray = sorted({str(v).strip() for v, x in zip(known, parsed) if x is None})
-    if not stray or sum(x is None for x in parsed) > STRAY_SHARE * len(known):
+    its known cells, read as feature cells are, by table.read_cells): those cells are unknown labels and
+    the rest its numbers. Left as text, one `?` made the column's numbers class names and skipped the
+    check below (200 prices read as 146 classes), or made a third class of a 0/1 label."""
+    x, stray = read_cells(values)
+    tokens = sorted({str(v).strip() for v, s in zip(values, stray) if s})
+    if not tokens or not few_strays(x, stray):
         return values          # all numbers, or text labels (class names)
     log.warning("%s: label column %r is numeric but for %s: read as unknown labels; declare kind: "
-                "classification on the source to make every value a class instead", where, column, stray[:5])
-    return [None if is_blank(v) else _number(v) for v in values]
+                "classification on the source to make every value a class instead", where, column, tokens[:5])
+    return [None if np.isnan(n) else float(n) for n in x]
 
 
 def _values(values: list[Any], column: str, where: str) -> np.ndarray:
-    out = np.full(len(values), np.nan, np.float64)
-    bad = set()
-    for i, v in enumerate(values):
-        if is_blank(v):
-            continue
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            bad.add(str(v))
+    out, _ = read_cells(values)
+    bad = strays(values)
     if bad:
         raise TaskshareError(f"{where}: label column {column!r} is kind: regression but holds values that are "
-                             f"not numbers: {sorted(bad)[:5]}; expected numbers or blank cells (unknown)")
+                             f"not numbers: {bad[:5]}; expected numbers or blank cells (unknown)")
     if np.isinf(out).any():
         row = int(np.flatnonzero(np.isinf(out))[0])
         raise TaskshareError(f"{where}: label column {column!r} holds {out[row]} in data row {row + 1}; expected "

@@ -1,5 +1,6 @@
 """Which transferred model an npz run saves as k{shot}_seed{seed}_best: auto's when auto ran, else the
-best validation score, a transfer strategy displacing scratch on a tie."""
+best validation score, a transfer strategy displacing scratch on a tie and a NaN score below every
+number: kept.py's rule, so the same model a run on your own data keeps."""
 import math
 from types import SimpleNamespace
 

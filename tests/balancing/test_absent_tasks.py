@@ -57,7 +57,8 @@ def test_famo_state_of_an_absent_task_does_not_move():
         alone.task_loss(before[KEEP])
         alone.observe(after[KEEP])
     assert full.logits[1] == 0 and full.adam_m[1] == 0 and full.adam_v[1] == 0
-    assert torch.allclose(full.logits[KEEP], alone.logits)
+    assert full.adam_steps.tolist() == [4, 0, 4]                       # its step count too
+    assert torch.equal(full.logits[KEEP], alone.logits)
     assert full.logits[0] != 0                                         # the present tasks did learn
 
 
@@ -102,6 +103,48 @@ def test_gradnorm_absent_task_weight_gets_no_gradient():
     lg = torch.stack([torch.ones(4), torch.zeros(4), 3 * torch.ones(4)])
     gn.task_loss(torch.tensor([0.5, 0.0, 2.0]), layer_grads=lg, present=PRESENT).backward()
     assert gn.loss_weights.grad[1] == 0 and gn.loss_weights.grad[0] != 0
+
+
+def _gradnorm_after_steps(present, steps=5):
+    """GradNorm over 3 tasks (L(0) recorded with all present), then `steps` SGD steps on its weights with
+    `present`; each step's weights as they were before and after its renormalisation."""
+    gn = build_balancer("gradnorm", 3)
+    gn.task_loss(torch.tensor([1.0, 2.0, 3.0]), layer_grads=torch.ones(3, 4))
+    opt = torch.optim.SGD(gn.parameters(), lr=0.02)
+    lg = torch.stack([torch.ones(4), 2 * torch.ones(4), 5 * torch.ones(4)])
+    seen = []
+    for _ in range(steps):
+        before = gn.loss_weights.detach().clone()
+        opt.zero_grad()
+        gn.task_loss(torch.tensor([0.5, 1.5, 2.0]), layer_grads=lg, present=present).backward()
+        seen.append((before, gn.loss_weights.detach().clone()))
+        opt.step()
+    return seen
+
+
+def test_gradnorm_renormalisation_leaves_an_absent_tasks_weight_and_keeps_the_total():
+    """The sum to T rescaled task 1's weight too while it was absent."""
+    seen = _gradnorm_after_steps(PRESENT)
+    assert any(abs(float(before.sum()) - 3.0) > 1e-3 for before, _ in seen)   # the updates did move the total
+    for before, after in seen:
+        assert after[1] == before[1]                                          # exactly as it was
+        assert float(after.sum()) == pytest.approx(3.0, abs=1e-6)
+        assert torch.allclose(after[KEEP] / after[KEEP].sum(), before[KEEP] / before[KEEP].sum())
+
+
+def test_gradnorm_renormalisation_with_every_task_present_rescales_them_all():
+    for present in (None, torch.tensor([True, True, True])):
+        for before, after in _gradnorm_after_steps(present):
+            assert torch.equal(after, before.clamp(min=1e-6) * (3 / before.clamp(min=1e-6).sum()))
+
+
+def test_gradnorm_absent_weights_past_the_total_rescale_every_weight():
+    gn = build_balancer("gradnorm", 3)
+    with torch.no_grad():
+        gn.loss_weights.copy_(torch.tensor([0.5, 3.2, 0.3]))                  # task 1 grew past T while present
+    gn.task_loss(torch.tensor([0.5, 0.0, 2.0]), layer_grads=torch.ones(3, 4), present=PRESENT)
+    assert gn.loss_weights.detach().tolist() == pytest.approx([0.375, 2.4, 0.225])
+    assert (gn.loss_weights > 0).all()
 
 
 @pytest.mark.parametrize("name", GRADIENT_METHODS)

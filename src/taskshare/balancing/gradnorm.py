@@ -14,7 +14,8 @@ class GradNorm(Balancer):
     weighted gradient norms on the last shared layer, G_t = |grad_W w_t L_t|, are pulled toward
     mean(G) r_t^alpha, r_t being task t's relative inverse training rate (L_t / L_t(0), divided by its
     mean over tasks): tasks that lag get larger weights. The weights are trained by the L1 gap, with
-    the target held constant, and renormalised to sum to T before every step; they and L_t(0) are
+    the target held constant, and renormalised to sum to T before every step (an absent task's weight
+    as it is, the present tasks' sharing the rest of T); they and L_t(0) are
     saved with checkpoints. L_t(0) is task t's first observed loss (a task absent from the first
     batches gets it from its first labelled one); until then, and in a batch without its labels, the
     task takes no part in the norm balancing and its weight stays. The trainer measures the layer
@@ -41,8 +42,7 @@ class GradNorm(Balancer):
         seen = global_losses.detach()
         observed = seen > 0 if present is None else present.to(seen.device) & (seen > 0)
         with torch.no_grad():
-            w = self.loss_weights
-            w.clamp_(min=1e-6).mul_(self.num_tasks / w.sum())
+            _renormalise(self.loss_weights, present)
             if not bool((self.initial_losses > 0).all()):
                 # L_t(0) is each task's first observed loss; an absent task (or a zero loss, which
                 # no ratio can start from) waits for its first labelled batch
@@ -62,3 +62,23 @@ class GradNorm(Balancer):
         target = (weighted_norms.mean() * (rate / rate.mean().clamp_min(1e-12)) ** self.alpha).detach()
         gradnorm_loss = (weighted_norms - target).abs().sum()
         return weighted + gradnorm_loss
+
+
+def _renormalise(w: Tensor, present: Tensor | None) -> None:
+    """The weights back to a total of T after the optimizer's step, in place. An absent task's weight
+    stays exactly as it is (it takes no part in this step); the present tasks' weights are rescaled to
+    share what the absent ones leave of T, i.e. what they summed to before the update."""
+    T = len(w)
+    if present is not None:
+        present = present.to(w.device)
+    if present is None or bool(present.all()):
+        w.clamp_(min=1e-6).mul_(T / w.sum())
+        return
+    kept = w[present].clamp(min=1e-6)
+    share = T - w[~present].sum()
+    if share <= 1e-6 * len(kept):
+        # the absent weights alone reach T (one grew past it on a step where it was present): no
+        # positive share is left, so every weight is rescaled, as with every task present
+        w.clamp_(min=1e-6).mul_(T / w.sum())
+        return
+    w[present] = kept * (share / kept.sum())

@@ -83,10 +83,12 @@ def numbers(values, name: str, where: str, quiet: bool = False, unknown: Sequenc
     return x
 
 
-def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False) -> np.ndarray:
+def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False,
+           reported: bool = False) -> np.ndarray:
     """Rows -> float32 features. A blank numeric cell becomes the training mean (0 after scaling); a
     category not seen in training gets all-zero indicators, and both are counted in the log (unless
-    `quiet`: rows already reported once)."""
+    `quiet`: rows already reported once). `reported`: the cells were read and reported once under
+    another encoding; only what this one finds new, categories it never saw, is said."""
     parts, unseen, blanks = [], {}, {}
     for col in encoding["columns"]:
         name = col["name"]
@@ -95,7 +97,7 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
                                  f"{[c['name'] for c in encoding['columns']]}")
         values = frame[name]
         if col["type"] == "numeric":
-            x = numbers(values, name, where, quiet, col.get("unknown", ()))
+            x = numbers(values, name, where, quiet or reported, col.get("unknown", ()))
             if np.isnan(x).any():
                 blanks[name] = int(np.isnan(x).sum())
             x = np.where(np.isfinite(x), (x - col["mean"]) / col["std"], 0.0)
@@ -112,7 +114,7 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
                 else:
                     onehot[r, i] = 1.0
             parts.append(onehot)
-    if blanks and not quiet:
+    if blanks and not (quiet or reported):
         log.info("%s: blank (unknown) numeric cells set to the training mean: %s", where,
                  ", ".join(f"{n} {c}" for n, c in blanks.items()))
     for name, cats in ({} if quiet else unseen).items():

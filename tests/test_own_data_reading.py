@@ -71,6 +71,15 @@ def test_a_test_file_names_its_label_column_as_the_target_does_unless_it_says(tm
     assert len(held) == 19 and set(held.labels["y"].tolist()) <= {0, 1}
 
 
+def test_class_ids_written_as_floats_beside_a_stray_are_the_same_classes(tmp_path):
+    """Beside a `?` the column is text, and `1.0` stayed a class of its own; the target's reader
+    reads it as the number 1, class '1'."""
+    data = read_source({"csv": str(id_table(tmp_path / "target.csv", 40, 2)), "label": "y"})
+    (tmp_path / "test.csv").write_text("x1,x2,colour,y\n0.5,0.1,red,1.0\n-0.5,0.2,red,0.0\n0.1,0.3,green,?\n")
+    _, held = hold_out(data, {"csv": str(tmp_path / "test.csv")}, 0.2, 0, (32, 32), "y", {"csv": "t", "label": "y"})
+    assert held.labels["y"].tolist() == [1, 0] and data.class_names["y"] == ["0", "1"]
+
+
 def test_a_stray_test_label_is_a_class_where_a_kind_says_so(tmp_path):
     """Declared kind: classification, the target's reader makes `?` a class: the test file's `?` is
     then a class the target lacks, named, as before."""

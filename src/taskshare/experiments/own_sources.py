@@ -12,6 +12,7 @@ from typing import Any, Collection
 import numpy as np
 
 from ..data.sources import SOURCES, SourceData, read_source
+from ..data.sources.base import label_text
 from ..data.splits import stratified_indices
 from ..errors import TaskshareError
 
@@ -117,28 +118,29 @@ def align_classes(test: SourceData, train: SourceData, strays_unknown: Collectio
         if train.kind_of(task) == "regression":
             labels[task] = test.labels[task]
             continue
-        unknown = _stray_classes(test, task, names) if task in strays_unknown else []
-        extra = [c for c in test.class_names[task] if c not in names and c not in unknown]
+        classes, unknown = test.class_names[task], []
+        if task in strays_unknown and names and all(_is_number(n) for n in names):
+            classes = [label_text(float(c)) if _is_number(c) else c for c in classes]   # "1.0" beside a `?` is 1
+            unknown = _stray_classes(test, task, classes, names)
+        extra = [c for c in classes if c not in names and c not in unknown]
         if extra:
             raise TaskshareError(f"the test source {test.origin} has classes {extra} that the training data "
                                  f"({train.origin}) do not have; expected some of {names}")
-        lookup = np.array([names.index(c) if c in names else -1 for c in test.class_names[task]] + [-1], np.int64)
+        lookup = np.array([names.index(c) if c in names else -1 for c in classes] + [-1], np.int64)
         labels[task] = lookup[test.labels[task]]   # -1 (unknown) indexes the appended -1
     return SourceData(test.kind, test.inputs, labels, train.class_names, train.encoding if test.kind == "image"
                       else test.encoding, test.origin, test.skipped, train.label_kinds, test.raw)
 
 
-def _stray_classes(test: SourceData, task: str, names: list[str]) -> list[str]:
-    """The test's classes of `task` that are not numbers, where every training class is: cells such as
-    `?`, which the training data's reader reads as unknown in a column of numbers. However few the
-    test rows, such a cell can never be one of the training classes, so the test file's share of
-    them does not make it a class (the reader's 5% rule decides between numbers and text, and the
-    training data have decided that)."""
-    if not names or not all(_is_number(n) for n in names):
-        return []
-    stray = [c for c in test.class_names[task] if c not in names and not _is_number(c)]
+def _stray_classes(test: SourceData, task: str, classes: list[str], names: list[str]) -> list[str]:
+    """The test's `classes` of `task` that are not numbers, where every training class (`names`) is:
+    cells such as `?`, which the training data's reader reads as unknown in a column of numbers.
+    However many the test rows hold, such a cell can never be one of the training classes, so their
+    share does not make it a class (the reader's 5% rule decides between numbers and text, and the
+    training data have decided that); the warning gives the count."""
+    stray = [c for c in classes if c not in names and not _is_number(c)]
     if stray:
-        ids = [test.class_names[task].index(c) for c in stray]
+        ids = [i for i, c in enumerate(classes) if c in stray]
         count = int(np.isin(test.labels[task], ids).sum())
         log.warning("%s: %d test row(s) hold %s in label column %r, whose training classes are numbers: read as "
                     "unknown labels, as the training data's reader reads them; left out of scoring", test.origin,

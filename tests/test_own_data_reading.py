@@ -150,13 +150,18 @@ def test_a_table_target_says_each_warning_once(tmp_path, caplog):
     """Encoded with the pretrained source's scaling, the target was read a second time, and every
     warning of its reading came twice. A category the source never saw is new there: said once too."""
     target = id_table(tmp_path / "target.csv", 60, 2, stray={7: "?"}, feature_stray=3, colours=("red", "green", "blue"))
+    test = id_table(tmp_path / "test.csv", 20, 3, feature_stray=5, colours=("red", "purple"))
     with caplog.at_level("INFO", logger="taskshare"):
-        assert _run(tmp_path, _transfer(tmp_path, {"csv": str(target), "label": "y"})) == 0
+        assert _run(tmp_path, _transfer(tmp_path, {"csv": str(target), "label": "y"}, {"csv": str(test)})) == 0
     said = [r.getMessage() for r in caplog.records]
     assert sum("label column 'y' is numeric but for ['?']" in m for m in said) == 1
-    assert sum("column 'x1' is numeric, but holds ['?']" in m for m in said) == 1
-    assert sum("blank (unknown) numeric cells" in m for m in said) == 1
+    for file in (target, test):
+        mine = [m for m in said if m.startswith(str(file))]
+        assert sum("column 'x1' is numeric, but holds ['?']" in m for m in mine) == 1, file
+        assert sum("blank (unknown) numeric cells" in m for m in mine) == 1, file
+    # unseen by the source: blue in the target; purple in the test file, unseen by the target too
     assert sum("categories not seen in training" in m and "['blue']" in m for m in said) == 1
+    assert sum("categories not seen in training" in m and "['purple']" in m for m in said) == 1
 
 
 # 4. a class with a single example at shots: all

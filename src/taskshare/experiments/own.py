@@ -205,7 +205,7 @@ def encoded_with(target: Target, encoding: dict[str, Any]) -> Target:
     from ..data.sources.table import encode
 
     def encoded(part: SourceData, quiet: bool) -> SourceData:
-        inputs = encode(part.raw, encoding, part.origin, quiet=quiet, reported=True)
+        inputs = encode(part.raw, encoding, part.origin, quiet=quiet, reported=part.encoding)
         return replace(part, inputs=inputs, encoding=encoding)
 
     data = encoded(target.data, quiet=False)

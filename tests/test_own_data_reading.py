@@ -132,6 +132,14 @@ def test_a_multitask_run_scores_on_its_test_source(tmp_path, capsys):
     assert all(r["test"]["big"]["accuracy"] < 0.2 for r in results)
 
 
+def test_test_fraction_does_not_apply_beside_a_multitask_test_source():
+    raw = {"mode": "multitask", "data": {"csv": "d.csv", "labels": ["a"]}, "model": {"name": "mlp"},
+           "val_fraction": 0.85}
+    with pytest.raises(TaskshareError, match="leave no training rows"):
+        load_own(raw)
+    assert load_own({**raw, "test": {"csv": "t.csv"}}).val_fraction == 0.85   # every data row trains or validates
+
+
 def test_a_multitask_test_source_without_the_data_columns_is_named(tmp_path, capsys):
     import pandas as pd
     full = pd.read_csv(table_csv(tmp_path / "test.csv", n=20, seed=9))

@@ -79,7 +79,7 @@ class OwnExperiment:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ConfigError(f"{name} = {value!r}; expected a fraction of the rows strictly between 0 and 1")
-        if self.mode == "multitask" and self.test_fraction + self.val_fraction >= 1:
+        if self.mode == "multitask" and self.test is None and self.test_fraction + self.val_fraction >= 1:
             raise ConfigError(f"test_fraction {self.test_fraction} + val_fraction {self.val_fraction} leave no "
                               f"training rows; expected a sum below 1")
         transform_names(self.augment)

@@ -43,7 +43,8 @@ def _run(tmp_path: Path, config: dict) -> int:
 def _transfer(tmp_path: Path, target: dict, test: dict | None = None) -> dict:
     config = {"source": {"csv": str(id_table(tmp_path / "source.csv", 60, 1)), "label": "y"}, "target": target,
               "model": {"name": "mlp", "args": {"hidden": [8]}}, "output": str(tmp_path / "run"),
-              "pretrain": {"train": FAST}, "transfer": {"shots": ["all"], "strategies": ["linear_probe"], "train": FAST}}
+              "pretrain": {"train": FAST},
+              "transfer": {"shots": ["all"], "strategies": ["linear_probe"], "train": FAST}}
     return {**config, "test": test} if test is not None else config
 
 

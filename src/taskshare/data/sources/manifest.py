@@ -22,8 +22,9 @@ def label_columns(frame, label: str | None, labels: Sequence[str] | None, where:
         raise TaskshareError(f"{where}: give 'label' (one column) or 'labels' (several), not both")
     names = list(labels) if labels is not None else [label or "label"]
     missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise TaskshareError(f"{where} has no label column {missing[0]!r}; its columns: {list(frame.columns)}")
+    if missing:   # every one named: a test file lacking two columns is fixed in one go
+        what = f"label column {missing[0]!r}" if len(missing) == 1 else f"label columns {missing}"
+        raise TaskshareError(f"{where} has no {what}; its columns: {list(frame.columns)}")
     return names
 
 
@@ -56,7 +57,8 @@ def from_frame(frame, where: str, base: Path, label: str | None = None, labels: 
         columns = [c["name"] for c in encoding["columns"]]
     absent = [c for c in columns if c not in frame.columns]
     if absent:
-        raise TaskshareError(f"{where} has no feature column {absent[0]!r}; its columns: {list(frame.columns)}")
+        what = f"feature column {absent[0]!r}" if len(absent) == 1 else f"feature columns {absent}"
+        raise TaskshareError(f"{where} has no {what}; its columns: {list(frame.columns)}")
     if not columns:
         raise TaskshareError(f"{where}: no input column; expected {path_column!r} (image files), {text_column!r} "
                              f"or feature columns besides the labels {names}")

@@ -105,10 +105,12 @@ def numbers(values, name: str, where: str, quiet: bool = False, unknown: Sequenc
     return x
 
 
-def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False) -> np.ndarray:
+def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False,
+           reported: dict[str, Any] | None = None) -> np.ndarray:
     """Rows -> float32 features. A blank numeric cell becomes the training mean (0 after scaling); a
     category not seen in training gets all-zero indicators, and both are counted in the log (unless
-    `quiet`: rows already reported once)."""
+    `quiet`: rows already reported once). `reported`: the encoding the cells were read and reported
+    under once already; only what this one finds new, categories unseen here but not there, is said."""
     parts, unseen, blanks = [], {}, {}
     for col in encoding["columns"]:
         name = col["name"]
@@ -117,7 +119,7 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
                                  f"{[c['name'] for c in encoding['columns']]}")
         values = frame[name]
         if col["type"] == "numeric":
-            x = numbers(values, name, where, quiet, col.get("unknown", ()))
+            x = numbers(values, name, where, quiet or reported is not None, col.get("unknown", ()))
             if np.isnan(x).any():
                 blanks[name] = int(np.isnan(x).sum())
             x = np.where(np.isfinite(x), (x - col["mean"]) / col["std"], 0.0)
@@ -134,13 +136,22 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
                 else:
                     onehot[r, i] = 1.0
             parts.append(onehot)
-    if blanks and not quiet:
+    if blanks and not quiet and reported is None:
         log.info("%s: blank (unknown) numeric cells set to the training mean: %s", where,
                  ", ".join(f"{n} {c}" for n, c in blanks.items()))
     for name, cats in ({} if quiet else unseen).items():
+        cats = {c for c in cats if not _unseen_in(reported, name, c)}
+        if not cats:
+            continue
         log.warning("%s: column %r has categories not seen in training (encoded as none): %s", where, name,
                     sorted(cats)[:5])
     return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)
+
+
+def _unseen_in(encoding: dict[str, Any] | None, name: str, value: str) -> bool:
+    """Whether `encoding` had column `name` as categories without `value` (so it was said there)."""
+    col = next((c for c in (encoding or {}).get("columns", ()) if c["name"] == name), None)
+    return col is not None and col["type"] == "categorical" and value not in col["categories"]
 
 
 def _numeric(values) -> bool:

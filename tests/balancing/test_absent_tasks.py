@@ -147,6 +147,70 @@ def test_gradnorm_absent_weights_past_the_total_rescale_every_weight():
     assert (gn.loss_weights > 0).all()
 
 
+def _gradnorm_adamw_calls(gn, presents, opt=None):
+    """One task_loss call and one AdamW step (as the trainer optimises the balancer's weights) per
+    entry of `presents`; the weights each call used, after its renormalisation."""
+    opt = opt or torch.optim.AdamW(gn.parameters(), lr=1e-3, weight_decay=0.0)
+    lg = torch.stack([torch.ones(4), 2 * torch.ones(4), 5 * torch.ones(4)])
+    used = []
+    for present in presents:
+        losses = torch.tensor([0.5, 1.5, 2.0]) if present is None else torch.tensor([0.5, 0.0, 2.0])
+        opt.zero_grad()
+        gn.task_loss(losses, layer_grads=lg, present=present).backward()
+        used.append(gn.loss_weights.detach().clone())
+        opt.step()
+    return used
+
+
+def test_gradnorm_absent_weight_stays_under_adamw_momentum():
+    """AdamW's momentum moved an absent task's weight on a zero gradient (1.0030 -> 1.0058 over four
+    absent steps), and the renormalisation kept that drift."""
+    gn = build_balancer("gradnorm", 3)
+    used = _gradnorm_adamw_calls(gn, [None] * 4 + [PRESENT] * 4 + [None])
+    assert used[3][1] != used[0][1]                                     # present: it does move
+    for w in used[4:8]:
+        assert w[1] == used[4][1]                                       # absent: exactly as it was
+        assert float(w.sum()) == pytest.approx(3.0, abs=1e-6)
+    assert used[8][1] != used[4][1]                                     # present again: it moves on
+
+
+def test_gradnorm_accumulated_batches_keep_a_weight_moved_while_its_task_was_present():
+    """Several batches per optimizer step: a task labelled in one of them had a real gradient, so the
+    step's move of its weight stands although the next batch lacks it."""
+    gn = build_balancer("gradnorm", 3)
+    opt = torch.optim.AdamW(gn.parameters(), lr=1e-3, weight_decay=0.0)
+    lg = torch.stack([torch.ones(4), 2 * torch.ones(4), 5 * torch.ones(4)])
+    gn.task_loss(torch.tensor([0.5, 1.5, 2.0]), layer_grads=lg).backward()              # task 1 present
+    gn.task_loss(torch.tensor([0.5, 0.0, 2.0]), layer_grads=lg, present=PRESENT).backward()
+    opt.step()
+    moved = gn.loss_weights.detach().clone()
+    gn.task_loss(torch.tensor([0.5, 0.0, 2.0]), layer_grads=lg, present=PRESENT)
+    assert moved[1] != 1.0 and gn.loss_weights[1] == moved[1]
+
+
+def test_gradnorm_held_weights_survive_a_checkpoint_and_old_checkpoints_load():
+    gn = build_balancer("gradnorm", 3)
+    opt = torch.optim.AdamW(gn.parameters(), lr=1e-3, weight_decay=0.0)
+    used = _gradnorm_adamw_calls(gn, [None] * 3 + [PRESENT] * 2, opt)
+    fresh = build_balancer("gradnorm", 3)
+    fresh.load_state_dict(gn.state_dict())
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-3, weight_decay=0.0)
+    fresh_opt.load_state_dict(opt.state_dict())
+    assert _gradnorm_adamw_calls(fresh, [PRESENT], fresh_opt)[0][1] == used[3][1]   # the drift undone
+    old = {k: v for k, v in gn.state_dict().items() if not k.startswith("held_")}   # written before they existed
+    before = build_balancer("gradnorm", 3)
+    before.load_state_dict(old)
+    assert torch.equal(before.held_weights, old["loss_weights"]) and bool(before.held_present.all())
+
+
+def test_gradnorm_renormalisation_keeps_an_absent_weight_positive():
+    from taskshare.balancing.gradnorm import _renormalise
+    w = torch.tensor([1.5, 1.6, -0.1])
+    _renormalise(w, torch.tensor([True, True, False]))
+    assert w[2] == pytest.approx(1e-6) and float(w.sum()) == pytest.approx(3.0)
+    assert w[0] / w[1] == pytest.approx(1.5 / 1.6)
+
+
 @pytest.mark.parametrize("name", GRADIENT_METHODS)
 def test_gradient_method_with_one_task_present_gives_its_gradient(name):
     g = torch.randn(1, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(1))

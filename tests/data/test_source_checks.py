@@ -109,6 +109,13 @@ def test_blank_numeric_cells_are_counted_in_the_log(tmp_path, caplog):
     assert "set to the training mean: x 1" in caplog.text
 
 
+def test_a_stray_token_is_counted_as_unknown_not_as_blank(tmp_path, caplog):
+    """The count covers `?` cells too, which the line called blank."""
+    with caplog.at_level("INFO", logger="taskshare"):
+        read_source({"csv": table_with(tmp_path, "?"), "label": "y"})
+    assert "unknown numeric cells (blank or not a number) set to the training mean: x 1" in caplog.text
+
+
 def test_infinity_stops_naming_the_file_column_and_row(tmp_path):
     with pytest.raises(TaskshareError, match=r"t\.csv: column 'x' holds inf in data row 8"):
         read_source({"csv": table_with(tmp_path, "inf"), "label": "y"})

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import TaskshareError
-from .base import SourceData
+from .base import SourceData, is_blank
 from .image_folder import parse_size
 from .images import MODES, scan
 from .labels import label_kinds, read_label
@@ -68,8 +68,8 @@ def from_frame(frame, where: str, base: Path, label: str | None = None, labels: 
 
 
 def text_cells(values) -> list[str]:
-    """Text cells as strings, a blank (None, NaN) as "": training and predict read them alike."""
-    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
+    """Text cells as strings, a blank (None, NaN, pandas' NA) as "": training and predict read them alike."""
+    return ["" if not isinstance(v, str) and is_blank(v) else str(v) for v in values]
 
 
 def _images(frame, where, base, column, ys, classes, image_size, mode, strict) -> SourceData:

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import TaskshareError
+from .base import is_blank
 
 log = logging.getLogger("taskshare")
 
@@ -137,7 +138,7 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
                     onehot[r, i] = 1.0
             parts.append(onehot)
     if blanks and not quiet and reported is None:
-        log.info("%s: blank (unknown) numeric cells set to the training mean: %s", where,
+        log.info("%s: unknown numeric cells (blank or not a number) set to the training mean: %s", where,
                  ", ".join(f"{n} {c}" for n, c in blanks.items()))
     for name, cats in ({} if quiet else unseen).items():
         cats = {c for c in cats if not _unseen_in(reported, name, c)}
@@ -178,4 +179,4 @@ def _mostly_numbers(values) -> bool:
 
 
 def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip())
+    return is_blank(v)   # feature and label cells share one notion of blank

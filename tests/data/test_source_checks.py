@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from taskshare.data.sources import read_source
-from taskshare.data.sources.labels import _strays_unknown, _values
+from taskshare.data.sources.labels import _strays_unknown, regression_values
 from taskshare.data.sources.table import _mostly_numbers, encode, numbers, refit, strays
 from taskshare.errors import ConfigError, TaskshareError
 
@@ -222,11 +222,11 @@ def _feature_reading(cells: list) -> object:
 
 def _label_reading(cells: list) -> object:
     """The same for a label column, read as numbers (kind: regression reads them so too)."""
-    read = _strays_unknown(cells, "y", "t")
+    read = _strays_unknown(cells, "y", None, "t")
     if read is cells:
         return "categories"
     try:
-        return float(_values(read, "y", "t")[-1])
+        return float(regression_values(read, "y", "t")[-1])
     except TaskshareError:
         return "stops"
 
@@ -244,5 +244,5 @@ def test_an_odd_cell_reads_alike_in_a_feature_and_a_label_column(caplog, cell, e
     assert readings == [expected, expected]
     if expected != "categories":
         with caplog.at_level("WARNING", logger="taskshare"):
-            _strays_unknown(cells, "y", "t")
+            _strays_unknown(cells, "y", None, "t")
         assert strays(pd.Series(cells, dtype=object)) == ["?"] and "numeric but for ['?']" in caplog.text

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import inspect
 import logging
+from dataclasses import replace
 from typing import Any, Collection
 
 import numpy as np
 
 from ..data.sources import SOURCES, SourceData, read_source
 from ..data.sources.base import label_text
+from ..data.sources.labels import regression_values
+from ..data.sources.table import read_cells
 from ..data.splits import stratified_indices
 from ..errors import TaskshareError
 
@@ -48,7 +51,8 @@ def read_test(train: SourceData, test_spec, train_spec: dict[str, Any] | None, i
     spec = with_kinds(with_label_names(test_spec, train_spec), train)
     if train.kind == "table" and isinstance(spec, dict):   # scaled and one-hot encoded as the training table was
         spec = {**spec, "encoding": train.encoding}
-    test = read_data(spec, image_size, "test")
+    spec, regression = values_as_text(spec)
+    test = values_as_numbers(read_data(spec, image_size, "test"), regression)
     # a kind stated on either source is the user's word on what a cell is; otherwise the training
     # data's reader decided, and it read a stray `?` among numbers as unknown
     stated = declared_kinds(train_spec) | declared_kinds(test_spec)
@@ -67,6 +71,47 @@ def declared_kinds(spec) -> set[str]:
     if isinstance(kind, str):
         return set(spec.get("labels") or [spec.get("label") or "label"])
     return set()
+
+
+def values_as_text(spec) -> tuple[Any, list[str]]:
+    """The spec with its regression label columns read as text (class names), and those columns. The
+    reader's rule for a regression column, a few stray `?` unknown and more of them a stop, decides
+    whether a column is numbers; the training data have decided that, so in the test file a `?` is an
+    unknown value however many rows hold one (values_as_numbers reads the text back)."""
+    if not isinstance(spec, dict):
+        return spec, []
+    labels, kind = spec.get("labels"), spec.get("kind")
+    if isinstance(labels, dict):
+        regression = [n for n, k in labels.items() if k == "regression"]
+        as_text = {n: "classification" if n in regression else k for n, k in labels.items()}
+        return {**spec, "labels": as_text}, regression
+    if isinstance(kind, str):
+        kind = {n: kind for n in (labels or [spec.get("label") or "label"])}
+    if not isinstance(kind, dict):
+        return spec, []
+    regression = [n for n, k in kind.items() if k == "regression"]
+    return {**spec, "kind": {**kind, **{n: "classification" for n in regression}}}, regression
+
+
+def values_as_numbers(test: SourceData, columns: Collection[str]) -> SourceData:
+    """The regression label `columns` of `test`, read as text, as numbers again: a cell that is not a
+    number (`?`) is unknown and left out of scoring, with a warning naming the file, token and count,
+    as a classification column's stray is (align_classes)."""
+    if not any(c in test.labels for c in columns):
+        return test        # a column the file lacks is named by align_classes
+    labels, names, kinds = dict(test.labels), dict(test.class_names), dict(test.label_kinds)
+    for task in [c for c in columns if c in test.labels]:
+        text, y = test.class_names[task], test.labels[task]
+        stray = read_cells(text)[1]
+        tokens = [t for t, s in zip(text, stray) if s]
+        if tokens:
+            count = int(np.isin(y, np.flatnonzero(stray)).sum())
+            log.warning("%s: %d test row(s) hold %s in label column %r, whose training values are numbers (kind: "
+                        "regression): read as unknown labels; left out of scoring", test.origin, count, tokens[:5],
+                        task)
+        cells = [None if i < 0 or stray[i] else text[i] for i in y]
+        labels[task], names[task], kinds[task] = regression_values(cells, task, test.origin), [], "regression"
+    return replace(test, labels=labels, class_names=names, label_kinds=kinds)
 
 
 def _reader(spec) -> Any:

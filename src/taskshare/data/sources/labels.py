@@ -50,30 +50,45 @@ def read_label(values: Sequence[Any], column: str, kind: str | None, where: str,
         raise TaskshareError(f"{where}: label column {column!r} has no known value (every cell is blank); "
                              f"expected at least some labels in it")
     if kind != "classification" and classes is None:
-        values = _strays_unknown(values, column, where)
+        values = _strays_unknown(values, column, kind, where)
     if kind == "regression":
-        return _values(values, column, where), [], "regression"
+        return regression_values(values, column, where), [], "regression"
     if kind is None and classes is None:
         _refuse_measurements(values, column, where)
     y, names = encode_labels(values, column, classes)
     return y, names, "classification"
 
 
-def _strays_unknown(values: list[Any], column: str, where: str) -> list[Any]:
+def _strays_unknown(values: list[Any], column: str, kind: str | None, where: str) -> list[Any]:
     """A numeric label column with a few cells that are not numbers (`?`, `n/a`: at most STRAY_SHARE of
     its known cells, read as feature cells are, by table.read_cells): those cells are unknown labels and
     the rest its numbers. Left as text, one `?` made the column's numbers class names and skipped the
     check below (200 prices read as 146 classes), or made a third class of a 0/1 label."""
     x, stray = read_cells(values)
     tokens = sorted({str(v).strip() for v, s in zip(values, stray) if s})
-    if not tokens or not few_strays(x, stray):
+    if not tokens or not few_strays(x, stray) or (kind is None and _bools(values, x)):
         return values          # all numbers, or text labels (class names)
-    log.warning("%s: label column %r is numeric but for %s: read as unknown labels; declare kind: "
-                "classification on the source to make every value a class instead", where, column, tokens[:5])
+    if kind == "regression":   # declared: the hint below, to make each value a class, contradicts it
+        log.warning("%s: label column %r (kind: regression) holds %d cell(s) that are not numbers, %s: read as "
+                    "unknown labels", where, column, int(stray.sum()), tokens[:5])
+    else:
+        log.warning("%s: label column %r is numeric but for %s: read as unknown labels; declare kind: "
+                    "classification on the source to make every value a class instead", where, column, tokens[:5])
     return [None if np.isnan(n) else float(n) for n in x]
 
 
-def _values(values: list[Any], column: str, where: str) -> np.ndarray:
+def _bools(values: list[Any], x: np.ndarray) -> bool:
+    """Whether every cell read as a number is a bool (JSON true/false): pandas reads them as 1/0, but
+    they are a yes/no label, whose classes are 'False' and 'True' with or without a stray cell beside
+    them (read alone, a clean test file's bools are those two classes). A stray among them is then one
+    class more, as in any column of text labels."""
+    known = [v for v, n in zip(values, x) if not np.isnan(n)]
+    return bool(known) and all(isinstance(v, (bool, np.bool_)) for v in known)
+
+
+def regression_values(values: list[Any], column: str, where: str) -> np.ndarray:
+    """A regression label column's cells as float32, NaN where blank; a cell that is not a number, or
+    infinity, stops, named."""
     out, _ = read_cells(values)
     bad = strays(values)
     if bad:

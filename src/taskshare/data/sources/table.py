@@ -59,7 +59,8 @@ def _numeric_column(name: str, x: np.ndarray, unknown: Sequence[str] = ()) -> di
 def read_cells(values) -> tuple[np.ndarray, np.ndarray]:
     """The one reading of cells as numbers, for feature and label columns alike: (float64, NaN where a
     cell is no number; True where a cell is a stray token, neither blank nor a number). pandas reads
-    ' 3 ' and '1e3' as numbers, 'inf' too (stopped later, naming its row), a bool as 0/1; the text
+    ' 3 ' and '1e3' as numbers, 'inf' too (stopped later, naming its row), a bool as 0/1 (a feature
+    of bools is numeric; a label column of them is classes, which labels.py decides); the text
     'nan' is how pandas and numpy write an unknown, so it is blank, not a stray token counted against
     STRAY_SHARE."""
     import pandas as pd

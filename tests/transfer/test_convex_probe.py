@@ -121,6 +121,35 @@ def test_strength_is_the_validation_best_of_the_grid():
     assert short.val_score == max(p["val_score"] for p in short.path)
 
 
+def test_a_lucky_accuracy_on_a_tiny_validation_split_does_not_pick_c():
+    # 5 training and 5 validation rows per class: one C scores 11/15 on validation by luck, a stronger-fitting
+    # one 10/15 with a lower validation loss; 1,970 held-out rows say which generalises
+    x, y = _correlated(2000, 30, 3, seed=0)
+    task, train, val, test = Task("t", num_classes=3), slice(0, 15), slice(15, 30), slice(30, None)
+    args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
+    band, best = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(select="best"))
+
+    def test_accuracy(sol):
+        return (sol.head(torch.tensor(x[test], dtype=torch.float32)).argmax(1).numpy() == y[test]).mean()
+
+    scores, losses = [p["val_score"] for p in band.path], [p["val_loss"] for p in band.path]
+    assert best.c == band.path[scores.index(max(scores))]["c"] and best.val_score == max(scores)
+    # the default keeps the lowest loss among the C within one standard error of the best accuracy
+    inside = [i for i, s in enumerate(scores) if s >= max(scores) - (max(scores) * (1 - max(scores)) / 15) ** 0.5]
+    chosen = min(inside, key=losses.__getitem__)
+    assert band.c == band.path[chosen]["c"] != best.c and band.val_score == scores[chosen] < max(scores)
+    assert test_accuracy(band) > test_accuracy(best) + 0.1
+
+
+def test_the_band_leaves_metrics_other_than_accuracy_to_the_best_score():
+    x, y = _correlated(400, 30, 2, seed=1)
+    task = Task("b", "binary")   # main metric AUROC: no binomial standard error to draw a band with
+    args = (task, torch.tensor(x[:20]), torch.tensor(y[:20], dtype=torch.float32), torch.tensor(x[20:40]),
+            torch.tensor(y[20:40], dtype=torch.float32))
+    band, best = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(select="best"))
+    assert band.c == best.c and band.val_score == max(p["val_score"] for p in band.path)
+
+
 def test_unknown_labels_change_nothing():
     x, y = _noisy(seed=4)
     task, cfg = Task("t", num_classes=3), _fixed(1.0)
@@ -180,6 +209,8 @@ def test_bad_config_is_named():
         ConvexProbeConfig(method="sgd")
     with pytest.raises(TaskshareError, match="grid"):
         ConvexProbeConfig(grid=(1.0, -1.0))
+    with pytest.raises(TaskshareError, match=r"select must be one of \['se_band', 'best'\], got 'loss'"):
+        ConvexProbeConfig(select="loss")
     with pytest.raises(TaskshareError, match="all are unknown"):
         solve_probe(Task("t", num_classes=3), torch.randn(5, 2), -torch.ones(5, dtype=torch.long))
 

@@ -38,9 +38,22 @@ def _standardised(x):
     return (x - x.mean(0)) / x.std(0)
 
 
-def _fixed(c):
-    # without validation labels the probe uses default_c; solved tightly, to compare optima
-    return ConvexProbeConfig(default_c=c, tol=1e-8, max_iter=2000)
+def _fixed(c, scale="feature"):
+    # without validation labels the probe uses default_c; solved tightly, to compare optima. Per-feature
+    # scaling by default here: scikit-learn's fits below see StandardScaler's features
+    return ConvexProbeConfig(default_c=c, tol=1e-8, max_iter=2000, scale=scale)
+
+
+def _quiet_signal(n, informative=4, noise=200, k=3, seed=0, signal=1.0, spread=0.02):
+    """A few features that carry the class with a spread of about `signal`, and many that carry nothing
+    with a spread of `spread`. Noise that barely varies (a trunk's dead-ish units): dividing each feature
+    by its own spread lifts it to the signal's size. Loud noise: one common scale leaves the signal tiny."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    centres = rng.normal(0, 1.0, size=(k, informative))
+    x = np.concatenate([signal * (centres[y] + 0.6 * rng.normal(size=(n, informative))),
+                        spread * rng.normal(size=(n, noise)) + 3.0], 1)
+    return x, y
 
 
 @pytest.mark.parametrize("c", [0.01, 1.0, 30.0])
@@ -104,10 +117,10 @@ def test_strength_is_the_validation_best_of_the_grid():
     train, val = slice(0, 60), slice(60, 400)   # few training rows, many features: the penalty matters
     task, grid = Task("t", num_classes=3), (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
     sol = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]),
-                      ConvexProbeConfig(grid=grid, patience=None))
+                      ConvexProbeConfig(grid=grid, patience=None, scale="global"))
     scores = []
     for c in grid:                              # each C solved on its own from zero, scored by hand
-        one = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), config=_fixed(c))
+        one = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), config=_fixed(c, "global"))
         scores.append((one.head(torch.tensor(x[val], dtype=torch.float32)).argmax(1).numpy() == y[val]).mean())
     assert [p["val_score"] for p in sol.path] == pytest.approx(scores, abs=1.5 / 340)
     assert max(scores) - min(scores) > 0.05     # the grid matters on these data
@@ -115,7 +128,7 @@ def test_strength_is_the_validation_best_of_the_grid():
     assert sol.val_score == max(p["val_score"] for p in sol.path)
     # with patience the path stops after that many C in a row fail to beat the best, and keeps the best so far
     short = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]),
-                        torch.tensor(y[val]), ConvexProbeConfig(grid=grid, patience=1))
+                        torch.tensor(y[val]), ConvexProbeConfig(grid=grid, patience=1, scale="global"))
     walked = [p["c"] for p in short.path]
     assert walked == list(grid[:len(walked)]) and len(walked) == min(len(grid), grid.index(short.c) + 2)
     assert short.val_score == max(p["val_score"] for p in short.path)
@@ -127,7 +140,9 @@ def test_a_lucky_accuracy_on_a_tiny_validation_split_does_not_pick_c():
     x, y = _correlated(2000, 30, 3, seed=0)
     task, train, val, test = Task("t", num_classes=3), slice(0, 15), slice(15, 30), slice(30, None)
     args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
-    band, best = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(select="best"))
+    # constructed under per-feature scaling, which the choice of C is tested under here
+    band = solve_probe(*args, config=ConvexProbeConfig(scale="feature"))
+    best = solve_probe(*args, config=ConvexProbeConfig(select="best", scale="feature"))
 
     def test_accuracy(sol):
         return (sol.head(torch.tensor(x[test], dtype=torch.float32)).argmax(1).numpy() == y[test]).mean()
@@ -162,14 +177,19 @@ def test_unknown_labels_change_nothing():
     assert torch.allclose(clean.head.bias, mixed.head.bias, atol=1e-5)
 
 
-def test_head_is_a_plain_linear_equal_to_the_standardised_solve():
+@pytest.mark.parametrize("scale", ["global", "feature"])
+def test_head_is_a_plain_linear_equal_to_the_scaled_solve(scale):
     x, y = _noisy(seed=5)
     task = Task("t", num_classes=3)
-    sol = solve_probe(task, torch.tensor(x), torch.tensor(y), config=ConvexProbeConfig(default_c=2.0, tol=1e-9))
+    sol = solve_probe(task, torch.tensor(x), torch.tensor(y),
+                      config=ConvexProbeConfig(default_c=2.0, tol=1e-9, scale=scale))
     assert type(sol.head) is nn.Linear and sol.head.weight.dtype == torch.float32
     xt = torch.tensor(x)
-    mean, scale = standardizer(xt)
-    z = (xt - mean) / scale
+    mean, spread = standardizer(xt, scale)
+    # by hand: StandardScaler's spreads, or their root mean square for every feature
+    by_hand = x.std(0) if scale == "feature" else np.full(x.shape[1], np.sqrt((x.std(0) ** 2).mean()))
+    assert np.allclose(spread.numpy(), by_hand) and np.allclose(mean.numpy(), x.mean(0))
+    z = (xt - mean) / spread
     ((w, b, _),) = logistic_path(task, z, torch.tensor(y), [2.0], 1e-9, 1000)
     assert torch.allclose(sol.head(xt.float()).double(), z @ w.T + b, atol=1e-3)
 
@@ -204,6 +224,64 @@ def test_newton_at_a_weak_penalty_matches_sklearn():
     assert sol.iterations <= 40
 
 
+def test_global_scale_is_one_spread_for_all_and_feature_scale_is_standard_scaling():
+    x, y = _noisy()
+    task, xt, yt = Task("t", num_classes=3), torch.tensor(x), torch.tensor(y)
+    glob, feature = solve_probe(task, xt, yt, config=_fixed(0.3, "global")), solve_probe(task, xt, yt, config=_fixed(0.3))
+    assert (glob.scale, feature.scale) == ("global", "feature")
+    # global: scikit-learn on centred features all divided by one number
+    z = (x - x.mean(0)) / np.sqrt((x.std(0) ** 2).mean())
+    sk = LogisticRegression(C=0.3, tol=1e-10, max_iter=10000).fit(z, y)
+    probs = torch.softmax(glob.head(xt.float()), 1).detach().numpy()
+    assert np.abs(probs - sk.predict_proba(z)).max() < 1e-4
+    # the features' spreads here differ by 100x: the two scalings are different probes
+    assert (feature.head(xt.float()) - glob.head(xt.float())).abs().max() > 0.1
+    # without validation "auto" has nothing to choose by and takes the global scaling
+    auto = solve_probe(task, xt, yt, config=_fixed(0.3, "auto"))
+    assert auto.scale == "global" and torch.equal(auto.head.weight, glob.head.weight)
+
+
+@pytest.mark.parametrize("scale", ["global", "feature"])
+def test_auto_chooses_among_both_paths_by_the_same_rule(scale):
+    x, y = _quiet_signal(60, seed=2) if scale == "global" else _quiet_signal(60, noise=40, signal=0.01, spread=1.0)
+    task = Task("t", num_classes=3)
+    args = (task, torch.tensor(x[:30]), torch.tensor(y[:30]), torch.tensor(x[30:]), torch.tensor(y[30:]))
+    auto = solve_probe(*args)
+    assert ConvexProbeConfig().scale == "auto" and auto.scale == scale
+    # the path holds both scalings' walks, each stopped by its own patience, the global one first
+    scales = [p["scale"] for p in auto.path]
+    assert scales == sorted(scales, key=["global", "feature"].index) and set(scales) == {"global", "feature"}
+    # the head is the forced scaling's own solve at the chosen C
+    alone = solve_probe(*args, config=ConvexProbeConfig(scale=scale, grid=(auto.c,)))
+    assert torch.allclose(auto.head.weight, alone.head.weight, atol=1e-4 * float(alone.head.weight.detach().abs().max()))
+    assert auto.record()["scale"] == scale
+
+
+def test_global_scale_keeps_barely_varying_noise_features_small():
+    # 5 training and 5 validation rows per class; per-feature scaling divides 200 pure-noise features by
+    # their own tiny spread, so they weigh as much as the 4 that carry the class
+    x, y = _quiet_signal(2030, seed=1)
+    task, train, val, test = Task("t", num_classes=3), slice(0, 15), slice(15, 30), slice(30, None)
+    args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
+
+    def test_accuracy(sol):
+        return (sol.head(torch.tensor(x[test], dtype=torch.float32)).argmax(1).numpy() == y[test]).mean()
+
+    default, feature = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(scale="feature"))
+    glob = solve_probe(*args, config=ConvexProbeConfig(scale="global"))
+    assert test_accuracy(glob) > test_accuracy(feature) + 0.15
+    assert default.scale == "global" and test_accuracy(default) == test_accuracy(glob)
+
+
+def test_constant_features_under_global_scale_stay_put():
+    # a constant column adds nothing to the common scale's mean square but one zero; all columns constant: scale 1
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]], dtype=torch.float64)
+    mean, spread = standardizer(x, "global")
+    assert torch.allclose(spread, torch.full((2,), (8 / 3 / 2) ** 0.5, dtype=torch.float64))
+    mean, spread = standardizer(torch.full((4, 3), 7.0), "global")
+    assert torch.equal(spread, torch.ones(3)) and torch.equal(mean, torch.full((3,), 7.0))
+
+
 def test_bad_config_is_named():
     with pytest.raises(TaskshareError, match="method must be one of.*'sgd'"):
         ConvexProbeConfig(method="sgd")
@@ -211,6 +289,8 @@ def test_bad_config_is_named():
         ConvexProbeConfig(grid=(1.0, -1.0))
     with pytest.raises(TaskshareError, match=r"select must be one of \['se_band', 'best'\], got 'loss'"):
         ConvexProbeConfig(select="loss")
+    with pytest.raises(TaskshareError, match=r"scale must be one of \['auto', 'global', 'feature'\], got 'pca'"):
+        ConvexProbeConfig(scale="pca")
     with pytest.raises(TaskshareError, match="all are unknown"):
         solve_probe(Task("t", num_classes=3), torch.randn(5, 2), -torch.ones(5, dtype=torch.long))
 
@@ -293,8 +373,8 @@ def test_path_stopped_by_patience_keeps_the_full_paths_choice():
     x, y = _noisy(n=400, d=40, noise=3.0, seed=3)
     task, train, val = Task("t", num_classes=3), slice(0, 60), slice(60, 400)
     args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
-    full = solve_probe(*args, config=ConvexProbeConfig(patience=None))
-    short = solve_probe(*args, config=ConvexProbeConfig(patience=2))
+    full = solve_probe(*args, config=ConvexProbeConfig(patience=None, scale="feature"))
+    short = solve_probe(*args, config=ConvexProbeConfig(patience=2, scale="feature"))
     scores = [p["val_score"] for p in full.path]
     peak = scores.index(max(scores))
     assert 0 < peak < len(scores) - 3 and all(a >= b for a, b in zip(scores[peak:], scores[peak + 1:]))
@@ -337,8 +417,8 @@ def test_a_grid_that_repeats_a_strength_solves_each_once():
     x, y = _noisy(n=200, d=10, noise=1.0, seed=4)
     task = Task("t", num_classes=3)
     args = (task, torch.tensor(x[:100]), torch.tensor(y[:100]), torch.tensor(x[100:]), torch.tensor(y[100:]))
-    twice = solve_probe(*args, ConvexProbeConfig(grid=(1.0, 1.0, 0.1, 10.0), patience=None))
-    once = solve_probe(*args, ConvexProbeConfig(grid=(0.1, 1.0, 10.0), patience=None))
+    twice = solve_probe(*args, ConvexProbeConfig(grid=(1.0, 1.0, 0.1, 10.0), patience=None, scale="global"))
+    once = solve_probe(*args, ConvexProbeConfig(grid=(0.1, 1.0, 10.0), patience=None, scale="global"))
     assert [p["c"] for p in twice.path] == [0.1, 1.0, 10.0] and twice.c == once.c
 
 

@@ -227,7 +227,8 @@ def test_newton_at_a_weak_penalty_matches_sklearn():
 def test_global_scale_is_one_spread_for_all_and_feature_scale_is_standard_scaling():
     x, y = _noisy()
     task, xt, yt = Task("t", num_classes=3), torch.tensor(x), torch.tensor(y)
-    glob, feature = solve_probe(task, xt, yt, config=_fixed(0.3, "global")), solve_probe(task, xt, yt, config=_fixed(0.3))
+    glob = solve_probe(task, xt, yt, config=_fixed(0.3, "global"))
+    feature = solve_probe(task, xt, yt, config=_fixed(0.3))
     assert (glob.scale, feature.scale) == ("global", "feature")
     # global: scikit-learn on centred features all divided by one number
     z = (x - x.mean(0)) / np.sqrt((x.std(0) ** 2).mean())
@@ -253,7 +254,8 @@ def test_auto_chooses_among_both_paths_by_the_same_rule(scale):
     assert scales == sorted(scales, key=["global", "feature"].index) and set(scales) == {"global", "feature"}
     # the head is the forced scaling's own solve at the chosen C
     alone = solve_probe(*args, config=ConvexProbeConfig(scale=scale, grid=(auto.c,)))
-    assert torch.allclose(auto.head.weight, alone.head.weight, atol=1e-4 * float(alone.head.weight.detach().abs().max()))
+    tolerance = 1e-4 * float(alone.head.weight.detach().abs().max())
+    assert torch.allclose(auto.head.weight, alone.head.weight, atol=tolerance)
     assert auto.record()["scale"] == scale
 
 

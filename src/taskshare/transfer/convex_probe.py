@@ -111,8 +111,8 @@ class ProbeSolution:
 
     def record(self) -> dict:
         """What a stage record keeps (numbers only, for reports)."""
-        return {"solver": "convex", "c": self.c, "scale": self.scale, "iterations": self.iterations, "solve_seconds": self.seconds,
-                "path": self.path, "solver_note": self.note}
+        return {"solver": "convex", "c": self.c, "scale": self.scale, "iterations": self.iterations,
+                "solve_seconds": self.seconds, "path": self.path, "solver_note": self.note}
 
 
 def standardizer(x: Tensor, scale: str = "feature") -> tuple[Tensor, Tensor]:

@@ -316,6 +316,8 @@ def test_linear_probe_and_lp_ft_solve_the_probe_and_record_it(splits):
     model, result = run_strategy(_pretrained(), task, splits, "linear_probe", cfg)
     (stage,) = result.stages
     assert stage["solver"] == "convex" and stage["c"] in ConvexProbeConfig().grid and stage["iterations"] > 0
+    # both scalings were tried and the one kept is recorded; the folded head is the only place it lives
+    assert {p["scale"] for p in stage["path"]} == {"global", "feature"} and stage["scale"] in ("global", "feature")
     assert result.cached and stage["val_score"] == pytest.approx(max(p["val_score"] for p in stage["path"]), abs=0.034)
     # the model's own validation accuracy is the recorded one
     val_acc = (model(splits.val.x).argmax(1) == splits.val.y).float().mean().item()

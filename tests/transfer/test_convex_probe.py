@@ -11,7 +11,7 @@ from torch import nn
 from taskshare import Task, TaskshareError, TrainConfig, TrunkHead
 from taskshare.data import few_shot
 from taskshare.transfer import run_strategy
-from taskshare.transfer.convex_probe import ConvexProbeConfig, solve_probe, standardizer
+from taskshare.transfer.convex_probe import ConvexProbeConfig, resolve_scale, solve_probe, standardizer
 from taskshare.transfer.convex_solvers import logistic_path
 
 from ..conftest import blobs
@@ -44,15 +44,15 @@ def _fixed(c, scale="feature"):
     return ConvexProbeConfig(default_c=c, tol=1e-8, max_iter=2000, scale=scale)
 
 
-def _quiet_signal(n, informative=4, noise=200, k=3, seed=0, signal=1.0, spread=0.02):
-    """A few features that carry the class with a spread of about `signal`, and many that carry nothing
-    with a spread of `spread`. Noise that barely varies (a trunk's dead-ish units): dividing each feature
-    by its own spread lifts it to the signal's size. Loud noise: one common scale leaves the signal tiny."""
+def _quiet_signal(n, informative=4, noise=200, k=3, seed=0):
+    """A few features that carry the class with a spread of about 1, and many that carry nothing and
+    barely vary (a trunk's dead-ish units): dividing each feature by its own spread lifts the noise to
+    the signal's size."""
     rng = np.random.default_rng(seed)
     y = np.arange(n) % k
     centres = rng.normal(0, 1.0, size=(k, informative))
-    x = np.concatenate([signal * (centres[y] + 0.6 * rng.normal(size=(n, informative))),
-                        spread * rng.normal(size=(n, noise)) + 3.0], 1)
+    x = np.concatenate([centres[y] + 0.6 * rng.normal(size=(n, informative)),
+                        0.02 * rng.normal(size=(n, noise)) + 3.0], 1)
     return x, y
 
 
@@ -117,10 +117,10 @@ def test_strength_is_the_validation_best_of_the_grid():
     train, val = slice(0, 60), slice(60, 400)   # few training rows, many features: the penalty matters
     task, grid = Task("t", num_classes=3), (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
     sol = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]),
-                      ConvexProbeConfig(grid=grid, patience=None, scale="global"))
+                      ConvexProbeConfig(grid=grid, patience=None))
     scores = []
     for c in grid:                              # each C solved on its own from zero, scored by hand
-        one = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), config=_fixed(c, "global"))
+        one = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), config=_fixed(c))
         scores.append((one.head(torch.tensor(x[val], dtype=torch.float32)).argmax(1).numpy() == y[val]).mean())
     assert [p["val_score"] for p in sol.path] == pytest.approx(scores, abs=1.5 / 340)
     assert max(scores) - min(scores) > 0.05     # the grid matters on these data
@@ -128,7 +128,7 @@ def test_strength_is_the_validation_best_of_the_grid():
     assert sol.val_score == max(p["val_score"] for p in sol.path)
     # with patience the path stops after that many C in a row fail to beat the best, and keeps the best so far
     short = solve_probe(task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]),
-                        torch.tensor(y[val]), ConvexProbeConfig(grid=grid, patience=1, scale="global"))
+                        torch.tensor(y[val]), ConvexProbeConfig(grid=grid, patience=1))
     walked = [p["c"] for p in short.path]
     assert walked == list(grid[:len(walked)]) and len(walked) == min(len(grid), grid.index(short.c) + 2)
     assert short.val_score == max(p["val_score"] for p in short.path)
@@ -237,26 +237,21 @@ def test_global_scale_is_one_spread_for_all_and_feature_scale_is_standard_scalin
     assert np.abs(probs - sk.predict_proba(z)).max() < 1e-4
     # the features' spreads here differ by 100x: the two scalings are different probes
     assert (feature.head(xt.float()) - glob.head(xt.float())).abs().max() > 0.1
-    # without validation "auto" has nothing to choose by and takes the global scaling
+    # 240 rows of 12 features: "auto" standardises each
     auto = solve_probe(task, xt, yt, config=_fixed(0.3, "auto"))
-    assert auto.scale == "global" and torch.equal(auto.head.weight, glob.head.weight)
+    assert auto.scale == "feature" and torch.equal(auto.head.weight, feature.head.weight)
 
 
-@pytest.mark.parametrize("scale", ["global", "feature"])
-def test_auto_chooses_among_both_paths_by_the_same_rule(scale):
-    x, y = _quiet_signal(60, seed=2) if scale == "global" else _quiet_signal(60, noise=40, signal=0.01, spread=1.0)
+def test_auto_scales_globally_below_as_many_rows_as_features():
+    assert ConvexProbeConfig().scale == "auto"
+    assert [resolve_scale("auto", n, 100) for n in (10, 99, 100, 5000)] == ["global", "global", "feature", "feature"]
+    assert resolve_scale("feature", 10, 100) == "feature" and resolve_scale("global", 5000, 100) == "global"
+    x, y = _quiet_signal(60, noise=16)   # 20 features
     task = Task("t", num_classes=3)
-    args = (task, torch.tensor(x[:30]), torch.tensor(y[:30]), torch.tensor(x[30:]), torch.tensor(y[30:]))
-    auto = solve_probe(*args)
-    assert ConvexProbeConfig().scale == "auto" and auto.scale == scale
-    # the path holds both scalings' walks, each stopped by its own patience, the global one first
-    scales = [p["scale"] for p in auto.path]
-    assert scales == sorted(scales, key=["global", "feature"].index) and set(scales) == {"global", "feature"}
-    # the head is the forced scaling's own solve at the chosen C
-    alone = solve_probe(*args, config=ConvexProbeConfig(scale=scale, grid=(auto.c,)))
-    tolerance = 1e-4 * float(alone.head.weight.detach().abs().max())
-    assert torch.allclose(auto.head.weight, alone.head.weight, atol=tolerance)
-    assert auto.record()["scale"] == scale
+    for rows, scale in ((15, "global"), (30, "feature")):
+        args = (task, torch.tensor(x[:rows]), torch.tensor(y[:rows]), torch.tensor(x[rows:]), torch.tensor(y[rows:]))
+        auto, forced = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(scale=scale))
+        assert auto.scale == scale == auto.record()["scale"] and torch.equal(auto.head.weight, forced.head.weight)
 
 
 def test_global_scale_keeps_barely_varying_noise_features_small():
@@ -316,8 +311,8 @@ def test_linear_probe_and_lp_ft_solve_the_probe_and_record_it(splits):
     model, result = run_strategy(_pretrained(), task, splits, "linear_probe", cfg)
     (stage,) = result.stages
     assert stage["solver"] == "convex" and stage["c"] in ConvexProbeConfig().grid and stage["iterations"] > 0
-    # both scalings were tried and the one kept is recorded; the folded head is the only place it lives
-    assert {p["scale"] for p in stage["path"]} == {"global", "feature"} and stage["scale"] in ("global", "feature")
+    # 30 training rows of 16 features: standardised per feature, as the record says
+    assert stage["scale"] == "feature"
     assert result.cached and stage["val_score"] == pytest.approx(max(p["val_score"] for p in stage["path"]), abs=0.034)
     # the model's own validation accuracy is the recorded one
     val_acc = (model(splits.val.x).argmax(1) == splits.val.y).float().mean().item()
@@ -421,8 +416,8 @@ def test_a_grid_that_repeats_a_strength_solves_each_once():
     x, y = _noisy(n=200, d=10, noise=1.0, seed=4)
     task = Task("t", num_classes=3)
     args = (task, torch.tensor(x[:100]), torch.tensor(y[:100]), torch.tensor(x[100:]), torch.tensor(y[100:]))
-    twice = solve_probe(*args, ConvexProbeConfig(grid=(1.0, 1.0, 0.1, 10.0), patience=None, scale="global"))
-    once = solve_probe(*args, ConvexProbeConfig(grid=(0.1, 1.0, 10.0), patience=None, scale="global"))
+    twice = solve_probe(*args, ConvexProbeConfig(grid=(1.0, 1.0, 0.1, 10.0), patience=None))
+    once = solve_probe(*args, ConvexProbeConfig(grid=(0.1, 1.0, 10.0), patience=None))
     assert [p["c"] for p in twice.path] == [0.1, 1.0, 10.0] and twice.c == once.c
 
 

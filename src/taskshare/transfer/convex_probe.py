@@ -3,16 +3,17 @@ an SGD run that stops somewhere near one.
 
 Features are centred with the training split's means and divided either by one scale common to all of
 them (the root mean square of their spreads: the penalty stays isotropic in the trunk's own geometry)
-or by each one's own spread (standardisation); by default both are tried and validation chooses
-(`scale`). The L2 strength is chosen on the validation split from a log grid of C (scikit-learn's
-convention: the penalty is ||W||^2 / 2 against C times the summed loss, the bias unpenalised), solved
-from the strongest penalty to the weakest, each solve warm-started from the previous ones, until
-`patience` values in a row fail to beat the best (a heuristic: the note says where the path stopped).
-Of the candidates tried, the one kept is, by default, the lowest validation loss among those whose
-accuracy is within one standard error of the best (`select`). Multiclass: the multinomial logistic
-loss; binary and multi-label: a logistic loss per label; regression: ridge in closed form
-(alpha = 1 / C). Unknown labels (-1 / NaN) are left out. The scaling is folded into the returned
-nn.Linear, so the head takes raw features and the model stays a plain module.
+or by each one's own spread (standardisation); by default the first while the training rows are fewer
+than the features, the second from there on (`scale`). The L2 strength is chosen on the validation
+split from a log grid of C (scikit-learn's convention: the penalty is ||W||^2 / 2 against C times the
+summed loss, the bias unpenalised), solved from the strongest penalty to the weakest, each solve
+warm-started from the previous ones, until `patience` values in a row fail to beat the best (a
+heuristic: the note says where the path stopped). Of the C tried, the one kept is, by default, the
+lowest validation loss among those whose accuracy is within one standard error of the best
+(`select`). Multiclass: the multinomial logistic loss; binary and multi-label: a logistic loss per
+label; regression: ridge in closed form (alpha = 1 / C). Unknown labels (-1 / NaN) are left out. The
+scaling is folded into the returned nn.Linear, so the head takes raw features and the model stays a
+plain module.
 
 Without a validation label to choose by, C is `default_c` (1.0, scikit-learn's default), and the
 record says so.
@@ -33,7 +34,7 @@ from .convex_solvers import SOLVERS, logistic_path, ridge_path
 # features of unit spread); beyond that the optimum hardly moves on data of probe size.
 DEFAULT_GRID = tuple(round(10 ** (e / 2), 6) for e in range(-6, 7))
 SELECTIONS = ("se_band", "best")
-SCALES = ("global", "feature")   # what standardizer computes; the config adds "auto" (both, chosen on validation)
+SCALES = ("global", "feature")   # what standardizer computes; the config adds "auto" (one of them by size)
 
 
 @dataclass
@@ -65,22 +66,20 @@ class ConvexProbeConfig:
     scale: str = "auto"        # how features are scaled before the penalty. "feature": each divided by its own
                                # spread (StandardScaler; the only rule before). "global": centred per feature,
                                # all divided by one number, the root mean square of the spreads, so the
-                               # penalty treats every direction of the trunk's feature space alike. From
-                               # 25-50 training rows, per-feature scaling lifts features that barely vary
-                               # (often noise: dead-ish units, a PCA's last components) to the size of the
-                               # informative ones, and the penalty no longer holds them back; with many
-                               # rows it can win (random ReLU features of digits, all 1,132 rows).
-                               # "auto": both paths solved (twice the solves), and C and the scaling chosen
-                               # together by `select` over every candidate tried (the global one on a tie;
-                               # without validation, the global one). Measured on frozen features of 6
+                               # penalty treats every direction of the trunk's feature space alike. "auto":
+                               # global while the training rows are fewer than the features, per-feature
+                               # from there on (resolve_scale says why). Measured on frozen features of 6
                                # trunks (MNIST-1D MLP and CNN, MobileNetV2 on MNIST, MiniLM topics, digits
                                # through PCA-32 and random ReLU features), k 5/10/20/100/all labels per
-                               # class, 8-10 seeds, test accuracy against "feature" with select="best"
-                               # (the rule before), 24 settings: "auto" +1.41 points on average, better in
-                               # 20, worst -0.28 (random features, all rows), best +10.4 (digits PCA, k 5;
-                               # MobileNetV2 k 5 +4.8); "global" alone +1.42 on average but -0.67 in that
-                               # worst setting; "feature" with se_band +0.15
-
+                               # class, 8-10 seeds, 25 settings, test accuracy against the old defaults
+                               # ("feature", select="best"): "auto" +0.62 points on average, worst -0.24
+                               # (MobileNetV2, k 100), MobileNetV2 k 5 +4.8, random features k 5 +1.8.
+                               # "global" everywhere: +1.28 on average (digits PCA +10.4 at k 5, where rows
+                               # outnumber its 32 features) but -0.67 and -0.62 with all rows of random
+                               # features and MobileNetV2. Choosing the scaling on validation: +1.27 on
+                               # average, -0.62 on MobileNetV2 with all rows (validation preferred global
+                               # in all 8 seeds, test did not), at twice the solves. Measured on
+                               # classification; ridge follows the same rule
     def __post_init__(self) -> None:
         if not self.grid or any(not c > 0 for c in self.grid):
             raise TaskshareError(f"convex probe: grid must be a non-empty list of positive C values, got {self.grid!r}")
@@ -105,7 +104,7 @@ class ProbeSolution:
     val_score: float           # the task's main metric on validation at that C (NaN without validation)
     iterations: int            # solver iterations over the whole path (0 for ridge)
     seconds: float
-    path: list[dict] = field(default_factory=list)   # per C tried: scale, val_score, val_loss, iterations
+    path: list[dict] = field(default_factory=list)   # per C tried: val_score, val_loss, iterations
     note: str = ""
     scale: str = "feature"     # the scaling the head was solved under ("global" or "feature")
 
@@ -127,6 +126,18 @@ def standardizer(x: Tensor, scale: str = "feature") -> tuple[Tensor, Tensor]:
         tiny = bool(rms <= 1e-12 * (1 + mean.abs().max())) if len(std) else True
         return mean, torch.ones_like(std) if tiny else rms.expand_as(std).clone()
     return mean, torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))
+
+
+def resolve_scale(scale: str, rows: int, features: int) -> str:
+    """The scaling "auto" stands for: one common spread while the training rows are fewer than the
+    features, each feature's own from there on. Below that size the rows span fewer directions than
+    there are features, so the penalty alone picks among the heads that fit them, and per-feature
+    spreads (estimated from fewer rows than there are spreads) decide that pick by lifting the
+    directions that barely vary; with as many rows as features the data pin the head down and the
+    spreads are estimated well enough to standardise by."""
+    if scale != "auto":
+        return scale
+    return "global" if rows < features else "feature"
 
 
 def fold(weight: Tensor, bias: Tensor, mean: Tensor, scale: Tensor, like: nn.Linear | None = None) -> nn.Linear:
@@ -179,46 +190,39 @@ def solve_probe(task: Task, train_x: Tensor, train_y: Tensor, val_x: Tensor | No
     if not labelled.any():
         raise TaskshareError(f"task {task.name!r}: the convex probe needs known training labels; all are unknown")
     x, y = x[labelled], y[labelled]   # rows without a label change nothing, not even the standardisation
+    scale = resolve_scale(config.scale, *x.shape)
+    mean, spread = standardizer(x, scale)
+    z = (x - mean) / spread
     has_val = val_x is not None and val_y is not None and len(val_y) > 0 and \
         bool(task.known(task.prepare_target(torch.as_tensor(val_y))).any())
     grid = sorted(set(config.grid)) if has_val else [config.default_c]
-    # "auto" tries both scalings and lets validation choose; with nothing to choose by, the global one
-    scales = (config.scale,) if config.scale != "auto" else SCALES if has_val else ("global",)
-    notes = [] if has_val else [f"no validation label: C fixed at {config.default_c:g}"]
+    note = "" if has_val else f"no validation label: C fixed at {config.default_c:g}"
     if has_val:
-        xv = val_x.detach().double().reshape(len(val_x), -1).to(x.device)
-        yv = torch.as_tensor(val_y).to(x.device)
-    best, best_key, path, heads = 0, None, [], []
-    for name in scales:
-        mean, spread = standardizer(x, name)
-        z = (x - mean) / spread
-        zv = (xv - mean) / spread if has_val else None
-        if task.kind == "regression":
-            solutions = [(w, b, 0) for w, b in ridge_path(z, y, task.known(y), [1.0 / c for c in grid])]
+        zv = (val_x.detach().double().reshape(len(val_x), -1).to(z.device) - mean) / spread
+        yv = torch.as_tensor(val_y).to(z.device)
+    if task.kind == "regression":
+        solutions = [(w, b, 0) for w, b in ridge_path(z, y, task.known(y), [1.0 / c for c in grid])]
+    else:
+        solutions = logistic_path(task, z, y, grid, config.tol, config.max_iter, config.method)
+    best, best_key, path, heads, stale = 0, None, [], [], 0
+    for c, (w, b, iters) in zip(grid, solutions):
+        key = _scores(task, zv @ w.T + b, yv) if has_val else (float("nan"), float("nan"))
+        path.append({"c": c, "val_score": key[0], "val_loss": key[1], "iterations": iters})
+        heads.append((c, w, b))
+        if has_val and _better(task, key, best_key) or best_key is None:
+            best, best_key, stale = len(path) - 1, key, 0
         else:
-            solutions = logistic_path(task, z, y, grid, config.tol, config.max_iter, config.method)
-        own_key, stale, tried = None, 0, 0   # patience counts along this scaling's own path
-        for c, (w, b, iters) in zip(grid, solutions):
-            key = _scores(task, zv @ w.T + b, yv) if has_val else (float("nan"), float("nan"))
-            path.append({"c": c, "scale": name, "val_score": key[0], "val_loss": key[1], "iterations": iters})
-            heads.append((c, w, b, mean, spread))
-            tried += 1
-            if has_val and _better(task, key, best_key) or best_key is None:
-                best, best_key = len(path) - 1, key   # earlier scalings keep their place on a tie
-            if has_val and _better(task, key, own_key) or own_key is None:
-                own_key, stale = key, 0
-            else:
-                stale += 1
-                if config.patience is not None and stale >= config.patience and tried < len(grid):
-                    # the generator is left unfinished: no further solve runs. A heuristic, said in the note: a
-                    # weaker C could still score better on a small validation split
-                    notes.append(f"{name} scale: path stopped at C={c:g} after {stale} values in a row below its "
-                                 f"best on validation; {len(grid) - tried} weaker C not tried")
-                    break
+            stale += 1
+            if config.patience is not None and stale >= config.patience and len(path) < len(grid):
+                # the generator is left unfinished: no further solve runs. A heuristic, said in the note: a
+                # weaker C could still score better on a small validation split
+                note = (f"path stopped at C={c:g} after {stale} values in a row below the best on validation; "
+                        f"{len(grid) - len(path)} weaker C not tried")
+                break
     if has_val and config.select == "se_band":
         known = task.known(task.prepare_target(yv))
         best = _within_one_se(task, path, best, int(known.reshape(len(known), -1).any(1).sum()))
-    c, w, b, mean, spread = heads[best]
+    c, w, b = heads[best]
     head = fold(w, b, mean, spread, like)
     return ProbeSolution(head, c, path[best]["val_score"], sum(p["iterations"] for p in path),
-                         time.perf_counter() - started, path, "; ".join(notes), path[best]["scale"])
+                         time.perf_counter() - started, path, note, scale)

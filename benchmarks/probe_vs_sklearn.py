@@ -197,8 +197,8 @@ def table(rows, notes, seeds, started) -> list[str]:
                      f"{100 * mean['sgd']:.1f} | {100 * mean['sk']:.1f} | "
                      f"{gap:+.2f} | {seed_gap:+.1f} | {chosen} | {mean['new_s']:.3f} | {mean['sgd_s']:.3f} | "
                      f"{mean['sk_s']:.3f} | {mean['sgd_s'] / mean['new_s']:.1f}x |")
-    lines += ["", f"Worst gap to scikit-learn, mean over seeds: {worst_mean[0]:+.2f} points ({worst_mean[1]}); worst "
-              f"single seed: {worst_seed[0]:+.1f} points ({worst_seed[1]}).", "",
+    lines += ["", f"Largest gap to scikit-learn (either sign), mean over seeds: {worst_mean[0]:+.2f} points "
+              f"({worst_mean[1]}); largest single seed: {worst_seed[0]:+.1f} points ({worst_seed[1]}).", "",
               "Features: " + "; ".join(f"{k}: {v}" for k, v in notes.items()) + "."]
     return lines
 

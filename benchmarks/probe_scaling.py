@@ -5,7 +5,7 @@ standardisation, C by the best validation accuracy), the common spread alone, an
 StandardScaler + LogisticRegression with C by validation accuracy over the same grid. Writes its table
 into BENCHMARKS.md.
 
-    python benchmarks/probe_scaling.py                          # every set, k 5/10/20/100, 5 seeds
+    python benchmarks/probe_scaling.py                          # every set, k 5/10/20/100, 10 seeds
     python benchmarks/probe_scaling.py --sets digits_pixels breast_cancer --no-write
 
 Sets: sklearn digits as raw pixels; breast-cancer raw columns (binary, units differing by orders of
@@ -183,8 +183,8 @@ def _summary(settings, method, which) -> str:
     worst, worst_seed = min(means), min(seeds)
     return (f"{method} - old, {which} ({len(settings)} settings): mean {statistics.mean(m for m, _ in means):+.2f} "
             f"points, worst setting {worst[0]:+.2f} ({worst[1]}), worst single seed {worst_seed[0]:+.1f} "
-            f"({worst_seed[1]}); {sum(m < -0.5 for m, _ in means)} settings below -0.5, "
-            f"{sum(m > 0.5 for m, _ in means)} above +0.5")
+            f"({worst_seed[1]}); below -0.5 in {sum(m < -0.5 for m, _ in means)}, above +0.5 in "
+            f"{sum(m > 0.5 for m, _ in means)}")
 
 
 def table(rows, notes) -> list[str]:
@@ -214,7 +214,7 @@ def table(rows, notes) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     p.add_argument("--shots", type=int, nargs="+", default=[5, 10, 20, 100])
     p.add_argument("--image-size", type=int, default=64, help="MobileNetV2 input size")
     p.add_argument("--pretrain-epochs", type=int, default=20, help="MNIST-1D MLP source training")

@@ -57,7 +57,8 @@ def test_famo_state_of_an_absent_task_does_not_move():
         alone.task_loss(before[KEEP])
         alone.observe(after[KEEP])
     assert full.logits[1] == 0 and full.adam_m[1] == 0 and full.adam_v[1] == 0
-    assert torch.allclose(full.logits[KEEP], alone.logits)
+    assert full.adam_steps.tolist() == [4, 0, 4]                       # its step count too
+    assert torch.equal(full.logits[KEEP], alone.logits)
     assert full.logits[0] != 0                                         # the present tasks did learn
 
 
@@ -102,6 +103,112 @@ def test_gradnorm_absent_task_weight_gets_no_gradient():
     lg = torch.stack([torch.ones(4), torch.zeros(4), 3 * torch.ones(4)])
     gn.task_loss(torch.tensor([0.5, 0.0, 2.0]), layer_grads=lg, present=PRESENT).backward()
     assert gn.loss_weights.grad[1] == 0 and gn.loss_weights.grad[0] != 0
+
+
+def _gradnorm_after_steps(present, steps=5):
+    """GradNorm over 3 tasks (L(0) recorded with all present), then `steps` SGD steps on its weights with
+    `present`; each step's weights as they were before and after its renormalisation."""
+    gn = build_balancer("gradnorm", 3)
+    gn.task_loss(torch.tensor([1.0, 2.0, 3.0]), layer_grads=torch.ones(3, 4))
+    opt = torch.optim.SGD(gn.parameters(), lr=0.02)
+    lg = torch.stack([torch.ones(4), 2 * torch.ones(4), 5 * torch.ones(4)])
+    seen = []
+    for _ in range(steps):
+        before = gn.loss_weights.detach().clone()
+        opt.zero_grad()
+        gn.task_loss(torch.tensor([0.5, 1.5, 2.0]), layer_grads=lg, present=present).backward()
+        seen.append((before, gn.loss_weights.detach().clone()))
+        opt.step()
+    return seen
+
+
+def test_gradnorm_renormalisation_leaves_an_absent_tasks_weight_and_keeps_the_total():
+    """The sum to T rescaled task 1's weight too while it was absent."""
+    seen = _gradnorm_after_steps(PRESENT)
+    assert any(abs(float(before.sum()) - 3.0) > 1e-3 for before, _ in seen)   # the updates did move the total
+    for before, after in seen:
+        assert after[1] == before[1]                                          # exactly as it was
+        assert float(after.sum()) == pytest.approx(3.0, abs=1e-6)
+        assert torch.allclose(after[KEEP] / after[KEEP].sum(), before[KEEP] / before[KEEP].sum())
+
+
+def test_gradnorm_renormalisation_with_every_task_present_rescales_them_all():
+    for present in (None, torch.tensor([True, True, True])):
+        for before, after in _gradnorm_after_steps(present):
+            assert torch.equal(after, before.clamp(min=1e-6) * (3 / before.clamp(min=1e-6).sum()))
+
+
+def test_gradnorm_absent_weights_past_the_total_rescale_every_weight():
+    gn = build_balancer("gradnorm", 3)
+    with torch.no_grad():
+        gn.loss_weights.copy_(torch.tensor([0.5, 3.2, 0.3]))                  # task 1 grew past T while present
+    gn.task_loss(torch.tensor([0.5, 0.0, 2.0]), layer_grads=torch.ones(3, 4), present=PRESENT)
+    assert gn.loss_weights.detach().tolist() == pytest.approx([0.375, 2.4, 0.225])
+    assert (gn.loss_weights > 0).all()
+
+
+def _gradnorm_adamw_calls(gn, presents, opt=None):
+    """One task_loss call and one AdamW step (as the trainer optimises the balancer's weights) per
+    entry of `presents`; the weights each call used, after its renormalisation."""
+    opt = opt or torch.optim.AdamW(gn.parameters(), lr=1e-3, weight_decay=0.0)
+    lg = torch.stack([torch.ones(4), 2 * torch.ones(4), 5 * torch.ones(4)])
+    used = []
+    for present in presents:
+        losses = torch.tensor([0.5, 1.5, 2.0]) if present is None else torch.tensor([0.5, 0.0, 2.0])
+        opt.zero_grad()
+        gn.task_loss(losses, layer_grads=lg, present=present).backward()
+        used.append(gn.loss_weights.detach().clone())
+        opt.step()
+    return used
+
+
+def test_gradnorm_absent_weight_stays_under_adamw_momentum():
+    """AdamW's momentum moved an absent task's weight on a zero gradient (1.0030 -> 1.0058 over four
+    absent steps), and the renormalisation kept that drift."""
+    gn = build_balancer("gradnorm", 3)
+    used = _gradnorm_adamw_calls(gn, [None] * 4 + [PRESENT] * 4 + [None])
+    assert used[3][1] != used[0][1]                                     # present: it does move
+    for w in used[4:8]:
+        assert w[1] == used[4][1]                                       # absent: exactly as it was
+        assert float(w.sum()) == pytest.approx(3.0, abs=1e-6)
+    assert used[8][1] != used[4][1]                                     # present again: it moves on
+
+
+def test_gradnorm_accumulated_batches_keep_a_weight_moved_while_its_task_was_present():
+    """Several batches per optimizer step: a task labelled in one of them had a real gradient, so the
+    step's move of its weight stands although the next batch lacks it."""
+    gn = build_balancer("gradnorm", 3)
+    opt = torch.optim.AdamW(gn.parameters(), lr=1e-3, weight_decay=0.0)
+    lg = torch.stack([torch.ones(4), 2 * torch.ones(4), 5 * torch.ones(4)])
+    gn.task_loss(torch.tensor([0.5, 1.5, 2.0]), layer_grads=lg).backward()              # task 1 present
+    gn.task_loss(torch.tensor([0.5, 0.0, 2.0]), layer_grads=lg, present=PRESENT).backward()
+    opt.step()
+    moved = gn.loss_weights.detach().clone()
+    gn.task_loss(torch.tensor([0.5, 0.0, 2.0]), layer_grads=lg, present=PRESENT)
+    assert moved[1] != 1.0 and gn.loss_weights[1] == moved[1]
+
+
+def test_gradnorm_held_weights_survive_a_checkpoint_and_old_checkpoints_load():
+    gn = build_balancer("gradnorm", 3)
+    opt = torch.optim.AdamW(gn.parameters(), lr=1e-3, weight_decay=0.0)
+    used = _gradnorm_adamw_calls(gn, [None] * 3 + [PRESENT] * 2, opt)
+    fresh = build_balancer("gradnorm", 3)
+    fresh.load_state_dict(gn.state_dict())
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=1e-3, weight_decay=0.0)
+    fresh_opt.load_state_dict(opt.state_dict())
+    assert _gradnorm_adamw_calls(fresh, [PRESENT], fresh_opt)[0][1] == used[3][1]   # the drift undone
+    old = {k: v for k, v in gn.state_dict().items() if not k.startswith("held_")}   # written before they existed
+    before = build_balancer("gradnorm", 3)
+    before.load_state_dict(old)
+    assert torch.equal(before.held_weights, old["loss_weights"]) and bool(before.held_present.all())
+
+
+def test_gradnorm_renormalisation_keeps_an_absent_weight_positive():
+    from taskshare.balancing.gradnorm import _renormalise
+    w = torch.tensor([1.5, 1.6, -0.1])
+    _renormalise(w, torch.tensor([True, True, False]))
+    assert w[2] == pytest.approx(1e-6) and float(w.sum()) == pytest.approx(3.0)
+    assert w[0] / w[1] == pytest.approx(1.5 / 1.6)
 
 
 @pytest.mark.parametrize("name", GRADIENT_METHODS)

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from taskshare.data.sources import read_source
-from taskshare.data.sources.table import encode, refit
+from taskshare.data.sources.labels import _strays_unknown, regression_values
+from taskshare.data.sources.table import _mostly_numbers, encode, numbers, refit, strays
 from taskshare.errors import ConfigError, TaskshareError
 
 
@@ -108,6 +109,13 @@ def test_blank_numeric_cells_are_counted_in_the_log(tmp_path, caplog):
     assert "set to the training mean: x 1" in caplog.text
 
 
+def test_a_stray_token_is_counted_as_unknown_not_as_blank(tmp_path, caplog):
+    """The count covers `?` cells too, which the line called blank."""
+    with caplog.at_level("INFO", logger="taskshare"):
+        read_source({"csv": table_with(tmp_path, "?"), "label": "y"})
+    assert "unknown numeric cells (blank or not a number) set to the training mean: x 1" in caplog.text
+
+
 def test_infinity_stops_naming_the_file_column_and_row(tmp_path):
     with pytest.raises(TaskshareError, match=r"t\.csv: column 'x' holds inf in data row 8"):
         read_source({"csv": table_with(tmp_path, "inf"), "label": "y"})
@@ -198,3 +206,43 @@ def test_a_token_training_read_as_unknown_is_unknown_again_in_new_rows(tmp_path,
         encode(pd.DataFrame({"x": ["n/a"], "colour": ["red"]}), data.encoding, "new")
     clean = read_source({"csv": table_with(tmp_path, "3"), "label": "y"})
     assert "unknown" not in clean.encoding["columns"][0]           # an encoding without strays is as before
+
+
+def _feature_reading(cells: list) -> object:
+    """What a feature column makes of its last cell: categories, stops, or the number (NaN: unknown)."""
+    import pandas as pd
+    column = pd.Series(cells, dtype=object)
+    if not _mostly_numbers(column):
+        return "categories"
+    try:
+        return float(numbers(column, "x", "t", quiet=True)[-1])
+    except TaskshareError:
+        return "stops"
+
+
+def _label_reading(cells: list) -> object:
+    """The same for a label column, read as numbers (kind: regression reads them so too)."""
+    read = _strays_unknown(cells, "y", None, "t")
+    if read is cells:
+        return "categories"
+    try:
+        return float(regression_values(read, "y", "t")[-1])
+    except TaskshareError:
+        return "stops"
+
+
+@pytest.mark.parametrize("cell, expected", [(" 3 ", 3.0), ("1e3", 1000.0), ("nan", "unknown"), ("", "unknown"),
+                                            ("inf", "stops"), ("?", "categories"), ("n/a", "categories")])
+def test_an_odd_cell_reads_alike_in_a_feature_and_a_label_column(caplog, cell, expected):
+    # 38 numbers, two '?' and two of the cell: two strays are few (at most 5% of 40 or 42 known
+    # cells), four too many. 'nan' is an unknown cell: features once counted it as a stray and
+    # labels as a known number, so the same column was categories as a feature and numbers as a label
+    import pandas as pd
+    cells = ["0", "1"] * 19 + ["?", "?", cell, cell]
+    readings = [_feature_reading(cells), _label_reading(cells)]
+    readings = ["unknown" if isinstance(r, float) and np.isnan(r) else r for r in readings]
+    assert readings == [expected, expected]
+    if expected != "categories":
+        with caplog.at_level("WARNING", logger="taskshare"):
+            _strays_unknown(cells, "y", None, "t")
+        assert strays(pd.Series(cells, dtype=object)) == ["?"] and "numeric but for ['?']" in caplog.text

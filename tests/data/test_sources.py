@@ -139,3 +139,29 @@ def test_decoding_in_worker_processes_gives_the_same_batches(tmp_path):
     loader = make_loader(data.dataset(num_workers=2), 4, shuffle=False)
     assert loader.num_workers == 2
     assert all(torch.equal(a, b) for a, b in zip(inline, (x for x, _ in loader)))
+
+
+def test_pandas_missing_cells_are_blank_not_a_token(caplog):
+    """A nullable Int64 or string column holds pd.NA where a cell is missing; str() made it the token
+    '<NA>': a fourth class of a 0/1/2 label, a stray in a numeric feature, a category."""
+    pd = pytest.importorskip("pandas")
+    from pathlib import Path
+
+    from taskshare.data.sources.base import is_blank
+    from taskshare.data.sources.manifest import from_frame
+    assert all(is_blank(v) for v in (None, float("nan"), np.float32("nan"), pd.NA, pd.NaT, " "))
+    assert not any(is_blank(v) for v in (0, False, "a", np.int64(3)))
+    n = 40
+    frame = pd.DataFrame({"x": pd.array([i % 5 for i in range(n)], dtype="Int64"),
+                          "colour": pd.array(["red", "blue"] * (n // 2), dtype="string"),
+                          "y": pd.array([i % 3 for i in range(n)], dtype="Int64"),
+                          "mood": pd.array(["up", "down"] * (n // 2), dtype="string")})
+    frame.loc[0:3, ["x", "colour", "y", "mood"]] = pd.NA
+    data = from_frame(frame, "t", Path("."), labels=["y", "mood"], features=["x", "colour"])
+    assert data.class_names == {"y": ["0", "1", "2"], "mood": ["down", "up"]}
+    assert (data.labels["y"][:4] == -1).all() and (data.labels["mood"][:4] == -1).all()
+    assert (data.labels["y"][4:] >= 0).all()
+    columns = {c["name"]: c for c in data.encoding["columns"]}
+    assert columns["x"]["type"] == "numeric" and "unknown" not in columns["x"]
+    assert columns["colour"]["categories"] == ["blue", "red"]
+    assert "<NA>" not in caplog.text

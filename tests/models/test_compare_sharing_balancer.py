@@ -62,3 +62,51 @@ def test_a_method_instance_is_copied_per_mode(monkeypatch):
     _, rows = trained_parameters(monkeypatch, ["hard", "soft"], balancer=method)
     assert [r.balancer for r in rows] == ["uncertainty", "uncertainty"]
     assert all(torch.equal(a, b) for a, b in zip(before, method.parameters()))   # the caller's own is untouched
+
+
+def per_task(n, seed):
+    """One dataset per task: each task its own inputs."""
+    d = data(2 * n, seed)
+    return {"a": (d.x[:n], d.labels["a"][:n]), "b": (d.x[n:], d.labels["b"][n:])}
+
+
+def untrained(monkeypatch):
+    """fit_multitask replaced by a recorder that trains nothing: the calls compare_sharing made."""
+    calls = []
+    monkeypatch.setattr(multitask_module, "fit_multitask", lambda model, tasks, *a, **k: calls.append([t.name for t in tasks]))
+    return calls
+
+
+def test_representation_level_on_one_dataset_per_task_is_refused_before_anything_trains(monkeypatch):
+    """The refusal came from hard sharing's fit_multitask, after the single-task baselines had trained."""
+    from taskshare import HardSharing
+    from taskshare.errors import TaskshareError
+    from taskshare.train.multitask import fit_multitask
+    cfg = TrainConfig(epochs=1, batch_size=32, min_steps=0, progress=False, device="cpu")
+    with pytest.raises(TaskshareError) as direct:                    # the message fit_multitask gives
+        fit_multitask(HardSharing(trunk(), TASKS, in_features=6), TASKS, per_task(32, 0), None, cfg,
+                      balancer="upgrad", representation=True)
+    calls = untrained(monkeypatch)
+    with pytest.raises(TaskshareError) as early:
+        compare_sharing(trunk, TASKS, per_task(32, 0), per_task(8, 1), per_task(8, 2),
+                        modes=["single", "soft", "hard"], config=cfg, balancer="upgrad", representation=True)
+    assert calls == []
+    assert str(early.value) == str(direct.value) and "representation=True on one dataset per task" in str(early.value)
+    with pytest.raises(TaskshareError, match="sampler='joint'"):  # the other refusal of one dataset per task
+        compare_sharing(trunk, TASKS, per_task(32, 0), per_task(8, 1), per_task(8, 2), modes=["single", "hard"],
+                        config=cfg, balancer="upgrad", sampler="round_robin")
+    assert calls == []
+
+
+def test_representation_level_on_one_dataset_per_task_without_shared_features_still_runs(monkeypatch):
+    """Soft sharing has no shared features: it balances at the parameter level, as it did, and the caller's
+    random stream is where it was."""
+    calls = untrained(monkeypatch)
+    cfg = TrainConfig(epochs=1, batch_size=32, min_steps=0, progress=False, device="cpu")
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    rows = compare_sharing(trunk, TASKS, per_task(32, 0), per_task(8, 1), per_task(8, 2), modes=["single", "soft"],
+                           config=cfg, balancer="upgrad", representation=True)
+    assert calls == [["a"], ["b"], ["a", "b"]] and [r.balancer for r in rows] == [None, "upgrad"]
+    assert torch.equal(torch.rand(3), expected)

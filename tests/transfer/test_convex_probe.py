@@ -11,7 +11,7 @@ from torch import nn
 from taskshare import Task, TaskshareError, TrainConfig, TrunkHead
 from taskshare.data import few_shot
 from taskshare.transfer import run_strategy
-from taskshare.transfer.convex_probe import ConvexProbeConfig, solve_probe, standardizer
+from taskshare.transfer.convex_probe import ConvexProbeConfig, resolve_scale, solve_probe, standardizer
 from taskshare.transfer.convex_solvers import logistic_path
 
 from ..conftest import blobs
@@ -38,9 +38,22 @@ def _standardised(x):
     return (x - x.mean(0)) / x.std(0)
 
 
-def _fixed(c):
-    # without validation labels the probe uses default_c; solved tightly, to compare optima
-    return ConvexProbeConfig(default_c=c, tol=1e-8, max_iter=2000)
+def _fixed(c, scale="feature"):
+    # without validation labels the probe uses default_c; solved tightly, to compare optima. Per-feature
+    # scaling by default here: scikit-learn's fits below see StandardScaler's features
+    return ConvexProbeConfig(default_c=c, tol=1e-8, max_iter=2000, scale=scale)
+
+
+def _quiet_signal(n, informative=4, noise=200, k=3, seed=0):
+    """A few features that carry the class with a spread of about 1, and many that carry nothing and
+    barely vary (a trunk's dead-ish units): dividing each feature by its own spread lifts the noise to
+    the signal's size."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    centres = rng.normal(0, 1.0, size=(k, informative))
+    x = np.concatenate([centres[y] + 0.6 * rng.normal(size=(n, informative)),
+                        0.02 * rng.normal(size=(n, noise)) + 3.0], 1)
+    return x, y
 
 
 @pytest.mark.parametrize("c", [0.01, 1.0, 30.0])
@@ -121,6 +134,37 @@ def test_strength_is_the_validation_best_of_the_grid():
     assert short.val_score == max(p["val_score"] for p in short.path)
 
 
+def test_a_lucky_accuracy_on_a_tiny_validation_split_does_not_pick_c():
+    # 5 training and 5 validation rows per class: one C scores 11/15 on validation by luck, a stronger-fitting
+    # one 10/15 with a lower validation loss; 1,970 held-out rows say which generalises
+    x, y = _correlated(2000, 30, 3, seed=0)
+    task, train, val, test = Task("t", num_classes=3), slice(0, 15), slice(15, 30), slice(30, None)
+    args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
+    # constructed under per-feature scaling, which the choice of C is tested under here
+    band = solve_probe(*args, config=ConvexProbeConfig(scale="feature"))
+    best = solve_probe(*args, config=ConvexProbeConfig(select="best", scale="feature"))
+
+    def test_accuracy(sol):
+        return (sol.head(torch.tensor(x[test], dtype=torch.float32)).argmax(1).numpy() == y[test]).mean()
+
+    scores, losses = [p["val_score"] for p in band.path], [p["val_loss"] for p in band.path]
+    assert best.c == band.path[scores.index(max(scores))]["c"] and best.val_score == max(scores)
+    # the default keeps the lowest loss among the C within one standard error of the best accuracy
+    inside = [i for i, s in enumerate(scores) if s >= max(scores) - (max(scores) * (1 - max(scores)) / 15) ** 0.5]
+    chosen = min(inside, key=losses.__getitem__)
+    assert band.c == band.path[chosen]["c"] != best.c and band.val_score == scores[chosen] < max(scores)
+    assert test_accuracy(band) > test_accuracy(best) + 0.1
+
+
+def test_the_band_leaves_metrics_other_than_accuracy_to_the_best_score():
+    x, y = _correlated(400, 30, 2, seed=1)
+    task = Task("b", "binary")   # main metric AUROC: no binomial standard error to draw a band with
+    args = (task, torch.tensor(x[:20]), torch.tensor(y[:20], dtype=torch.float32), torch.tensor(x[20:40]),
+            torch.tensor(y[20:40], dtype=torch.float32))
+    band, best = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(select="best"))
+    assert band.c == best.c and band.val_score == max(p["val_score"] for p in band.path)
+
+
 def test_unknown_labels_change_nothing():
     x, y = _noisy(seed=4)
     task, cfg = Task("t", num_classes=3), _fixed(1.0)
@@ -133,14 +177,19 @@ def test_unknown_labels_change_nothing():
     assert torch.allclose(clean.head.bias, mixed.head.bias, atol=1e-5)
 
 
-def test_head_is_a_plain_linear_equal_to_the_standardised_solve():
+@pytest.mark.parametrize("scale", ["global", "feature"])
+def test_head_is_a_plain_linear_equal_to_the_scaled_solve(scale):
     x, y = _noisy(seed=5)
     task = Task("t", num_classes=3)
-    sol = solve_probe(task, torch.tensor(x), torch.tensor(y), config=ConvexProbeConfig(default_c=2.0, tol=1e-9))
+    sol = solve_probe(task, torch.tensor(x), torch.tensor(y),
+                      config=ConvexProbeConfig(default_c=2.0, tol=1e-9, scale=scale))
     assert type(sol.head) is nn.Linear and sol.head.weight.dtype == torch.float32
     xt = torch.tensor(x)
-    mean, scale = standardizer(xt)
-    z = (xt - mean) / scale
+    mean, spread = standardizer(xt, scale)
+    # by hand: StandardScaler's spreads, or their root mean square for every feature
+    by_hand = x.std(0) if scale == "feature" else np.full(x.shape[1], np.sqrt((x.std(0) ** 2).mean()))
+    assert np.allclose(spread.numpy(), by_hand) and np.allclose(mean.numpy(), x.mean(0))
+    z = (xt - mean) / spread
     ((w, b, _),) = logistic_path(task, z, torch.tensor(y), [2.0], 1e-9, 1000)
     assert torch.allclose(sol.head(xt.float()).double(), z @ w.T + b, atol=1e-3)
 
@@ -175,11 +224,70 @@ def test_newton_at_a_weak_penalty_matches_sklearn():
     assert sol.iterations <= 40
 
 
+def test_global_scale_is_one_spread_for_all_and_feature_scale_is_standard_scaling():
+    x, y = _noisy()
+    task, xt, yt = Task("t", num_classes=3), torch.tensor(x), torch.tensor(y)
+    glob = solve_probe(task, xt, yt, config=_fixed(0.3, "global"))
+    feature = solve_probe(task, xt, yt, config=_fixed(0.3))
+    assert (glob.scale, feature.scale) == ("global", "feature")
+    # global: scikit-learn on centred features all divided by one number
+    z = (x - x.mean(0)) / np.sqrt((x.std(0) ** 2).mean())
+    sk = LogisticRegression(C=0.3, tol=1e-10, max_iter=10000).fit(z, y)
+    probs = torch.softmax(glob.head(xt.float()), 1).detach().numpy()
+    assert np.abs(probs - sk.predict_proba(z)).max() < 1e-4
+    # the features' spreads here differ by 100x: the two scalings are different probes
+    assert (feature.head(xt.float()) - glob.head(xt.float())).abs().max() > 0.1
+    # 240 rows of 12 features: "auto" standardises each
+    auto = solve_probe(task, xt, yt, config=_fixed(0.3, "auto"))
+    assert auto.scale == "feature" and torch.equal(auto.head.weight, feature.head.weight)
+
+
+def test_auto_scales_globally_below_as_many_rows_as_features():
+    assert ConvexProbeConfig().scale == "auto"
+    assert [resolve_scale("auto", n, 100) for n in (10, 99, 100, 5000)] == ["global", "global", "feature", "feature"]
+    assert resolve_scale("feature", 10, 100) == "feature" and resolve_scale("global", 5000, 100) == "global"
+    x, y = _quiet_signal(60, noise=16)   # 20 features
+    task = Task("t", num_classes=3)
+    for rows, scale in ((15, "global"), (30, "feature")):
+        args = (task, torch.tensor(x[:rows]), torch.tensor(y[:rows]), torch.tensor(x[rows:]), torch.tensor(y[rows:]))
+        auto, forced = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(scale=scale))
+        assert auto.scale == scale == auto.record()["scale"] and torch.equal(auto.head.weight, forced.head.weight)
+
+
+def test_global_scale_keeps_barely_varying_noise_features_small():
+    # 5 training and 5 validation rows per class; per-feature scaling divides 200 pure-noise features by
+    # their own tiny spread, so they weigh as much as the 4 that carry the class
+    x, y = _quiet_signal(2030, seed=1)
+    task, train, val, test = Task("t", num_classes=3), slice(0, 15), slice(15, 30), slice(30, None)
+    args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
+
+    def test_accuracy(sol):
+        return (sol.head(torch.tensor(x[test], dtype=torch.float32)).argmax(1).numpy() == y[test]).mean()
+
+    default, feature = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(scale="feature"))
+    glob = solve_probe(*args, config=ConvexProbeConfig(scale="global"))
+    assert test_accuracy(glob) > test_accuracy(feature) + 0.15
+    assert default.scale == "global" and test_accuracy(default) == test_accuracy(glob)
+
+
+def test_constant_features_under_global_scale_stay_put():
+    # a constant column adds nothing to the common scale's mean square but one zero; all columns constant: scale 1
+    x = torch.tensor([[1.0, 5.0], [3.0, 5.0], [5.0, 5.0]], dtype=torch.float64)
+    mean, spread = standardizer(x, "global")
+    assert torch.allclose(spread, torch.full((2,), (8 / 3 / 2) ** 0.5, dtype=torch.float64))
+    mean, spread = standardizer(torch.full((4, 3), 7.0), "global")
+    assert torch.equal(spread, torch.ones(3)) and torch.equal(mean, torch.full((3,), 7.0))
+
+
 def test_bad_config_is_named():
     with pytest.raises(TaskshareError, match="method must be one of.*'sgd'"):
         ConvexProbeConfig(method="sgd")
     with pytest.raises(TaskshareError, match="grid"):
         ConvexProbeConfig(grid=(1.0, -1.0))
+    with pytest.raises(TaskshareError, match=r"select must be one of \['se_band', 'best'\], got 'loss'"):
+        ConvexProbeConfig(select="loss")
+    with pytest.raises(TaskshareError, match=r"scale must be one of \['auto', 'global', 'feature'\], got 'pca'"):
+        ConvexProbeConfig(scale="pca")
     with pytest.raises(TaskshareError, match="all are unknown"):
         solve_probe(Task("t", num_classes=3), torch.randn(5, 2), -torch.ones(5, dtype=torch.long))
 
@@ -203,6 +311,8 @@ def test_linear_probe_and_lp_ft_solve_the_probe_and_record_it(splits):
     model, result = run_strategy(_pretrained(), task, splits, "linear_probe", cfg)
     (stage,) = result.stages
     assert stage["solver"] == "convex" and stage["c"] in ConvexProbeConfig().grid and stage["iterations"] > 0
+    # 30 training rows of 16 features: standardised per feature, as the record says
+    assert stage["scale"] == "feature"
     assert result.cached and stage["val_score"] == pytest.approx(max(p["val_score"] for p in stage["path"]), abs=0.034)
     # the model's own validation accuracy is the recorded one
     val_acc = (model(splits.val.x).argmax(1) == splits.val.y).float().mean().item()
@@ -262,8 +372,8 @@ def test_path_stopped_by_patience_keeps_the_full_paths_choice():
     x, y = _noisy(n=400, d=40, noise=3.0, seed=3)
     task, train, val = Task("t", num_classes=3), slice(0, 60), slice(60, 400)
     args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
-    full = solve_probe(*args, config=ConvexProbeConfig(patience=None))
-    short = solve_probe(*args, config=ConvexProbeConfig(patience=2))
+    full = solve_probe(*args, config=ConvexProbeConfig(patience=None, scale="feature"))
+    short = solve_probe(*args, config=ConvexProbeConfig(patience=2, scale="feature"))
     scores = [p["val_score"] for p in full.path]
     peak = scores.index(max(scores))
     assert 0 < peak < len(scores) - 3 and all(a >= b for a, b in zip(scores[peak:], scores[peak + 1:]))

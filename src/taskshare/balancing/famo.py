@@ -19,8 +19,9 @@ class FAMO(Balancer):
     are used instead (no extra cost, a noisier signal). `min_loss` is a lower bound of every task loss
 (0 for the usual losses; FAMO works on L - min_loss). Logits and their Adam state are buffers, saved
     with checkpoints. A task absent from a batch (no known label) takes no part in that step: the
-    weights are the softmax over the present tasks' logits, and its own logit and Adam moments stay;
-    the Adam step count is shared, so its bias correction counts every update."""
+    weights are the softmax over the present tasks' logits, and its own logit, Adam moments and Adam
+    step count stay: each task counts its own updates, so its bias correction counts only the steps
+    it took part in (a task first labelled late starts with the full correction of a first step)."""
 
     name = "famo"
     needs = "losses"
@@ -38,7 +39,7 @@ class FAMO(Balancer):
         self.register_buffer("logits", torch.zeros(T))
         self.register_buffer("adam_m", torch.zeros(T))
         self.register_buffer("adam_v", torch.zeros(T))
-        self.register_buffer("adam_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("adam_steps", torch.zeros(T, dtype=torch.long))   # per task: its own updates
         self.register_buffer("previous", torch.zeros(T))
 
     def current_weights(self) -> Tensor:
@@ -73,14 +74,22 @@ class FAMO(Balancer):
             (losses_after.float()[keep] - self.min_loss).clamp_min(0) + self.eps)
         z = torch.softmax(logits, 0)
         grad = z * (delta - z @ delta) + self.gamma * logits
-        self.adam_steps += 1
+        self.adam_steps[keep] += 1
         b1, b2 = 0.9, 0.999
         m.mul_(b1).add_(grad, alpha=1 - b1)
         v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-        k = float(self.adam_steps)
-        m_hat, v_hat = m / (1 - b1 ** k), v / (1 - b2 ** k)
+        steps = self.adam_steps[keep].tolist()
+        m_hat, v_hat = m / _bias_correction(b1, steps, m), v / _bias_correction(b2, steps, v)
         logits.sub_(self.lr * m_hat / (v_hat.sqrt() + 1e-8))
         self.logits[keep], self.adam_m[keep], self.adam_v[keep] = logits, m, v   # copies back (a subset)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # a checkpoint written while the step count was shared holds one scalar: every task took part
+        # in every one of those updates, so each task's count is that scalar
+        key = prefix + "adam_steps"
+        if key in state_dict and state_dict[key].dim() == 0:
+            state_dict[key] = state_dict[key].expand(self.num_tasks).clone()
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def observes_step(self) -> bool:
@@ -94,3 +103,12 @@ def _kept(present: Tensor | None):
     """The entries to read and update: every task (a slice, so in-place updates reach the buffers)
     or the present ones."""
     return slice(None) if present is None else present.nonzero().squeeze(1)
+
+
+def _bias_correction(beta: float, steps: list[int], like: Tensor) -> float | Tensor:
+    """Adam's 1 - beta^k for each task's count k. One Python number when the counts agree (every task
+    present from the start): the same arithmetic as a single shared count, bit for bit (on CUDA a
+    scalar divisor is applied as a product with its reciprocal, a tensor one as a division)."""
+    if len(set(steps)) == 1:
+        return 1 - beta ** steps[0]
+    return torch.tensor([1 - beta ** k for k in steps], dtype=like.dtype, device=like.device)

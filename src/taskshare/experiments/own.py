@@ -11,7 +11,6 @@ modes; the hard-sharing model is saved for use.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,12 +21,12 @@ import torch
 
 from ..config import from_dict, to_dict
 from ..data import few_shot, split
-from ..data.sources import SOURCES, SourceData, read_source
-from ..data.splits import stratified_indices
+from ..data.sources import SOURCES, SourceData
 from ..errors import ConfigError, TaskshareError
 from .transfer import PretrainSpec, TransferSpec
 from ..models.backbones.spec import BACKBONES, preprocessing_of
 from .multitask import MultiTaskSpec
+from .own_sources import hold_out, read_data
 from ..serve.models import builtin_net
 from .specs import ModelSpec
 from ..tasks import Task
@@ -80,7 +79,7 @@ class OwnExperiment:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ConfigError(f"{name} = {value!r}; expected a fraction of the rows strictly between 0 and 1")
-        if self.mode == "multitask" and self.test_fraction + self.val_fraction >= 1:
+        if self.mode == "multitask" and self.test is None and self.test_fraction + self.val_fraction >= 1:
             raise ConfigError(f"test_fraction {self.test_fraction} + val_fraction {self.val_fraction} leave no "
                               f"training rows; expected a sum below 1")
         transform_names(self.augment)
@@ -106,13 +105,6 @@ def is_own_config(raw: dict[str, Any]) -> bool:
 
 def load_own(raw: dict[str, Any]) -> OwnExperiment:
     return from_dict(OwnExperiment, raw, "config")
-
-
-def read_data(spec: dict[str, Any], image_size, where: str) -> SourceData:
-    data = read_source(spec, where)
-    if data.kind == "image" and data.encoding.get("size") is None:
-        data.encoding["size"] = list(image_size)   # the model's own input size unless the source states one
-    return data
 
 
 def refit_table(data: SourceData, rows: np.ndarray) -> SourceData:
@@ -151,6 +143,27 @@ def check_classes(data: SourceData, task: str, shots: list, val_per_class: int |
                                      f"needs {need} ({shot} to train + {val_per_class or shot} to validate)")
 
 
+def warn_single_examples(train: SourceData, test: SourceData, task: str) -> None:
+    """At shots: all, a class with a single training example trains on it, and validation, a stratified
+    hold-out that cannot split one example, holds none of it: model selection (early stopping, the kept
+    model, auto's choice) never sees how the class fares. Said, not stopped: the example still teaches
+    the class, and the test rows may score it."""
+    names, y = train.class_names[task], train.labels[task]
+    counts = np.bincount(y[y >= 0], minlength=len(names))
+    tested = np.bincount(test.labels[task][test.labels[task] >= 0], minlength=len(names))
+    for c in np.flatnonzero(counts == 1):
+        example = ""
+        if train.kind in ("image", "text"):    # a file or a text a user can find; table rows are renumbered
+            shown = str(train.inputs[int(np.flatnonzero(y == c)[0])])
+            cut = train.kind == "text" and len(shown) > 60      # a path is kept whole: it is what finds the file
+            example = f" ({shown[:60] + '...' if cut else shown})"
+        scored = (f"the test rows hold {tested[c]} of it" if tested[c] else
+                  "the test rows hold none either, so no score covers the class")
+        log.warning("class %r of task %r has a single training example%s: at shots: all it goes to training and "
+                    "validation holds no example of the class, so model selection does not see it; %s",
+                    names[c], task, example, scored)
+
+
 def classification_only(data: SourceData, task: str) -> None:
     """Transfer on your own data trains classifiers (few labels per class); a regression label is
     refused with the mode that does train it."""
@@ -177,50 +190,28 @@ def read_target(config: OwnExperiment, image_size) -> Target:
     task = data.tasks[0]
     classification_only(data, task)
     data = data.select(np.flatnonzero(data.known(task)))   # unknown labels cannot train one task
-    train, test = hold_out(data, config.test, config.test_fraction, config.split_seed, image_size, task)
+    train, test = hold_out(data, config.test, config.test_fraction, config.split_seed, image_size, task, config.target)
     check_classes(train, task, config.transfer.shots, config.transfer.val_per_class)
+    if "all" in config.transfer.shots:
+        warn_single_examples(train, test, task)
     build_augment(config.augment, tuple(data.encoding["size"]) if data.kind == "image" else None, data.kind)
     return Target(data, train, test, task)
 
 
-def hold_out(data: SourceData, test_spec, fraction: float, seed: int, image_size, task: str):
-    if test_spec is not None:
-        if data.kind == "table":    # scaled and one-hot encoded as the training table was
-            test_spec = {**test_spec, "encoding": data.encoding}
-        return data, align_classes(read_data(with_kinds(test_spec, data), image_size, "test"), data)
-    y = data.labels[task]
-    train_idx, test_idx = stratified_indices(np.where(y >= 0, y, len(data.class_names[task])), fraction, seed)
-    return data.select(train_idx), data.select(test_idx)
+def encoded_with(target: Target, encoding: dict[str, Any]) -> Target:
+    """A table target encoded with `encoding` (the pretrained source's means, scales and categories)
+    from the cells read once: read again, every warning of the first reading (stray labels, cells read
+    as unknown) came twice. Categories the source never saw, new with this encoding, are still said."""
+    from ..data.sources.table import encode
 
+    def encoded(part: SourceData, quiet: bool) -> SourceData:
+        inputs = encode(part.raw, encoding, part.origin, quiet=quiet, reported=part.encoding)
+        return replace(part, inputs=inputs, encoding=encoding)
 
-def with_kinds(test_spec: dict[str, Any], train: SourceData) -> dict[str, Any]:
-    """A test source reads its labels as the training data's kinds unless it states its own: read on
-    its own, a test file of class ids the target declared kind: classification stopped as a measurement."""
-    if not isinstance(test_spec, dict) or "kind" in test_spec or isinstance(test_spec.get("labels"), dict):
-        return test_spec
-    keys = [k for k in test_spec if k in SOURCES]
-    if len(keys) != 1 or "kind" not in inspect.signature(SOURCES.get(keys[0])).parameters:
-        return test_spec    # read_source names the problem; image folders and npz have no kinds
-    names = test_spec.get("labels") or [test_spec.get("label") or "label"]
-    kinds = {n: train.label_kinds[n] for n in names if n in train.label_kinds}
-    return {**test_spec, "kind": kinds} if kinds else test_spec
-
-
-def align_classes(test: SourceData, train: SourceData) -> SourceData:
-    """Test labels re-indexed by the training classes (a test folder may lack a class, or order
-    them differently); a class the training data do not have stops the run, named."""
-    labels = {}
-    for task, names in train.class_names.items():
-        if task not in test.labels:
-            raise TaskshareError(f"the test source {test.origin} has no labels for task {task!r}; it has {test.tasks}")
-        extra = [c for c in test.class_names[task] if c not in names]
-        if extra:
-            raise TaskshareError(f"the test source {test.origin} has classes {extra} that the training data "
-                                 f"({train.origin}) do not have; expected some of {names}")
-        lookup = np.array([names.index(c) for c in test.class_names[task]] + [-1], np.int64)
-        labels[task] = lookup[test.labels[task]]   # -1 (unknown) indexes the appended -1
-    return SourceData(test.kind, test.inputs, labels, train.class_names, train.encoding if test.kind == "image"
-                      else test.encoding, test.origin, test.skipped, train.label_kinds, test.raw)
+    data = encoded(target.data, quiet=False)
+    held_out = target.train is not target.data    # train and test are rows of data: said once, above
+    train = encoded(target.train, quiet=True) if held_out else data
+    return Target(data, train, encoded(target.test, quiet=held_out), target.task)
 
 
 def model_size(config: OwnExperiment):

@@ -4,13 +4,12 @@ labelled examples at every number of labels per class, with a recommended strate
 trained. Multi-task configs have no single target to score a trunk against and are refused."""
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from ..advise import advise
 from ..errors import TaskshareError
 from .advise import add_advice_row, advice_folder, advice_table, write_advice
-from .own import OwnExperiment, few_shot_splits, load_own, model_size, pretrain_builtin, read_target
+from .own import OwnExperiment, encoded_with, few_shot_splits, load_own, model_size, pretrain_builtin, read_target
 from .runs import guard, rebuild_report
 
 
@@ -41,8 +40,7 @@ def run_own_advise(config: OwnExperiment, out: Path, console) -> list[dict]:
     if backbone is None:      # a built-in: pretrained on the source first, as `taskshare run` does
         model, source_info, _ = pretrain_builtin(config, size, console, target.data)
         if source_info["kind"] == "table":   # the target encoded with the source's scaling and categories
-            config = replace(config, target={**config.target, "encoding": source_info["encoding"]})
-            target = read_target(config, size)
+            target = encoded_with(target, source_info["encoding"])
         name, has_head = config.model.name, True
     else:                     # a hub model's trunk: its source head is gone, so no LEEP or NCE
         model, name, has_head = backbone.trunk, config.model.label, False

@@ -12,6 +12,7 @@ import torch
 
 from ..config import to_dict
 from ..data.multitask import MultiTaskDataset
+from ..data.splits import stratified_indices
 from ..errors import TaskshareError
 from ..models import HardSharing
 from ..models.backbones.spec import preprocessing_of
@@ -21,6 +22,7 @@ from .multitask import split_rows, write_multitask_reports
 from .runs import rebuild_report
 from .specs import MultiTaskData
 from .own import OwnExperiment, input_info, model_size, read_data, refit_table
+from .own_sources import read_test
 from .own_values import fold_scales, scaled, unscale_metrics, value_scales
 from ..serve.bundle import write_bundle
 from ..serve.models import multitask_net
@@ -63,17 +65,22 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     if data.kind == "text" and tokenizer is None:
         raise TaskshareError(f"{data.origin} holds text: it needs a text model (model: {{hf: ...}})")
     tasks = _tasks(data)
-    rows = MultiTaskData(val_fraction=config.val_fraction, test_fraction=config.test_fraction, seed=config.split_seed)
-    parts = split_rows(len(data), rows)
+    parts = _split(len(data), config)
     if data.kind == "table":   # means, scales and categories from the training rows only
         data = refit_table(data, parts[0])
+    test = None if config.test is None else _test_source(config, data, tasks, size)
     scales = value_scales(data, parts[0])   # regression labels train on a standard scale
     x = _inputs(data, tokenizer)
+    x_test = x[parts[2]] if test is None else _inputs(test, tokenizer)
+    test_labels = {t: y[parts[2]] for t, y in data.labels.items()} if test is None else test.labels
     dataset = MultiTaskDataset(x, scaled(data.labels, scales), data.origin)
-    train_set, val_set, test_set = (dataset.subset(p) for p in parts)
+    train_set, val_set = dataset.subset(parts[0]), dataset.subset(parts[1])
+    test_origin = data.origin if test is None else test.origin
+    test_set = MultiTaskDataset(x_test, scaled(test_labels, scales), test_origin)
     known = {t.name: int(data.known(t.name)[parts[0]].sum()) for t in tasks}
     console.print(f"multi-task data {data.origin}: {len(train_set)} train / {len(val_set)} val / {len(test_set)} test "
-                  f"rows, {len(tasks)} tasks; known training labels per task: {known}")
+                  f"rows{'' if test is None else f' (the test source {test.origin})'}, {len(tasks)} tasks; "
+                  f"known training labels per task: {known}")
     record = {"mode": "multitask", "model": config.model.to_config(), "input": input_info(data, tokenizer),
               "tasks": [{**t.describe(), "class_names": data.class_names[t.name]} for t in tasks]}
     if backbone is not None:
@@ -85,7 +92,7 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     print_sharing(console, tasks, rows, "multi-task on your data: one model per task vs sharing")
     model = _deployable(config, record, tasks, train_set, val_set)
     fold_scales(model, scales)              # the saved model outputs values in the file's units
-    test_set = MultiTaskDataset(x, data.labels, data.origin).subset(parts[2])
+    test_set = MultiTaskDataset(x_test, test_labels, test_origin)   # in the file's units, as the model now is
     test_metrics = evaluate_multitask(model, tasks, test_set, config.multitask.train.eval_batch_size)
     why = _why_hard(config.multitask.modes, config.multitask.seeds[0])
     record.update(strategy="hard sharing", test=test_metrics, kept={"strategy": "hard sharing", "why": why})
@@ -95,6 +102,30 @@ def run_own_multitask(config: OwnExperiment, out: Path, console) -> int:
     console.print(f"done in {time.perf_counter() - started:.0f}s; report: {out / 'multitask_report.md'} and "
                   f"{out / 'report.html'}", highlight=False, soft_wrap=True)
     return 0
+
+
+def _split(n: int, config: OwnExperiment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The data's train, validation and test rows; with a separate test source, none are held out for
+    testing (test_fraction does not apply) and val_fraction of them validate."""
+    if config.test is None:
+        return split_rows(n, MultiTaskData(val_fraction=config.val_fraction, test_fraction=config.test_fraction,
+                                           seed=config.split_seed))
+    train, val = stratified_indices(np.zeros(n, np.int64), config.val_fraction, config.split_seed + 1)
+    return train, val, np.zeros(0, np.int64)
+
+
+def _test_source(config: OwnExperiment, data, tasks: list[Task], image_size):
+    """The separate test source, the test split: read as the data were (their label columns, kinds and
+    classes, the training rows' encoding), each task with a known label to score."""
+    test = read_test(data, config.test, config.data, image_size)
+    if test.kind != data.kind:
+        raise TaskshareError(f"the test source {test.origin} holds {test.kind} inputs, the data {data.origin} "
+                             f"{data.kind}; a model trained on one reads only the same kind")
+    unscored = [t.name for t in tasks if not test.known(t.name).any()]
+    if unscored:
+        raise TaskshareError(f"the test source {test.origin} has no known label for task(s) {unscored}; expected "
+                             f"labelled rows of every task to score on")
+    return test
 
 
 def _why_hard(modes: list[str], seed: int) -> str:

@@ -14,7 +14,7 @@ import torch
 from ..config import to_dict
 from ..data.augment import build_augment
 from .kept import Trained, choose_kept, contenders
-from .own import (OwnExperiment, Target, few_shot_splits, input_info, model_size, pretrain_builtin,
+from .own import (OwnExperiment, Target, encoded_with, few_shot_splits, input_info, model_size, pretrain_builtin,
                   read_target, with_cache_note)
 from ..models.backbones.spec import preprocessing_of
 from ..serve.bundle import write_bundle
@@ -47,8 +47,7 @@ def run_own_transfer(config: OwnExperiment, out: Path, console) -> int:
     if backbone is None:
         source_net, source_info, record["source_outputs"] = pretrain_builtin(config, size, console, target.data)
         if source_info["kind"] == "table":   # the network learnt the source's scaling and categories
-            config = replace(config, target={**config.target, "encoding": source_info["encoding"]})
-            target = read_target(config, size)
+            target = encoded_with(target, source_info["encoding"])
     else:
         record["preprocessing"] = preprocessing_of(backbone)
     data, task, train_ds, test_ds = _target(config, target, getattr(backbone, "tokenizer", None), record, console)

@@ -24,6 +24,7 @@ from ..tasks import Task
 from ..train import TrainConfig, evaluate, fit, load_into, read_meta, save
 from ..train.config import under
 from ..transfer import compare
+from .kept import Candidate, replaces
 from .modes import RUNNERS
 from .preflight import check_shots
 from .runs import guard, resumable, track
@@ -155,24 +156,13 @@ def result_row(result) -> dict:
 
 def _model_saver(config: ExperimentConfig, task: Task, out_dir: Path | None, shot, seed: int):
     """A callback writing transferred weights; 'best' keeps, per shot and seed, the model to deploy,
-    overwriting atomically as better ones arrive: auto's when auto ran (the procedure built to decide,
-    as in experiments/kept.py), else the best validation score, a tie going to the strategy that ran
-    first except that a transfer strategy displaces scratch on a tie (a tie is no evidence against the
-    pretrained trunk)."""
+    overwriting atomically as better ones arrive, by kept.py's rule (auto's when auto ran, else the best
+    validation score, a tie to the strategy that ran first and scratch last) asked of the saved model
+    and each newcomer, so one model is held at a time."""
     mode = config.transfer.save_models
     if out_dir is None or mode == "none":
         return None
-    best = {"score": None, "auto": False, "scratch": False}
-    sign = 1 if task.higher_is_better else -1
-
-    def keeps(result) -> bool:
-        if result.strategy.startswith("auto"):
-            return not best["auto"]
-        if best["auto"]:
-            return False
-        if best["score"] is None or sign * result.val_score > sign * best["score"]:
-            return True
-        return result.val_score == best["score"] and best["scratch"] and result.strategy != "scratch"
+    saved: list[Candidate] = []      # the saved model's candidate, once one is saved
 
     def on_model(model, result) -> None:
         meta = {"strategy": result.strategy, "labels_per_class": shot, "seed": seed, "test": result.test,
@@ -180,9 +170,12 @@ def _model_saver(config: ExperimentConfig, task: Task, out_dir: Path | None, sho
         if mode == "all":
             name = safe_name(result.strategy)
             save(out_dir / "models" / f"k{shot}_seed{seed}_{name}.safetensors", model, meta)
-        elif keeps(result):
-            best.update(score=result.val_score, auto=result.strategy.startswith("auto"),
-                        scratch=result.strategy == "scratch")
+            return
+        # labels only here: auto's read "auto -> lp_ft", scratch's "scratch"
+        candidate = Candidate(result.strategy, result.val_score, auto=result.strategy.startswith("auto"),
+                              scratch=result.strategy == "scratch")
+        if replaces(candidate, saved[0] if saved else None, task.higher_is_better):
+            saved[:] = [candidate]
             save(out_dir / "models" / f"k{shot}_seed{seed}_best.safetensors", model, meta)
 
     return on_model

@@ -19,7 +19,7 @@ from ..models import SHARING, HardSharing, build_sharing
 from ..tasks import Task
 from .config import TrainConfig, under
 from .device import resolve_device
-from .multitask import evaluate_multitask, fit_multitask
+from .multitask import check_balanced_sampling, evaluate_multitask, fit_multitask
 
 MODES = ("single", "hard", "soft", "cross_stitch")
 
@@ -111,6 +111,11 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
     if bad:
         raise TaskshareError(f"unknown sharing mode {bad[0]!r}; expected one of {sharing_modes()}")
     example = _inputs(train)[0][0][:2]
+
+    def build(mode: str) -> nn.Module:
+        return build_sharing(mode, trunk_factory, tasks, example, coupling, layers, **dict((options or {}).get(mode, {})))
+
+    _refuse_before_training([m for m in modes if m != "single"], build, tasks, train, sampler, balancer, representation)
     results: list[SharingResult] = []
     device = resolve_device(config.device)
     for mode in modes:
@@ -120,8 +125,8 @@ def compare_sharing(trunk_factory: Callable[[], nn.Module], tasks: Sequence[Task
             if mode == "single":
                 models, test_metrics, used = *_train_single(trunk_factory, tasks, train, val, test, example, config), None
             else:
-                model, used = _train_shared(mode, trunk_factory, tasks, train, val, example, config, coupling, layers,
-                                            sampler, temperature, weights, balancer, representation, options)
+                model, used = _train_shared(mode, build(mode), tasks, train, val, config, sampler, temperature,
+                                            weights, balancer, representation)
                 test_metrics, models = evaluate_multitask(model, tasks, test, config.eval_batch_size), [model]
         seconds = time.perf_counter() - started
         results.append(SharingResult(
@@ -144,17 +149,41 @@ def _train_single(trunk_factory: Callable[[], nn.Module], tasks: list[Task], tra
     return models, test_metrics
 
 
-def _train_shared(mode: str, trunk_factory: Callable[[], nn.Module], tasks: list[Task], train: Any, val: Any,
-                  example: Tensor, config: TrainConfig, coupling: float, layers: str | None, sampler: str | None,
-                  temperature: float, weights: Mapping[str, float] | None, balancer: Any, representation: bool,
-                  options: Mapping[str, Mapping[str, Any]] | None) -> tuple[nn.Module, str | None]:
+def _train_shared(mode: str, model: nn.Module, tasks: list[Task], train: Any, val: Any, config: TrainConfig,
+                  sampler: str | None, temperature: float, weights: Mapping[str, float] | None, balancer: Any,
+                  representation: bool) -> tuple[nn.Module, str | None]:
     """One sharing architecture trained on every task; the label of the balancing it trained with."""
-    model = build_sharing(mode, trunk_factory, tasks, example, coupling, layers, **dict((options or {}).get(mode, {})))
     # a method instance keeps state (GradVac's targets, FAMO's logits): one copy per mode
     method = copy.deepcopy(balancer) if isinstance(balancer, nn.Module) else balancer
-    level = representation and hasattr(model, "forward_features") and hasattr(model, "forward_heads")
+    level = _at_features(model, representation)
     fit_multitask(model, tasks, train, val, under(config, mode), weights, sampler, temperature, method, level)
     return model, _balancer_label(method, len(tasks), level)
+
+
+def _at_features(model: nn.Module, representation: bool) -> bool:
+    """Whether the balancing runs at the representation level: asked for, and the model has shared features."""
+    return representation and hasattr(model, "forward_features") and hasattr(model, "forward_heads")
+
+
+def _refuse_before_training(shared_modes: list[str], build: Callable[[str], nn.Module], tasks: list[Task],
+                            train: Any, sampler: str | None, balancer: Any, representation: bool) -> None:
+    """fit_multitask's refusals of the balancing method on this data, made before anything trains: met
+    at the first shared mode, they came after the single-task baselines had trained (minutes)."""
+    if balancer is None or not shared_modes:
+        return
+    from ..balancing import build_balancer
+    method = build_balancer(balancer, len(tasks))
+    check_balanced_sampling(method, train, sampler)
+    if not representation:
+        return
+    try:
+        check_balanced_sampling(method, train, sampler, True)
+    except TaskshareError:
+        # refused at the representation level, which a mode gets only if its model has shared features:
+        # build the shared modes' models (untrained, off the caller's random stream) until one has them
+        with torch.random.fork_rng(devices=[]):
+            if any(_at_features(build(mode), True) for mode in shared_modes):
+                raise
 
 
 def _against_single(results: list[SharingResult], higher_is_better: dict[str, bool]) -> None:

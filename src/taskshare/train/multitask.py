@@ -148,26 +148,38 @@ def _sampler(sampler: str | None, balanced, train: Any, representation: bool = F
     and GradNorm the per-task gradient norms of one step, so their steps hold a batch of every task
     ("joint"); a single-task batch would leave them one gradient, which they can only pass on (no
     balancing at all)."""
-    per_step = balanced is not None and (balanced.balancer.needs != "losses"
-                                         or balanced.balancer.needs_layer_gradients)
-    several = isinstance(train, Mapping) and len(train) > 1
-    if per_step and several and representation and balanced.balancer.needs != "losses":
+    method = None if balanced is None else balanced.balancer
+    check_balanced_sampling(method, train, sampler, representation)
+    if sampler is None:
+        return "joint" if _per_step(method) and isinstance(train, Mapping) else "proportional"
+    return sampler
+
+
+def check_balanced_sampling(method: Any, train: Any, sampler: str | None, representation: bool = False) -> None:
+    """fit_multitask's refusals of a balancing method (a built one, or None) on one dataset per task,
+    as a check of its own so that a caller training several models (compare_sharing) can make it before
+    the first one trains."""
+    if not (_per_step(method) and isinstance(train, Mapping) and len(train) > 1):
+        return
+    if representation and method.needs != "losses":
         # each task owns its rows of a joint batch: the tasks' feature gradients never overlap, their
         # Gramian is diagonal, and UPGrad or PCGrad give the plain average (parameters within 3e-8)
-        raise TaskshareError(f"{balanced.balancer.name} with representation=True on one dataset per task: each "
+        raise TaskshareError(f"{method.name} with representation=True on one dataset per task: each "
                              f"task's gradient w.r.t. the shared features lives on its own rows of the batch, so "
                              f"the gradients never meet there (a diagonal Gramian: no conflict to balance); use "
                              f"representation="
                              f"False (balancing over the shared parameters, where the tasks' gradients do meet), "
                              f"or shared inputs (a MultiTaskDataset) for the representation level")
-    if sampler is None:
-        return "joint" if per_step and isinstance(train, Mapping) else "proportional"
-    if per_step and several and sampler in SINGLE_TASK_SAMPLERS:
-        what = "gradient norms" if balanced.balancer.needs == "losses" else "gradients"
-        raise TaskshareError(f"{balanced.balancer.name} balances the per-task {what} of one step, but sampler "
+    if sampler in SINGLE_TASK_SAMPLERS:
+        what = "gradient norms" if method.needs == "losses" else "gradients"
+        raise TaskshareError(f"{method.name} balances the per-task {what} of one step, but sampler "
                              f"{sampler!r} gives each step one task's batch; use sampler='joint' (a batch of every "
-                             f"task per step, the default with {balanced.balancer.name}), or a loss-weighting method")
-    return sampler
+                             f"task per step, the default with {method.name}), or a loss-weighting method")
+
+
+def _per_step(method: Any) -> bool:
+    """The method reads every task's gradient (or gradient norm) at one step."""
+    return method is not None and (method.needs != "losses" or method.needs_layer_gradients)
 
 
 def _objective(by_name: Mapping[str, Task], weights: Mapping[str, float], balanced):

@@ -1,4 +1,4 @@
-"""The two exact solvers behind the convex probe, on standardised features.
+"""The two exact solvers behind the convex probe, on centred and scaled features.
 
 Both use scikit-learn's scaling of the penalty, so an answer can be checked against it: logistic
 minimises C * sum(loss) + ||W||^2 / 2 per label (multinomial: over all classes at once), ridge

@@ -1,7 +1,8 @@
 """A solved probe's head shrunk to a fresh head's scale before the trunk fine-tunes under it.
 
-The convex probe standardises features before its L2 penalty, so the folded head puts large weights on
-features that barely vary on the target: on 32x32 digits through ImageNet MobileNetV2 the median
+Where the convex probe standardises each feature before its L2 penalty (scale="feature": its default from
+as many training rows as features on, and its only scaling when the numbers below were measured), the
+folded head puts large weights on features that barely vary on the target: on 32x32 digits through ImageNet MobileNetV2 the median
 feature's spread is 0.008, single weights reach several hundred and the whole matrix is about 1,900
 times a fresh head's (root mean square). Adam moves every trunk parameter by about its rate per step
 whatever the head, so under such a head each step swings the logits far more than under a fresh one,

@@ -5,6 +5,7 @@ A spec is the same in YAML and Python: a mapping with exactly one source key (`i
 (`{csv: data.csv, labels: [a, b]}`)."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -139,11 +140,19 @@ def encode_labels(values, column: str, classes: list[str] | None = None) -> tupl
 
 
 def is_blank(v) -> bool:
+    """An unknown cell: None, NaN, pandas' NA and NaT (a nullable integer or string column's missing
+    cell, which str() made the token '<NA>'), or text of nothing but spaces."""
     if v is None:
         return True
-    if isinstance(v, float) and np.isnan(v):
-        return True
-    return isinstance(v, str) and not v.strip()
+    if isinstance(v, str):
+        return not v.strip()
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isnan(v))
+    if isinstance(v, (int, np.integer)):
+        return False      # the common cell, spared the look below
+    # pandas is an optional extra: its NA and NaT exist only once pandas is loaded, so look, don't import
+    pd = sys.modules.get("pandas")
+    return pd is not None and bool(pd.api.types.is_scalar(v)) and bool(pd.isna(v))
 
 
 def label_text(v) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import ConfigError, TaskshareError
 from .base import encode_labels, is_blank
-from .table import STRAY_SHARE
+from .table import few_strays, read_cells, strays
 
 log = logging.getLogger("taskshare")
 
@@ -50,55 +50,50 @@ def read_label(values: Sequence[Any], column: str, kind: str | None, where: str,
         raise TaskshareError(f"{where}: label column {column!r} has no known value (every cell is blank); "
                              f"expected at least some labels in it")
     if kind != "classification" and classes is None:
-        values = _strays_unknown(values, column, where)
+        values = _strays_unknown(values, column, kind, where)
     if kind == "regression":
-        return _values(values, column, where), [], "regression"
+        return regression_values(values, column, where), [], "regression"
     if kind is None and classes is None:
         _refuse_measurements(values, column, where)
     y, names = encode_labels(values, column, classes)
     return y, names, "classification"
 
 
-def _number(v: Any) -> float | None:
-    """A cell as a number (numbers, or text that reads as one), None for anything else."""
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        return float(v)
-    try:
-        return float(str(v).strip())
-    except ValueError:
-        return None
-
-
-def _strays_unknown(values: list[Any], column: str, where: str) -> list[Any]:
+def _strays_unknown(values: list[Any], column: str, kind: str | None, where: str) -> list[Any]:
     """A numeric label column with a few cells that are not numbers (`?`, `n/a`: at most STRAY_SHARE of
-    its known cells, the rule feature cells follow): those cells are unknown labels and the rest its
-    numbers. Left as text, one `?` made the column's numbers class names and skipped the check below
-    (200 prices read as 146 classes), or made a third class of a 0/1 label."""
-    known = [v for v in values if not is_blank(v)]
-    parsed = [_number(v) for v in known]
-    stray = sorted({str(v).strip() for v, x in zip(known, parsed) if x is None})
-    if not stray or sum(x is None for x in parsed) > STRAY_SHARE * len(known):
+    its known cells, read as feature cells are, by table.read_cells): those cells are unknown labels and
+    the rest its numbers. Left as text, one `?` made the column's numbers class names and skipped the
+    check below (200 prices read as 146 classes), or made a third class of a 0/1 label."""
+    x, stray = read_cells(values)
+    tokens = sorted({str(v).strip() for v, s in zip(values, stray) if s})
+    if not tokens or not few_strays(x, stray) or (kind is None and _bools(values, x)):
         return values          # all numbers, or text labels (class names)
-    log.warning("%s: label column %r is numeric but for %s: read as unknown labels; declare kind: "
-                "classification on the source to make every value a class instead", where, column, stray[:5])
-    return [None if is_blank(v) else _number(v) for v in values]
+    if kind == "regression":   # declared: the hint below, to make each value a class, contradicts it
+        log.warning("%s: label column %r (kind: regression) holds %d cell(s) that are not numbers, %s: read as "
+                    "unknown labels", where, column, int(stray.sum()), tokens[:5])
+    else:
+        log.warning("%s: label column %r is numeric but for %s: read as unknown labels; declare kind: "
+                    "classification on the source to make every value a class instead", where, column, tokens[:5])
+    return [None if np.isnan(n) else float(n) for n in x]
 
 
-def _values(values: list[Any], column: str, where: str) -> np.ndarray:
-    out = np.full(len(values), np.nan, np.float64)
-    bad = set()
-    for i, v in enumerate(values):
-        if is_blank(v):
-            continue
-        try:
-            out[i] = float(v)
-        except (TypeError, ValueError):
-            bad.add(str(v))
+def _bools(values: list[Any], x: np.ndarray) -> bool:
+    """Whether every cell read as a number is a bool (JSON true/false): pandas reads them as 1/0, but
+    they are a yes/no label, whose classes are 'False' and 'True' with or without a stray cell beside
+    them (read alone, a clean test file's bools are those two classes). A stray among them is then one
+    class more, as in any column of text labels."""
+    known = [v for v, n in zip(values, x) if not np.isnan(n)]
+    return bool(known) and all(isinstance(v, (bool, np.bool_)) for v in known)
+
+
+def regression_values(values: list[Any], column: str, where: str) -> np.ndarray:
+    """A regression label column's cells as float32, NaN where blank; a cell that is not a number, or
+    infinity, stops, named."""
+    out, _ = read_cells(values)
+    bad = strays(values)
     if bad:
         raise TaskshareError(f"{where}: label column {column!r} is kind: regression but holds values that are "
-                             f"not numbers: {sorted(bad)[:5]}; expected numbers or blank cells (unknown)")
+                             f"not numbers: {bad[:5]}; expected numbers or blank cells (unknown)")
     if np.isinf(out).any():
         row = int(np.flatnonzero(np.isinf(out))[0])
         raise TaskshareError(f"{where}: label column {column!r} holds {out[row]} in data row {row + 1}; expected "

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ...errors import TaskshareError
-from .base import SourceData
+from .base import SourceData, is_blank
 from .image_folder import parse_size
 from .images import MODES, scan
 from .labels import label_kinds, read_label
@@ -22,8 +22,9 @@ def label_columns(frame, label: str | None, labels: Sequence[str] | None, where:
         raise TaskshareError(f"{where}: give 'label' (one column) or 'labels' (several), not both")
     names = list(labels) if labels is not None else [label or "label"]
     missing = [n for n in names if n not in frame.columns]
-    if missing:
-        raise TaskshareError(f"{where} has no label column {missing[0]!r}; its columns: {list(frame.columns)}")
+    if missing:   # every one named: a test file lacking two columns is fixed in one go
+        what = f"label column {missing[0]!r}" if len(missing) == 1 else f"label columns {missing}"
+        raise TaskshareError(f"{where} has no {what}; its columns: {list(frame.columns)}")
     return names
 
 
@@ -56,7 +57,8 @@ def from_frame(frame, where: str, base: Path, label: str | None = None, labels: 
         columns = [c["name"] for c in encoding["columns"]]
     absent = [c for c in columns if c not in frame.columns]
     if absent:
-        raise TaskshareError(f"{where} has no feature column {absent[0]!r}; its columns: {list(frame.columns)}")
+        what = f"feature column {absent[0]!r}" if len(absent) == 1 else f"feature columns {absent}"
+        raise TaskshareError(f"{where} has no {what}; its columns: {list(frame.columns)}")
     if not columns:
         raise TaskshareError(f"{where}: no input column; expected {path_column!r} (image files), {text_column!r} "
                              f"or feature columns besides the labels {names}")
@@ -66,8 +68,8 @@ def from_frame(frame, where: str, base: Path, label: str | None = None, labels: 
 
 
 def text_cells(values) -> list[str]:
-    """Text cells as strings, a blank (None, NaN) as "": training and predict read them alike."""
-    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values]
+    """Text cells as strings, a blank (None, NaN, pandas' NA) as "": training and predict read them alike."""
+    return ["" if not isinstance(v, str) and is_blank(v) else str(v) for v in values]
 
 
 def _images(frame, where, base, column, ys, classes, image_size, mode, strict) -> SourceData:

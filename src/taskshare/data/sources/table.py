@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import TaskshareError
+from .base import is_blank
 
 log = logging.getLogger("taskshare")
 
@@ -55,11 +56,35 @@ def _numeric_column(name: str, x: np.ndarray, unknown: Sequence[str] = ()) -> di
     return {**column, "unknown": list(unknown)} if unknown else column
 
 
+def read_cells(values) -> tuple[np.ndarray, np.ndarray]:
+    """The one reading of cells as numbers, for feature and label columns alike: (float64, NaN where a
+    cell is no number; True where a cell is a stray token, neither blank nor a number). pandas reads
+    ' 3 ' and '1e3' as numbers, 'inf' too (stopped later, naming its row), a bool as 0/1 (a feature
+    of bools is numeric; a label column of them is classes, which labels.py decides); the text
+    'nan' is how pandas and numpy write an unknown, so it is blank, not a stray token counted against
+    STRAY_SHARE."""
+    import pandas as pd
+    cells = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    x = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    stray = np.zeros(len(x), dtype=bool)
+    unread = np.flatnonzero(np.isnan(x))      # only these can be strays: a float column costs no str() per cell
+    stray[unread] = [not (_missing(v) or str(v).strip().lower() == "nan") for v in cells.iloc[unread]]
+    return x, stray
+
+
+def few_strays(x: np.ndarray, stray: np.ndarray) -> bool:
+    """Whether cells (as read_cells reads them) are numbers but for at most STRAY_SHARE of the known ones."""
+    known = int(np.count_nonzero(stray | ~np.isnan(x)))
+    return known > 0 and np.count_nonzero(stray) <= STRAY_SHARE * known
+
+
 def strays(values) -> list[str]:
     """The distinct cells of a column that are neither blank nor numbers."""
-    import pandas as pd
-    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    return sorted({str(v) for v, n in zip(values, x) if np.isnan(n) and not _missing(v) and str(v).lower() != "nan"})
+    return _tokens(values, read_cells(values)[1])
+
+
+def _tokens(values, stray: np.ndarray) -> list[str]:
+    return sorted({str(v) for v, s in zip(values, stray) if s})
 
 
 def numbers(values, name: str, where: str, quiet: bool = False, unknown: Sequence[str] = ()) -> np.ndarray:
@@ -67,9 +92,8 @@ def numbers(values, name: str, where: str, quiet: bool = False, unknown: Sequenc
     unknown, with a warning naming them; infinity stops, naming the column and row. A column of nothing
     but such cells stops too (text where numbers were trained), unless training read every one of
     them as unknown (`unknown`): a one-row file holding `?` is then an unknown value, as in training."""
-    import pandas as pd
-    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
-    stray = strays(values)
+    x, unread = read_cells(values)
+    stray = _tokens(values, unread)
     new = [t for t in stray if t not in set(unknown)]
     if new and len(stray) == len({str(v) for v in values if not _missing(v)}):
         raise TaskshareError(f"{where}: column {name!r} was numeric in training but holds text here ({stray[:5]})")
@@ -83,10 +107,12 @@ def numbers(values, name: str, where: str, quiet: bool = False, unknown: Sequenc
     return x
 
 
-def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False) -> np.ndarray:
+def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False,
+           reported: dict[str, Any] | None = None) -> np.ndarray:
     """Rows -> float32 features. A blank numeric cell becomes the training mean (0 after scaling); a
     category not seen in training gets all-zero indicators, and both are counted in the log (unless
-    `quiet`: rows already reported once)."""
+    `quiet`: rows already reported once). `reported`: the encoding the cells were read and reported
+    under once already; only what this one finds new, categories unseen here but not there, is said."""
     parts, unseen, blanks = [], {}, {}
     for col in encoding["columns"]:
         name = col["name"]
@@ -95,7 +121,7 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
                                  f"{[c['name'] for c in encoding['columns']]}")
         values = frame[name]
         if col["type"] == "numeric":
-            x = numbers(values, name, where, quiet, col.get("unknown", ()))
+            x = numbers(values, name, where, quiet or reported is not None, col.get("unknown", ()))
             if np.isnan(x).any():
                 blanks[name] = int(np.isnan(x).sum())
             x = np.where(np.isfinite(x), (x - col["mean"]) / col["std"], 0.0)
@@ -112,13 +138,22 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
                 else:
                     onehot[r, i] = 1.0
             parts.append(onehot)
-    if blanks and not quiet:
-        log.info("%s: blank (unknown) numeric cells set to the training mean: %s", where,
+    if blanks and not quiet and reported is None:
+        log.info("%s: unknown numeric cells (blank or not a number) set to the training mean: %s", where,
                  ", ".join(f"{n} {c}" for n, c in blanks.items()))
     for name, cats in ({} if quiet else unseen).items():
+        cats = {c for c in cats if not _unseen_in(reported, name, c)}
+        if not cats:
+            continue
         log.warning("%s: column %r has categories not seen in training (encoded as none): %s", where, name,
                     sorted(cats)[:5])
     return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(frame), 0), np.float32)
+
+
+def _unseen_in(encoding: dict[str, Any] | None, name: str, value: str) -> bool:
+    """Whether `encoding` had column `name` as categories without `value` (so it was said there)."""
+    col = next((c for c in (encoding or {}).get("columns", ()) if c["name"] == name), None)
+    return col is not None and col["type"] == "categorical" and value not in col["categories"]
 
 
 def _numeric(values) -> bool:
@@ -129,13 +164,10 @@ def _numeric(values) -> bool:
 def _warn_numbers_as_categories(name: str, values, cats: list[str], where: str) -> None:
     """A column of many numbers and too many other tokens to be read as numeric becomes one
     indicator per distinct value: say so, since a numeric column was most likely meant."""
-    import pandas as pd
     cells = [v for v in values if not _missing(v)]
-    numeric = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce").notna()
     # most cells numbers: whether 300 prices or a 1-5 rating, one-hot is most likely not what was meant
-    if len(cells) and numeric.mean() > 0.5:
-        parsed = pd.to_numeric(pd.Series(cats, dtype=object), errors="coerce")
-        words = [c for c, n in zip(cats, parsed) if pd.isna(n)]
+    if len(cells) and np.mean(~np.isnan(read_cells(cells)[0])) > 0.5:
+        words = [c for c, n in zip(cats, read_cells(cats)[0]) if np.isnan(n)]
         log.warning("%s: column %r is read as %d categories, most of its cells numbers; its other values %s are more "
                     "than %d%% of its cells: clean them (blank = unknown) to read it as numeric, or list it under "
                     "categorical: to keep the categories without this warning", where, name, len(cats), words[:5],
@@ -144,13 +176,8 @@ def _warn_numbers_as_categories(name: str, values, cats: list[str], where: str) 
 
 def _mostly_numbers(values) -> bool:
     """Text cells that are numbers but for a few stray tokens."""
-    import pandas as pd
-    cells = [v for v in values if not _missing(v)]
-    if not cells:
-        return False
-    parsed = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce")
-    return bool(parsed.notna().mean() >= 1 - STRAY_SHARE)
+    return few_strays(*read_cells(values))
 
 
 def _missing(v) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v)) or (isinstance(v, str) and not v.strip())
+    return is_blank(v)   # feature and label cells share one notion of blank

@@ -249,9 +249,43 @@ def test_auto_scales_globally_below_as_many_rows_as_features():
     x, y = _quiet_signal(60, noise=16)   # 20 features
     task = Task("t", num_classes=3)
     for rows, scale in ((15, "global"), (30, "feature")):
-        args = (task, torch.tensor(x[:rows]), torch.tensor(y[:rows]), torch.tensor(x[rows:]), torch.tensor(y[rows:]))
+        # without validation labels the size rule alone decides
+        args = (task, torch.tensor(x[:rows]), torch.tensor(y[:rows]))
         auto, forced = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(scale=scale))
         assert auto.scale == scale == auto.record()["scale"] and torch.equal(auto.head.weight, forced.head.weight)
+    # from as many rows as features on, per feature without a second solve, validation or not
+    args = (task, torch.tensor(x[:30]), torch.tensor(y[:30]), torch.tensor(x[30:]), torch.tensor(y[30:]))
+    auto = solve_probe(*args)
+    assert auto.scale == "feature" and "kept on validation" not in auto.note
+
+
+def _mixed_units(n, informative=4, loud=3, noise=40, k=3, seed=0):
+    """Columns in different units: a few that carry the class with a spread of about 1, a few loud ones
+    (spread 300) that carry nothing, and many quiet noise columns. One common spread is set by the loud
+    columns, so the penalty all but silences the informative ones."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    centres = rng.normal(0, 1.5, size=(k, informative))
+    x = np.concatenate([centres[y] + 0.6 * rng.normal(size=(n, informative)),
+                        300.0 * rng.normal(size=(n, loud)), rng.normal(size=(n, noise))], 1)
+    return x, y
+
+
+def test_auto_keeps_per_feature_scaling_where_validation_prefers_it():
+    # 15 training rows, 47 columns in different units: the common spread loses on validation and test
+    x, y = _mixed_units(2030, seed=2)
+    task, train, val, test = Task("t", num_classes=3), slice(0, 15), slice(15, 30), slice(30, None)
+    args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
+
+    def test_accuracy(sol):
+        return (sol.head(torch.tensor(x[test], dtype=torch.float32)).argmax(1).numpy() == y[test]).mean()
+
+    default = solve_probe(*args)
+    glob, feature = (solve_probe(*args, config=ConvexProbeConfig(scale=s)) for s in ("global", "feature"))
+    assert test_accuracy(feature) > test_accuracy(glob) + 0.1
+    assert default.scale == "feature" == default.record()["scale"]
+    assert torch.equal(default.head.weight, feature.head.weight) and default.c == feature.c
+    assert "scaling feature kept on validation" in default.note and "against global" in default.note
 
 
 def test_global_scale_keeps_barely_varying_noise_features_small():

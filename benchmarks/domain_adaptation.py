@@ -222,7 +222,7 @@ def update(published: str, parts: list[dict], files: list[str]) -> str:
         if i is None or lines[i] != new_rows["source_only"]:
             raise SystemExit(f"{name}: source_only re-measured as\n{new_rows['source_only']}\npublished as\n"
                              f"{lines[i] if i is not None else '(no row)'}\nnot the same runs: measure the grid again")
-        for method in rerun:
+        for method in (m for m in rerun if m in new_rows):     # mixed_batch runs on BatchNorm trunks only
             j = row_at(start, method)
             if j is None:      # a method new to the table goes last
                 j = start + 4
@@ -235,10 +235,11 @@ def update(published: str, parts: list[dict], files: list[str]) -> str:
         for method, gain in _gains(results).items():
             if method in rerun and gain < -2:
                 below[(name, method)] = f"{method} on {name} ({gain:+.1f})"
-    gains = {m: [_gains(results)[m] for results in cells.values()] for m in rerun}
+    per_cell = [_gains(results) for results in cells.values()]
+    gains = {m: [g[m] for g in per_cell if m in g] for m in rerun}      # a method counts the cells it ran in
     order = [line.split(" | ")[0][2:] for line in lines if line.startswith("| ") and line.count("|") == 7]
     for method in rerun:
-        at = [i for i, line in enumerate(lines) if line.startswith(f"| {method} | {len(cells)} |")]
+        at = [i for i, line in enumerate(lines) if line.startswith(f"| {method} | {len(gains[method])} |")]
         if at:
             lines[at[0]] = _summary_row(method, gains[method])
     cell_order = list(published_cells)

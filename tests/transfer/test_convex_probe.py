@@ -480,3 +480,19 @@ def test_a_weak_penalty_reaches_the_optimum_of_an_independent_solver():
     *_, (w, b, _) = logistic_path(task, torch.tensor(z), torch.tensor(y), [10.0, 31.6, 100.0, 316.2, C], 1e-5, 100)
     warm = objective(np.r_[w.numpy().ravel(), b.numpy()])[0]
     assert abs(cold - reference) <= 1e-5 * reference and abs(warm - reference) <= 1e-5 * reference
+
+
+def test_a_feature_matrix_of_gigabytes_is_said_before_the_solve(caplog, monkeypatch, splits):
+    # the threshold lowered so that a small run crosses it: the warning names the size and the SGD solver
+    from taskshare.transfer import probe_stage
+    model = _pretrained()
+    monkeypatch.setattr(probe_stage, "LARGE_FEATURES_BYTES", 100)
+    with caplog.at_level(logging.WARNING, logger="taskshare"):
+        run_strategy(model, Task("t", num_classes=3), splits, "linear_probe", TrainConfig(epochs=1, progress=False))
+    said = [r.getMessage() for r in caplog.records if "convex probe:" in r.getMessage()]
+    assert len(said) == 1 and "30 x 16 training features" in said[0] and "solver: sgd" in said[0]
+    caplog.clear()
+    monkeypatch.setattr(probe_stage, "LARGE_FEATURES_BYTES", 1 << 30)
+    with caplog.at_level(logging.WARNING, logger="taskshare"):
+        run_strategy(_pretrained(), Task("t", num_classes=3), splits, "linear_probe", TrainConfig(epochs=1, progress=False))
+    assert not [r for r in caplog.records if "convex probe:" in r.getMessage()]

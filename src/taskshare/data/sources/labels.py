@@ -12,7 +12,7 @@ import numpy as np
 
 from ...errors import ConfigError, TaskshareError
 from .base import encode_labels, is_blank
-from .table import few_strays, read_cells, strays
+from .table import few_strays, read_cells, tokens
 
 log = logging.getLogger("taskshare")
 
@@ -89,8 +89,8 @@ def _bools(values: list[Any], x: np.ndarray) -> bool:
 def regression_values(values: list[Any], column: str, where: str) -> np.ndarray:
     """A regression label column's cells as float32, NaN where blank; a cell that is not a number, or
     infinity, stops, named."""
-    out, _ = read_cells(values)
-    bad = strays(values)
+    out, stray = read_cells(values)
+    bad = tokens(values, stray)
     if bad:
         raise TaskshareError(f"{where}: label column {column!r} is kind: regression but holds values that are "
                              f"not numbers: {bad[:5]}; expected numbers or blank cells (unknown)")

@@ -25,12 +25,12 @@ def fit_encoding(frame, columns: Sequence[str], categorical: Sequence[str] = (),
     for name in columns:
         values = frame[name]
         if name in categorical or not (_numeric(values) or _mostly_numbers(values)):
-            cats = sorted({str(v) for v in values if not _missing(v)})
+            cats = sorted({str(v) for v in values if not is_blank(v)})
             if name not in categorical:
                 _warn_numbers_as_categories(name, values, cats, where)
             out.append({"name": name, "type": "categorical", "categories": cats})
         else:   # encode() warns
-            out.append(_numeric_column(name, numbers(values, name, where, quiet=True), strays(values)))
+            out.append(_numeric_column(name, *read_numbers(values, name, where, quiet=True)))
     return {"columns": out}
 
 
@@ -41,10 +41,10 @@ def refit(frame, encoding: dict[str, Any], where: str = "table") -> dict[str, An
     for col in encoding["columns"]:
         values = frame[col["name"]]
         if col["type"] == "numeric":
-            unknown = sorted(set(col.get("unknown", [])) | set(strays(values)))
-            out.append(_numeric_column(col["name"], numbers(values, col["name"], where, quiet=True), unknown))
+            x, stray = read_numbers(values, col["name"], where, quiet=True)
+            out.append(_numeric_column(col["name"], x, sorted(set(col.get("unknown", [])) | set(stray))))
         else:
-            out.append({**col, "categories": sorted({str(v) for v in values if not _missing(v)})})
+            out.append({**col, "categories": sorted({str(v) for v in values if not is_blank(v)})})
     return {**encoding, "columns": out}
 
 
@@ -68,7 +68,7 @@ def read_cells(values) -> tuple[np.ndarray, np.ndarray]:
     x = pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     stray = np.zeros(len(x), dtype=bool)
     unread = np.flatnonzero(np.isnan(x))      # only these can be strays: a float column costs no str() per cell
-    stray[unread] = [not (_missing(v) or str(v).strip().lower() == "nan") for v in cells.iloc[unread]]
+    stray[unread] = [not (is_blank(v) or str(v).strip().lower() == "nan") for v in cells.iloc[unread]]
     return x, stray
 
 
@@ -80,10 +80,11 @@ def few_strays(x: np.ndarray, stray: np.ndarray) -> bool:
 
 def strays(values) -> list[str]:
     """The distinct cells of a column that are neither blank nor numbers."""
-    return _tokens(values, read_cells(values)[1])
+    return tokens(values, read_cells(values)[1])
 
 
-def _tokens(values, stray: np.ndarray) -> list[str]:
+def tokens(values, stray: np.ndarray) -> list[str]:
+    """The distinct cells of `values` that `stray` (read_cells' mask) marks."""
     return sorted({str(v) for v, s in zip(values, stray) if s})
 
 
@@ -92,10 +93,16 @@ def numbers(values, name: str, where: str, quiet: bool = False, unknown: Sequenc
     unknown, with a warning naming them; infinity stops, naming the column and row. A column of nothing
     but such cells stops too (text where numbers were trained), unless training read every one of
     them as unknown (`unknown`): a one-row file holding `?` is then an unknown value, as in training."""
+    return read_numbers(values, name, where, quiet, unknown)[0]
+
+
+def read_numbers(values, name: str, where: str, quiet: bool = False,
+                 unknown: Sequence[str] = ()) -> tuple[np.ndarray, list[str]]:
+    """numbers(), and the stray tokens it read as unknown, from one reading of the cells."""
     x, unread = read_cells(values)
-    stray = _tokens(values, unread)
+    stray = tokens(values, unread)
     new = [t for t in stray if t not in set(unknown)]
-    if new and len(stray) == len({str(v) for v in values if not _missing(v)}):
+    if new and len(stray) == len({str(v) for v in values if not is_blank(v)}):
         raise TaskshareError(f"{where}: column {name!r} was numeric in training but holds text here ({stray[:5]})")
     if stray and not quiet:
         log.warning("%s: column %r is numeric, but holds %s: read as unknown (the training mean); list it under "
@@ -104,7 +111,7 @@ def numbers(values, name: str, where: str, quiet: bool = False, unknown: Sequenc
         row = int(np.flatnonzero(np.isinf(x))[0])
         raise TaskshareError(f"{where}: column {name!r} holds {x[row]} in data row {row + 1} (row 1 is the first "
                              f"below the header); expected finite numbers, or a blank cell for unknown")
-    return x
+    return x, stray
 
 
 def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = False,
@@ -130,7 +137,7 @@ def encode(frame, encoding: dict[str, Any], where: str = "table", quiet: bool = 
             index = {c: i for i, c in enumerate(col["categories"])}
             onehot = np.zeros((len(values), len(index)))
             for r, v in enumerate(values):
-                if _missing(v):
+                if is_blank(v):
                     continue
                 i = index.get(str(v))
                 if i is None:
@@ -164,7 +171,7 @@ def _numeric(values) -> bool:
 def _warn_numbers_as_categories(name: str, values, cats: list[str], where: str) -> None:
     """A column of many numbers and too many other tokens to be read as numeric becomes one
     indicator per distinct value: say so, since a numeric column was most likely meant."""
-    cells = [v for v in values if not _missing(v)]
+    cells = [v for v in values if not is_blank(v)]
     # most cells numbers: whether 300 prices or a 1-5 rating, one-hot is most likely not what was meant
     if len(cells) and np.mean(~np.isnan(read_cells(cells)[0])) > 0.5:
         words = [c for c, n in zip(cats, read_cells(cats)[0]) if np.isnan(n)]
@@ -177,7 +184,3 @@ def _warn_numbers_as_categories(name: str, values, cats: list[str], where: str) 
 def _mostly_numbers(values) -> bool:
     """Text cells that are numbers but for a few stray tokens."""
     return few_strays(*read_cells(values))
-
-
-def _missing(v) -> bool:
-    return is_blank(v)   # feature and label cells share one notion of blank

@@ -16,7 +16,7 @@ from ..data.splits import stratified_indices
 from ..errors import TaskshareError
 from ..models import HardSharing
 from ..models.backbones.spec import preprocessing_of
-from ..train.compare_sharing import compare_sharing
+from ..train.compare_sharing import at_features, compare_sharing
 from ..evaluate.report.sharing import mean_metric_name
 from .multitask import split_rows, write_multitask_reports
 from .runs import rebuild_report
@@ -175,7 +175,7 @@ def _deployable(config: OwnExperiment, record: dict, tasks: list[Task], train_se
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(train_cfg.seed)
         model = HardSharing(_trunk_factory(record, tasks)(), tasks, train_set.x[:2])
-        level = spec.representation and hasattr(model, "forward_features") and hasattr(model, "forward_heads")
+        level = at_features(model, spec.representation)
         fit_multitask(model, tasks, train_set, val_set, train_cfg, spec.weights, spec.sampler, spec.temperature,
                       balancer, level)
     return model

@@ -155,12 +155,12 @@ def _train_shared(mode: str, model: nn.Module, tasks: list[Task], train: Any, va
     """One sharing architecture trained on every task; the label of the balancing it trained with."""
     # a method instance keeps state (GradVac's targets, FAMO's logits): one copy per mode
     method = copy.deepcopy(balancer) if isinstance(balancer, nn.Module) else balancer
-    level = _at_features(model, representation)
+    level = at_features(model, representation)
     fit_multitask(model, tasks, train, val, under(config, mode), weights, sampler, temperature, method, level)
     return model, _balancer_label(method, len(tasks), level)
 
 
-def _at_features(model: nn.Module, representation: bool) -> bool:
+def at_features(model: nn.Module, representation: bool) -> bool:
     """Whether the balancing runs at the representation level: asked for, and the model has shared features."""
     return representation and hasattr(model, "forward_features") and hasattr(model, "forward_heads")
 
@@ -182,7 +182,7 @@ def _refuse_before_training(shared_modes: list[str], build: Callable[[str], nn.M
         # refused at the representation level, which a mode gets only if its model has shared features:
         # build the shared modes' models (untrained, off the caller's random stream) until one has them
         with torch.random.fork_rng(devices=[]):
-            if any(_at_features(build(mode), True) for mode in shared_modes):
+            if any(at_features(build(mode), True) for mode in shared_modes):
                 raise
 
 
